@@ -1,0 +1,48 @@
+# Quick start: `make run` (gateway on :1324) and `make test` (whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-stamp
+STANDIN = .build/legacy-standin
+STANDIN_SRC = $(shell find tests/legacy -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
+
+.PHONY: install run test test-go test-py bench demo standin clean check
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The Go stand-in for the legacy backend (tests/legacy). Go's build cache makes
+# rebuilds cheap; make only relinks when a source file changed.
+standin: $(STANDIN)
+
+$(STANDIN): $(STANDIN_SRC)
+	mkdir -p .build
+	cd tests/legacy && go build -o ../../$(STANDIN) .
+
+run: install
+	$(BIN)/gateway serve --config routes.yaml
+
+check: install
+	$(BIN)/gateway check routes.yaml
+
+test: install standin test-go test-py
+
+test-go: standin
+	cd tests/legacy && go test ./...
+
+test-py: install standin
+	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q
+
+bench: install standin
+	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tests.bench.run
+
+demo: install standin
+	$(BIN)/python -m tests.demo
+
+clean:
+	rm -rf $(VENV) .build

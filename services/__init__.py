@@ -1,0 +1,1 @@
+"""In-process Python feature modules, one package per migrated feature."""

@@ -1,0 +1,65 @@
+"""The one place the gateway learns which Python feature modules exist.
+
+Each feature package under ``services/`` exposes a module-level ``SERVICE``: a
+:class:`Service` naming the path prefixes it serves and the ASGI app that serves
+them. The app receives the request's scope unchanged (full path, no prefix
+stripping), so a feature's routes are written with the same paths as the Go
+routes they replace. Services never import the gateway's internals.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping, MutableMapping
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    prefixes: tuple[str, ...]
+    app: ASGIApp
+
+
+def _under(path: str, prefix: str) -> bool:
+    """True when ``path`` is ``prefix`` or below it on a segment boundary."""
+    if prefix == "/":
+        return True
+    return path == prefix or path.startswith(prefix + "/")
+
+
+@dataclass(frozen=True)
+class Registry:
+    services: Mapping[str, Service]
+
+    def owner_of(self, prefix: str) -> Service | None:
+        """The service whose longest declared prefix covers ``prefix``, if any."""
+        best: tuple[int, Service] | None = None
+        for service in self.services.values():
+            for own in service.prefixes:
+                if _under(prefix, own) and (best is None or len(own) > best[0]):
+                    best = (len(own), service)
+        return best[1] if best else None
+
+    def all_prefixes(self) -> list[tuple[str, str]]:
+        return sorted((p, s.name) for s in self.services.values() for p in s.prefixes)
+
+
+def discover(package: str = "services") -> Registry:
+    """Import every subpackage of ``services`` that defines ``SERVICE``."""
+    pkg = importlib.import_module(package)
+    found: dict[str, Service] = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.ispkg:
+            continue
+        module = importlib.import_module(f"{package}.{info.name}")
+        service = getattr(module, "SERVICE", None)
+        if isinstance(service, Service):
+            found[service.name] = service
+    return Registry(found)
