@@ -1,0 +1,100 @@
+"""The gateway's own surface under ``/_gateway/``; never routed to a backend.
+
+- ``/_gateway/health``  liveness + config status (version, load time, last error)
+- ``/_gateway/ready``   is the legacy backend reachable (503 when not)
+- ``/_gateway/routes``  the live table as JSON
+- ``/_gateway/explain?method=GET&path=/users/7``  which route wins and why
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, Router
+
+from .paths import BadPath, match_path
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds") if ts else None
+
+
+class AdminApp:
+    def __init__(self, gateway: "Gateway"):
+        self.gw = gateway
+        self.router = Router(
+            routes=[
+                Route("/_gateway/health", self.health, methods=["GET"]),
+                Route("/_gateway/ready", self.ready, methods=["GET"]),
+                Route("/_gateway/routes", self.routes, methods=["GET"]),
+                Route("/_gateway/explain", self.explain, methods=["GET"]),
+            ]
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.router(scope, receive, send)
+
+    async def health(self, request: Request) -> Response:
+        holder = self.gw.holder
+        body: dict[str, Any] = {
+            "status": "ok" if holder.last_error is None else "degraded",
+            "config": {
+                "path": self.gw.settings.config_path,
+                "version": holder.table.version,
+                "loaded_at": _iso(holder.loaded_at),
+                "reloads_ok": holder.reloads_ok,
+                "reloads_failed": holder.reloads_failed,
+                "error": holder.last_error,
+                "error_at": _iso(holder.last_error_at),
+            },
+            "uptime_s": round(time.time() - self.gw.started, 1),
+        }
+        # Liveness stays 200 with a bad edit pending: the last good table serves.
+        return JSONResponse(body)
+
+    async def ready(self, request: Request) -> Response:
+        table = self.gw.holder.table
+        forwarder = self.gw.forwarders.get(table.config.legacy, table.config.trusted_proxies)
+        url = forwarder.base_url + "/ping"
+        try:
+            req = httpx.Request("GET", url, headers=[(b"host", forwarder.base.netloc)])
+            resp = await forwarder.transport.handle_async_request(req)
+            await resp.aclose()
+            ok = resp.status_code < 500
+            detail = f"GET {url} answered {resp.status_code}"
+        except httpx.HTTPError as exc:
+            ok, detail = False, f"GET {url} failed: {exc}"
+        return JSONResponse({"ready": ok, "legacy": detail}, status_code=200 if ok else 503)
+
+    async def routes(self, request: Request) -> Response:
+        return JSONResponse(self.gw.holder.table.describe())
+
+    async def explain(self, request: Request) -> Response:
+        method = request.query_params.get("method", "GET").upper()
+        path = request.query_params.get("path")
+        if not path:
+            return JSONResponse({"message": "give ?path=/some/path (and optionally &method=POST)"}, status_code=400)
+        try:
+            norm = match_path(path.encode("utf-8"))
+        except BadPath as exc:
+            return JSONResponse({"message": f"the gateway rejects this path with 400: {exc}"}, status_code=200)
+        return JSONResponse(explain_dict(self.gw.holder.table, method, norm))
+
+
+def explain_dict(table: Any, method: str, path: str) -> dict[str, Any]:
+    match = table.explain(path, method)
+    return {
+        "method": method,
+        "path": path,
+        "route": match.route.describe(),
+        "target": match.route.target,
+        "reason": match.reason,
+        "table_version": table.version,
+    }

@@ -1,0 +1,209 @@
+"""The gateway's ASGI app: normalise the path, pick a route, hand the scope over.
+
+One request takes one straight path: ``match_path`` → ``holder.table`` (read
+once: the request keeps the table it started with) → ``route.app``. Python
+routes call the service's ASGI app in process; go routes call the forwarder.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from services.registry import Registry, discover
+
+from .admin import AdminApp
+from .config import GatewayConfig, LegacyConfig, load_config
+from .forward import LegacyForwarder, Receive, Scope, Send, error_response
+from .headers import TrustedProxies
+from .paths import BadPath, match_path
+from .reload import Reloader, TableHolder
+from .table import Route, RouteTable
+from .transport import FastTransport
+
+log = logging.getLogger("gateway")
+access_log = logging.getLogger("gateway.access")
+
+ADMIN_PREFIX = "/_gateway"
+
+
+class ForwarderPool:
+    """One forwarder (and upstream connection pool) per distinct legacy setting.
+
+    A reload that keeps ``legacy:`` unchanged reuses the live forwarder, so its
+    warm connections survive. A changed one gets a new forwarder; the old one is
+    closed only after in-flight requests had their read timeout to finish.
+    """
+
+    def __init__(self) -> None:
+        self._live: dict[tuple[Any, ...], LegacyForwarder] = {}
+        self._retired: list[asyncio.TimerHandle] = []
+
+    def get(self, legacy: LegacyConfig, trusted: tuple[str, ...]) -> LegacyForwarder:
+        key = (legacy, trusted)
+        fwd = self._live.get(key)
+        if fwd is None:
+            transport = FastTransport(
+                connect_timeout=legacy.connect_timeout,
+                read_timeout=legacy.read_timeout,
+                max_connections=legacy.pool_size,
+            )
+            fwd = LegacyForwarder(legacy.url, transport, trusted_proxies=TrustedProxies(trusted))
+            for old_key, old in list(self._live.items()):
+                del self._live[old_key]
+                self._retire(old, legacy.read_timeout)
+            self._live[key] = fwd
+        return fwd
+
+    def _retire(self, fwd: LegacyForwarder, after: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._retired.append(loop.call_later(after + 1, lambda: loop.create_task(fwd.aclose())))
+
+    def current(self) -> LegacyForwarder | None:
+        return next(iter(self._live.values()), None)
+
+    async def aclose(self) -> None:
+        for handle in self._retired:
+            handle.cancel()
+        for fwd in self._live.values():
+            await fwd.aclose()
+        self._live.clear()
+
+
+def compile_table(config: GatewayConfig, registry: Registry, forwarders: ForwarderPool) -> RouteTable:
+    forwarder = forwarders.get(config.legacy, config.trusted_proxies)
+
+    def target_app(prefix: str, target: str) -> tuple[Any, str | None]:
+        if target == "go":
+            return forwarder, None
+        service = registry.owner_of(prefix)
+        if service is None:  # validation prevents this; keep the message anyway
+            raise ValueError(f"no Python service serves {prefix!r}")
+        return service.app, service.name
+
+    routes = []
+    for spec in config.routes:
+        app, service = target_app(spec.prefix, spec.to)
+        routes.append(Route(spec.prefix, spec.to, spec.methods, app, service, spec.line))
+    app, service = target_app("/", config.default)
+    default = Route("*", config.default, None, app, service, 0)
+    return RouteTable(config, routes, default)
+
+
+@dataclass
+class Settings:
+    config_path: str
+    access_log: bool = True
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        return cls(
+            config_path=os.environ.get("GATEWAY_CONFIG", "routes.yaml"),
+            access_log=os.environ.get("GATEWAY_ACCESS_LOG", "1") not in ("0", "false", "no"),
+        )
+
+
+class Gateway:
+    def __init__(self, settings: Settings, registry: Registry | None = None):
+        self.settings = settings
+        self.registry = registry or discover()
+        self.forwarders = ForwarderPool()
+        serves = lambda prefix: self.registry.owner_of(prefix) is not None  # noqa: E731
+        config = load_config(settings.config_path, serves_prefix=serves)  # fail fast at boot
+        self.holder = TableHolder(self.build(config))
+        self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves)
+        self.admin = AdminApp(self)
+        self.started = time.time()
+
+    def build(self, config: GatewayConfig) -> RouteTable:
+        return compile_table(config, self.registry, self.forwarders)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            # The legacy API has no websocket routes; refuse the handshake.
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        try:
+            path = match_path(raw_path, scope.get("query_string", b""))
+        except BadPath as exc:
+            start, body = error_response(400, f"Bad request path: {exc}")
+            await send(start)
+            await send(body)
+            self._log(scope, 400, started, None)
+            return
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            await self.admin(scope, receive, send)
+            return
+        route = self.holder.table.lookup(path, scope["method"])
+        status = 0
+
+        async def send_and_watch(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await route.app(scope, receive, send_and_watch)
+        except Exception:
+            log.exception("%s target for %s %s raised", route.target, scope["method"], path)
+            if status == 0:
+                start, body = error_response(500, "Internal Server Error")
+                await send_and_watch(start)
+                await send(body)
+            else:
+                raise
+        finally:
+            self._log(scope, status, started, route)
+
+    def _log(self, scope: Scope, status: int, started: float, route: Route | None) -> None:
+        if not self.settings.access_log or not access_log.isEnabledFor(logging.INFO):
+            return
+        client = scope.get("client")
+        record = {
+            "method": scope["method"],
+            "path": scope.get("raw_path", b"").decode("latin-1") or scope["path"],
+            "status": status if status else (499 if scope.get("gateway.client_gone") else 0),
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+            "route": route.prefix if route else None,
+            "target": route.target if route else "gateway",
+            "client": client[0] if client else None,
+        }
+        if scope.get("gateway.upstream_error"):
+            record["upstream_error"] = scope["gateway.upstream_error"]
+        access_log.info(json.dumps(record, separators=(",", ":")))
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.reloader.start()
+                log.info("gateway up: %s version %s, legacy %s, %d route(s)",
+                         self.settings.config_path, self.holder.table.version,
+                         self.holder.table.config.legacy.url, len(self.holder.table.routes))
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.reloader.stop()
+                await self.forwarders.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app() -> Gateway:
+    """uvicorn factory (``--factory gateway.app:create_app``): settings from env."""
+    return Gateway(Settings.from_env())

@@ -1,0 +1,176 @@
+"""``gateway`` command line: serve, check, routes, explain, diff."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from .config import ConfigError, GatewayConfig, load_config
+
+DEFAULT_PORT = 1324
+
+
+def _registry_check():
+    from services.registry import discover
+
+    registry = discover()
+    return registry, (lambda prefix: registry.owner_of(prefix) is not None)
+
+
+def _load(path: str) -> GatewayConfig:
+    _, serves = _registry_check()
+    return load_config(path, serves_prefix=serves)
+
+
+def _table_lines(config: GatewayConfig) -> list[str]:
+    rows = [("PREFIX", "METHODS", "TARGET", "LINE")]
+    for spec in sorted(config.routes, key=lambda s: (-len(s.prefix), s.prefix)):
+        rows.append((spec.prefix, spec.describe_methods(), spec.to, str(spec.line)))
+    rows.append(("(default)", "*", config.default, "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    header = f"{config.source} (version {config.version}) — legacy {config.legacy.url}, " \
+             f"connect {config.legacy.connect_timeout:g}s, read {config.legacy.read_timeout:g}s"
+    return [header, ""] + lines
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print("\n".join(_table_lines(config)))
+    print("\nOK")
+    return 0
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.json:
+        from .app import ForwarderPool, compile_table
+
+        registry, _ = _registry_check()
+        print(json.dumps(compile_table(config, registry, ForwarderPool()).describe(), indent=2))
+    else:
+        print("\n".join(_table_lines(config)))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .admin import explain_dict
+    from .app import ForwarderPool, compile_table
+    from .paths import BadPath, match_path
+
+    registry, serves = _registry_check()
+    try:
+        config = load_config(args.config, serves_prefix=serves)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    table = compile_table(config, registry, ForwarderPool())
+    raw = args.path.encode()
+    path, _, query = raw.partition(b"?")
+    try:
+        norm = match_path(path, query)
+    except BadPath as exc:
+        print(f"{args.method.upper()} {args.path}: rejected with 400 — {exc}")
+        return 0
+    result = explain_dict(table, args.method.upper(), norm)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        route = result["route"]
+        where = f"service '{route['service']}'" if route["service"] else config.legacy.url
+        print(f"{result['method']} {result['path']} → {result['target']} ({where})")
+        print(f"  why: {result['reason']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    try:
+        _load(args.config)
+    except ConfigError as exc:
+        print(f"refusing to start: {args.config} is invalid:\n{exc}", file=sys.stderr)
+        return 1
+    # Workers are separate processes: they read their settings from the env.
+    os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+    if args.no_access_log:
+        os.environ["GATEWAY_ACCESS_LOG"] = "0"
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop" if _has("uvloop") else "asyncio",
+        http="httptools",
+        access_log=False,  # the gateway writes its own, richer access log
+        log_level=args.log_level,
+        log_config=None,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        proxy_headers=False,  # X-Forwarded-* trust is the gateway's job (trusted_proxies)
+        server_header=False,  # the backend's own Server header, if any, passes through
+        date_header=False,
+    )
+    return 0
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Strangler-fig gateway: Go → Python, one route at a time.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"))
+    serve.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", DEFAULT_PORT)))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("GATEWAY_WORKERS", 1)))
+    serve.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"))
+    serve.add_argument("--graceful-timeout", type=float, default=float(os.environ.get("GATEWAY_GRACEFUL_TIMEOUT", 30)),
+                       help="seconds in-flight requests get to finish on SIGTERM")
+    serve.add_argument("--no-access-log", action="store_true")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="validate a routes file and print its table (exit 1 on errors)")
+    check.add_argument("file", nargs="?", default="routes.yaml")
+    check.set_defaults(func=cmd_check)
+
+    routes = sub.add_parser("routes", help="print the route table")
+    routes.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"))
+    routes.add_argument("--json", action="store_true")
+    routes.set_defaults(func=cmd_routes)
+
+    explain = sub.add_parser("explain", help="which route serves METHOD PATH, and why")
+    explain.add_argument("method")
+    explain.add_argument("path")
+    explain.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"))
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Parse and validate ``routes.yaml`` into frozen dataclasses.
+
+Every problem is reported with the file, the line and the key it concerns, and all
+problems are collected before failing, so one ``gateway check`` run shows them all.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
+
+import yaml
+
+TARGETS = ("go", "python")
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+RESERVED_PREFIX = "/_gateway"
+
+TOP_KEYS = {"legacy", "default", "routes", "trusted_proxies"}
+LEGACY_KEYS = {"url", "connect_timeout", "read_timeout", "pool_size"}
+ROUTE_KEYS = {"prefix", "to", "methods"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.key}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[Problem]):
+        self.problems = sorted(problems, key=lambda p: p.line)
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class LegacyConfig:
+    url: str = "http://localhost:1323"
+    connect_timeout: float = 2.0
+    read_timeout: float = 60.0
+    pool_size: int = 512
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    prefix: str
+    to: str
+    methods: frozenset[str] | None = None  # None = every method
+    line: int = 0
+
+    def describe_methods(self) -> str:
+        return ",".join(sorted(self.methods)) if self.methods else "*"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    legacy: LegacyConfig = field(default_factory=LegacyConfig)
+    default: str = "go"
+    routes: tuple[RouteSpec, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    source: str = "<defaults>"
+    version: str = ""  # sha256 of the file's bytes, first 12 hex digits
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Reader:
+    """Walks the YAML node tree so every value keeps the line it came from."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def problem(self, node: yaml.Node | None, key: str, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else 1
+        self.problems.append(Problem(self.file, line, key, message))
+
+    @staticmethod
+    def scalar(node: yaml.Node) -> Any:
+        return yaml.SafeLoader("").construct_object(node, deep=True)
+
+    def mapping(self, node: yaml.Node, key: str, allowed: set[str]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, key, "must be a mapping of key: value")
+            return {}
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for knode, vnode in node.value:
+            name = str(self.scalar(knode))
+            where = f"{key}.{name}" if key else name
+            if name not in allowed:
+                hint = _did_you_mean(name, allowed)
+                self.problem(knode, where, f"unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
+                continue
+            if name in out:
+                self.problem(knode, where, "key given twice")
+                continue
+            out[name] = (knode, vnode)
+        return out
+
+    def number(self, node: yaml.Node, key: str, *, minimum: float, integer: bool = False) -> float | None:
+        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or value < minimum:
+            kind = "an integer" if integer else "a number of seconds"
+            self.problem(node, key, f"must be {kind} ≥ {minimum}, got {value!r}")
+            return None
+        return value
+
+    def string(self, node: yaml.Node, key: str) -> str | None:
+        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
+        if not isinstance(value, str) or not value:
+            self.problem(node, key, f"must be a non-empty string, got {value!r}")
+            return None
+        return value
+
+
+def _check_url(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return f"URL scheme must be http or https, got {url!r}"
+    if not parts.hostname:
+        return f"URL has no host: {url!r}"
+    try:
+        parts.port
+    except ValueError:
+        return f"URL has an invalid port: {url!r}"
+    if parts.query or parts.fragment:
+        return f"URL must not carry a query or fragment: {url!r}"
+    return None
+
+
+def _check_prefix(prefix: str) -> str | None:
+    if not prefix.startswith("/"):
+        return f"prefix must start with '/', got {prefix!r}"
+    if prefix != "/" and prefix.endswith("/"):
+        return f"prefix must not end with '/' (write {prefix.rstrip('/')!r})"
+    if "//" in prefix or any(seg in (".", "..") for seg in prefix.split("/")):
+        return f"prefix must not contain empty, '.' or '..' segments: {prefix!r}"
+    if any(c in prefix for c in "?#%\\ ") or any(ord(c) < 0x20 for c in prefix):
+        return f"prefix must be a plain path (no '?', '#', '%', '\\', spaces): {prefix!r}"
+    if prefix == RESERVED_PREFIX or prefix.startswith(RESERVED_PREFIX + "/"):
+        return f"{RESERVED_PREFIX}/ is the gateway's own admin surface and cannot be routed"
+    return None
+
+
+ServesPrefix = Callable[[str], bool]
+
+
+def parse_config(
+    text: str | bytes,
+    file: str = "routes.yaml",
+    *,
+    serves_prefix: ServesPrefix | None = None,
+    env: dict[str, str] | None = None,
+) -> GatewayConfig:
+    """Build a :class:`GatewayConfig` from YAML text or raise :class:`ConfigError`.
+
+    ``serves_prefix(prefix)`` says whether a Python service module serves that
+    prefix; ``python`` routes no module serves are rejected.
+    """
+    env = os.environ if env is None else env
+    raw = text.encode() if isinstance(text, str) else text
+    r = _Reader(file)
+    try:
+        root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(file, 1, "<file>", f"not UTF-8 text: {exc}")]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(file, line, "<yaml>", f"invalid YAML: {reason}")]) from None
+    if root is None:
+        raise ConfigError([Problem(file, 1, "<file>", "file is empty; expected at least 'routes:'")])
+
+    top = r.mapping(root, "", TOP_KEYS)
+    legacy = _parse_legacy(r, top.get("legacy"), env)
+    default = "go"
+    if "default" in top:
+        _, dnode = top["default"]
+        value = r.scalar(dnode) if isinstance(dnode, yaml.ScalarNode) else None
+        if value not in TARGETS:
+            r.problem(dnode, "default", f"unknown target {value!r}{_did_you_mean(str(value), TARGETS)}; expected one of: {', '.join(TARGETS)}")
+        elif value == "python" and serves_prefix is not None and not serves_prefix("/"):
+            r.problem(dnode, "default", "no Python service serves every path; the default must be 'go'")
+        else:
+            default = value
+
+    trusted: tuple[str, ...] = ()
+    if "trusted_proxies" in top:
+        trusted = _parse_trusted(r, top["trusted_proxies"][1])
+
+    routes: list[RouteSpec] = []
+    if "routes" in top:
+        routes = _parse_routes(r, top["routes"][1], serves_prefix)
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return GatewayConfig(
+        legacy=legacy,
+        default=default,
+        routes=tuple(routes),
+        trusted_proxies=trusted,
+        source=file,
+        version=hashlib.sha256(raw).hexdigest()[:12],
+    )
+
+
+def _parse_legacy(r: _Reader, item: tuple[yaml.Node, yaml.Node] | None, env: dict[str, str]) -> LegacyConfig:
+    values: dict[str, Any] = {}
+    if item is not None:
+        fields = r.mapping(item[1], "legacy", LEGACY_KEYS)
+        if "url" in fields:
+            node = fields["url"][1]
+            url = r.string(node, "legacy.url")
+            if url is not None:
+                err = _check_url(url)
+                if err:
+                    r.problem(node, "legacy.url", err)
+                else:
+                    values["url"] = url.rstrip("/")
+        for name in ("connect_timeout", "read_timeout"):
+            if name in fields:
+                v = r.number(fields[name][1], f"legacy.{name}", minimum=0.001)
+                if v is not None:
+                    values[name] = float(v)
+        if "pool_size" in fields:
+            v = r.number(fields["pool_size"][1], "legacy.pool_size", minimum=1, integer=True)
+            if v is not None:
+                values["pool_size"] = int(v)
+    override = env.get("LEGACY_URL")
+    if override:
+        err = _check_url(override)
+        if err:
+            r.problems.append(Problem("$LEGACY_URL", 0, "LEGACY_URL", err))
+        else:
+            values["url"] = override.rstrip("/")
+    return LegacyConfig(**values)
+
+
+def _parse_trusted(r: _Reader, node: yaml.Node) -> tuple[str, ...]:
+    import ipaddress
+
+    if not isinstance(node, yaml.SequenceNode):
+        r.problem(node, "trusted_proxies", "must be a list of IP addresses or CIDR networks")
+        return ()
+    out = []
+    for i, item in enumerate(node.value):
+        value = r.scalar(item) if isinstance(item, yaml.ScalarNode) else None
+        try:
+            ipaddress.ip_network(str(value), strict=False)
+            out.append(str(value))
+        except ValueError:
+            r.problem(item, f"trusted_proxies[{i}]", f"not an IP address or CIDR network: {value!r}")
+    return tuple(out)
+
+
+def _parse_routes(r: _Reader, node: yaml.Node, serves_prefix: ServesPrefix | None) -> list[RouteSpec]:
+    if not isinstance(node, yaml.SequenceNode):
+        r.problem(node, "routes", "must be a list of '- prefix: ... to: ...' entries")
+        return []
+    routes: list[RouteSpec] = []
+    seen: dict[str, list[RouteSpec]] = {}
+    for i, item in enumerate(node.value):
+        key = f"routes[{i}]"
+        fields = r.mapping(item, key, ROUTE_KEYS)
+        line = item.start_mark.line + 1
+        for required in ("prefix", "to"):
+            if required not in fields and isinstance(item, yaml.MappingNode):
+                r.problem(item, key, f"missing required key '{required}'")
+        prefix = to = None
+        if "prefix" in fields:
+            pnode = fields["prefix"][1]
+            prefix = r.string(pnode, f"{key}.prefix")
+            if prefix is not None and (err := _check_prefix(prefix)):
+                r.problem(pnode, f"{key}.prefix", err)
+                prefix = None
+        if "to" in fields:
+            tnode = fields["to"][1]
+            to = r.scalar(tnode) if isinstance(tnode, yaml.ScalarNode) else None
+            if to not in TARGETS:
+                r.problem(tnode, f"{key}.to", f"unknown target {to!r}{_did_you_mean(str(to), TARGETS)}; expected one of: {', '.join(TARGETS)}")
+                to = None
+            elif to == "python" and prefix is not None and serves_prefix is not None and not serves_prefix(prefix):
+                r.problem(tnode, f"{key}.to", f"no Python service module serves {prefix!r}; add one under services/ or route it to 'go'")
+                to = None
+        methods = None
+        if "methods" in fields:
+            methods = _parse_methods(r, fields["methods"][1], f"{key}.methods")
+        if prefix is None or to is None:
+            continue
+        spec = RouteSpec(prefix=prefix, to=to, methods=methods, line=line)
+        for other in seen.get(prefix, []):
+            if other.methods is None or methods is None or other.methods & methods:
+                overlap = "every method" if other.methods is None or methods is None else ", ".join(sorted(other.methods & methods))
+                r.problem(fields["prefix"][1], f"{key}.prefix", f"duplicate prefix {prefix!r} (also on line {other.line}) for {overlap}")
+                break
+        else:
+            seen.setdefault(prefix, []).append(spec)
+            routes.append(spec)
+    return routes
+
+
+def _parse_methods(r: _Reader, node: yaml.Node, key: str) -> frozenset[str] | None:
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        r.problem(node, key, "must be a non-empty list such as [GET, POST]")
+        return None
+    out = set()
+    for item in node.value:
+        value = r.scalar(item) if isinstance(item, yaml.ScalarNode) else None
+        name = str(value).upper()
+        if name not in HTTP_METHODS:
+            r.problem(item, key, f"unknown HTTP method {value!r}")
+        else:
+            out.add(name)
+    return frozenset(out)
+
+
+def load_config(path: str | os.PathLike[str], *, serves_prefix: ServesPrefix | None = None) -> GatewayConfig:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError([Problem(str(p), 0, "<file>", f"cannot read: {exc.strerror or exc}")]) from None
+    return parse_config(data, str(p), serves_prefix=serves_prefix)

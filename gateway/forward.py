@@ -1,0 +1,224 @@
+"""The legacy forwarder: an ASGI app that relays a request to the Go backend.
+
+Transparent by construction: the raw path and query go upstream byte for byte,
+raw header lists travel both ways minus hop-by-hop headers plus honest
+X-Forwarded-*, bodies stream undecoded in both directions, and nothing is kept
+between requests (no cookie jar). The transport is any ``httpx`` transport: the
+fast one in production, respx or ``httpx.MockTransport`` in unit tests. We call
+``handle_async_request`` directly rather than going through ``httpx.AsyncClient``
+— the client layer is where cookie jars, redirects and default headers live.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import httpx
+
+from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
+
+log = logging.getLogger("gateway.forward")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ClientDisconnected(Exception):
+    """The client went away while we were still reading its request body."""
+
+
+class _ClientBody(httpx.AsyncByteStream):
+    """The client's request body as it arrives, never buffered whole."""
+
+    def __init__(self, receive: Receive, on_complete: Callable[[], None]):
+        self._receive = receive
+        self._on_complete = on_complete
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if not more:
+                self._on_complete()
+            if body:
+                yield body
+            if not more:
+                return
+
+
+class _NoBody(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+
+_NO_BODY = _NoBody()
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def error_response(status: int, message: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    body = json.dumps({"message": message}).encode() + b"\n"
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+    return start, {"type": "http.response.body", "body": body, "more_body": False}
+
+
+class LegacyForwarder:
+    """ASGI app for routes whose target is ``go``."""
+
+    name = "go"
+
+    def __init__(
+        self,
+        base_url: str,
+        transport: httpx.AsyncBaseTransport,
+        *,
+        trusted_proxies: TrustedProxies | None = None,
+        backend_name: str = "legacy Go backend",
+    ):
+        self.base = httpx.URL(base_url)
+        self.base_url = base_url
+        self.transport = transport
+        self.trusted = trusted_proxies or TrustedProxies()
+        self.backend_name = backend_name
+        self._default_host = self.base.netloc
+        self._base_ref = self.base._uri_reference  # type: ignore[attr-defined]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        client = scope.get("client")
+        headers, body_mode = request_headers_for_upstream(
+            scope["headers"],
+            client_ip=client[0] if client else None,
+            scheme=scope.get("scheme", "http"),
+            trusted=self.trusted,
+        )
+        if not any(n == b"host" for n, _ in headers):
+            headers.insert(0, (b"host", self._default_host))
+
+        task = asyncio.current_task()
+        watcher: asyncio.Future[None] | None = None
+        finished = False
+        client_gone = False
+
+        def on_disconnect(f: asyncio.Future[None]) -> None:
+            nonlocal client_gone
+            if not finished and not f.cancelled() and task is not None:
+                client_gone = True
+                task.cancel()
+
+        def watch_for_disconnect() -> None:
+            # Once the request body is in, the only message left is the
+            # disconnect: when it comes, cancel the upstream exchange.
+            nonlocal watcher
+            watcher = asyncio.ensure_future(_until_disconnect(receive))
+            watcher.add_done_callback(on_disconnect)
+
+        if body_mode == "none":
+            stream: httpx.AsyncByteStream = _NO_BODY
+            watch_for_disconnect()
+        else:
+            stream = _ClientBody(receive, watch_for_disconnect)
+
+        request = httpx.Request(method, self._url(scope), headers=headers, stream=stream)
+        response: httpx.Response | None = None
+        try:
+            try:
+                response = await self.transport.handle_async_request(request)
+            except ClientDisconnected:
+                return
+            except httpx.TransportError as exc:
+                target = request.url.raw_path
+                status, message = self._describe(exc, method, target)
+                scope["gateway.upstream_error"] = type(exc).__name__
+                log.warning("%s %s → %d: %s", method, target.decode("latin-1"), status, message)
+                start, body = error_response(status, message)
+                await send(start)
+                await send(body)
+                return
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": response_headers_for_client(response.headers.raw),
+                }
+            )
+            if method == "HEAD":
+                finished = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            try:
+                # One chunk of look-ahead: the last chunk goes out with
+                # more_body=False, which saves a send for small responses.
+                pending: bytes | None = None
+                async for chunk in response.stream:
+                    if pending is not None:
+                        await send({"type": "http.response.body", "body": pending, "more_body": True})
+                    pending = chunk
+            except httpx.TransportError as exc:
+                # Headers are gone already: the only honest signal left is to
+                # abort the client connection (returning without the final
+                # body message makes uvicorn close it) so the client sees a
+                # truncated transfer, not a short body that looks complete.
+                scope["gateway.upstream_error"] = type(exc).__name__
+                log.warning("%s %s: upstream failed mid-body (%s); aborting the client connection",
+                            method, request.url.raw_path.decode("latin-1"), exc)
+                return
+            finished = True
+            await send({"type": "http.response.body", "body": pending or b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not client_gone:
+                raise
+            # The client went away: the upstream exchange was cancelled and its
+            # connection is closed below rather than returned to the pool.
+            scope["gateway.client_gone"] = True
+            if task is not None:
+                task.uncancel()
+        finally:
+            finished = True
+            if watcher is not None and not watcher.done():
+                watcher.cancel()
+            if response is not None:
+                await response.aclose()
+
+    def _url(self, scope: Scope) -> httpx.URL:
+        """The upstream URL with the client's path and query byte for byte.
+
+        ``URL.copy_with`` would re-parse the path (resolving dot-segments and
+        re-quoting) and costs ~15 µs; building the parse result directly keeps
+        the bytes as received (the gateway only accepts ASCII targets, see
+        gateway.paths) for ~1 µs. tests/test_forward_unit.py pins this down.
+        """
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string") or b""
+        url = httpx.URL.__new__(httpx.URL)
+        url._uri_reference = self._base_ref._replace(  # type: ignore[attr-defined]
+            path=raw_path.decode("ascii"), query=query.decode("ascii") if query else None
+        )
+        return url
+
+    def _describe(self, exc: httpx.TransportError, method: str, target: bytes) -> tuple[int, str]:
+        where = f"the {self.backend_name} at {self.base_url}"
+        if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+            return 504, f"Gateway timeout: {where} did not accept a connection in time ({exc}). Check that it is running and not overloaded."
+        if isinstance(exc, httpx.TimeoutException):
+            return 504, f"Gateway timeout: {where} did not answer {method} {target.decode('latin-1')} in time ({exc}). Raise legacy.read_timeout in routes.yaml if this request is expected to be slow."
+        if isinstance(exc, httpx.ConnectError):
+            return 502, f"Bad gateway: {where} is unreachable ({exc}). Check that it is running and that legacy.url in routes.yaml (or LEGACY_URL) points to it."
+        return 502, f"Bad gateway: {where} failed while answering {method} {target.decode('latin-1')} ({exc})."
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()

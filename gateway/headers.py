@@ -1,0 +1,117 @@
+"""Header rules for the legacy hop, in one place: hop-by-hop and X-Forwarded-*.
+
+Headers are raw ``(name, value)`` byte pairs in arrival order throughout; a dict
+would merge repeated headers such as ``Set-Cookie``.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterable, Sequence
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+# RFC 9110 §7.6.1 plus the legacy ones everybody still strips.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+
+
+def _connection_named(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named.update(v.strip().lower() for v in value.split(b",") if v.strip())
+    return frozenset(named)
+
+
+def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> RawHeaders:
+    """Drop hop-by-hop headers and every header the ``Connection`` header names."""
+    extra = _connection_named(headers)
+    drop = HOP_BY_HOP | extra if extra else HOP_BY_HOP
+    return [(n, v) for n, v in headers if n.lower() not in drop]
+
+
+class TrustedProxies:
+    """Which client addresses may hand us X-Forwarded-* headers we keep."""
+
+    def __init__(self, networks: Iterable[str] = ()):
+        self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+
+    def __contains__(self, address: str | None) -> bool:
+        if not self.networks or not address:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+
+def request_headers_for_upstream(
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    client_ip: str | None,
+    scheme: str,
+    trusted: TrustedProxies,
+) -> tuple[RawHeaders, str]:
+    """Headers to send upstream, and how the request body is framed.
+
+    Returns ``(headers, body_mode)`` where body_mode is ``"length"``,
+    ``"chunked"`` or ``"none"``. A chunked client body is re-chunked on the
+    upstream hop (Transfer-Encoding is hop-by-hop, so it is re-added here).
+    """
+    from_proxy = client_ip in trusted
+    extra = _connection_named(headers)
+    out: RawHeaders = []
+    host = prior_xff = prior_proto = prior_host = None
+    body_mode = "none"
+    for name, value in headers:
+        lname = name.lower()
+        if lname in HOP_BY_HOP or lname in extra:
+            if lname == b"transfer-encoding" and b"chunked" in value.lower():
+                body_mode = "chunked"
+            continue
+        if lname in _FORWARDED:
+            if from_proxy:
+                if lname == b"x-forwarded-for":
+                    prior_xff = value if prior_xff is None else prior_xff + b", " + value
+                    continue
+                if lname == b"x-forwarded-proto":
+                    prior_proto = value
+                elif lname == b"x-forwarded-host":
+                    prior_host = value
+                out.append((name, value))
+            continue  # untrusted client: its forwarded headers are dropped
+        if lname == b"expect":
+            continue  # uvicorn already answered 100-continue on the client hop
+        if lname == b"host":
+            host = value
+        elif lname == b"content-length" and body_mode == "none":
+            body_mode = "length"
+        out.append((name, value))
+    if body_mode == "chunked":
+        # A request with both wins as chunked (RFC 9112 §6.3); drop the length.
+        out = [(n, v) for n, v in out if n.lower() != b"content-length"]
+        out.append((b"transfer-encoding", b"chunked"))
+    ip = (client_ip or "unknown").encode()
+    out.append((b"x-forwarded-for", prior_xff + b", " + ip if prior_xff else ip))
+    if prior_proto is None:
+        out.append((b"x-forwarded-proto", scheme.encode()))
+    if prior_host is None and host is not None:
+        out.append((b"x-forwarded-host", host))
+    return out, body_mode
+
+
+def response_headers_for_client(headers: Sequence[tuple[bytes, bytes]]) -> RawHeaders:
+    return strip_hop_by_hop(headers)

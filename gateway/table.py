@@ -1,0 +1,168 @@
+"""The immutable route table: longest prefix on segment boundaries, then method.
+
+A table is built once per valid ``routes.yaml`` and never mutated; the reloader
+swaps the whole object. Lookup walks the path's own prefixes from longest to
+shortest with one dict probe each, so its cost does not grow with the number of
+routes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .config import GatewayConfig
+from .paths import is_under
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    prefix: str  # "*" for the default route
+    target: str  # "go" | "python"
+    methods: frozenset[str] | None
+    app: Any  # the ASGI app that serves it
+    service: str | None = None  # python service name
+    line: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "target": self.target,
+            "methods": sorted(self.methods) if self.methods else None,
+            "service": self.service,
+            "line": self.line or None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: Route
+    reason: str
+
+
+class RouteTable:
+    def __init__(self, config: GatewayConfig, routes: list[Route], default: Route):
+        self.config = config
+        self.version = config.version
+        self.routes: tuple[Route, ...] = tuple(sorted(routes, key=lambda r: (-len(r.prefix), r.prefix)))
+        self.default = default
+        by_prefix: dict[str, list[Route]] = {}
+        for route in self.routes:
+            by_prefix.setdefault(route.prefix, []).append(route)
+        # Method-restricted entries are tried before the catch-all of the same prefix.
+        self._by_prefix: Mapping[str, tuple[Route, ...]] = {
+            p: tuple(sorted(rs, key=lambda r: r.methods is None)) for p, rs in by_prefix.items()
+        }
+
+    def lookup(self, path: str, method: str) -> Route:
+        by_prefix = self._by_prefix
+        candidate = path
+        while True:
+            routes = by_prefix.get(candidate)
+            if routes is not None:
+                for route in routes:
+                    if route.methods is None or method in route.methods:
+                        return route
+            if candidate == "/":
+                return self.default
+            cut = candidate.rfind("/")
+            candidate = candidate[:cut] if cut > 0 else "/"
+
+    def explain(self, path: str, method: str) -> Match:
+        """Which route serves ``method path`` and why, for humans (CLI, admin)."""
+        route = self.lookup(path, method)
+        won = len(route.prefix) if route is not self.default else 0
+        skipped = [r for r in self.routes if is_under(path, r.prefix) and len(r.prefix) > won]
+        if route is self.default:
+            reason = f"no route prefix covers {method} {path}; the default target '{route.target}' serves it"
+        else:
+            reason = f"longest matching prefix {route.prefix!r} (line {route.line})"
+            if route.methods:
+                reason += f", {method} is in its methods [{_methods(route)}]"
+        if skipped:
+            reason += "; longer prefixes skipped because they do not list " + method + ": " + ", ".join(
+                f"{r.prefix} [{_methods(r)}]" for r in skipped
+            )
+        return Match(route, reason)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "target": self.target,
+            "methods": sorted(self.methods) if self.methods else None,
+            "service": self.service,
+            "line": self.line or None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: Route
+    reason: str
+
+
+class RouteTable:
+    def __init__(self, config: GatewayConfig, routes: list[Route], default: Route):
+        self.config = config
+        self.version = config.version
+        self.routes: tuple[Route, ...] = tuple(sorted(routes, key=lambda r: (-len(r.prefix), r.prefix)))
+        self.default = default
+        by_prefix: dict[str, list[Route]] = {}
+        for route in self.routes:
+            by_prefix.setdefault(route.prefix, []).append(route)
+        # Method-restricted entries are tried before the catch-all of the same prefix.
+        self._by_prefix: Mapping[str, tuple[Route, ...]] = {
+            p: tuple(sorted(rs, key=lambda r: r.methods is None)) for p, rs in by_prefix.items()
+        }
+
+    def lookup(self, path: str, method: str) -> Route:
+        by_prefix = self._by_prefix
+        candidate = path
+        while True:
+            routes = by_prefix.get(candidate)
+            if routes is not None:
+                for route in routes:
+                    if route.methods is None or method in route.methods:
+                        return route
+            if candidate == "/":
+                return self.default
+            cut = candidate.rfind("/")
+            candidate = candidate[:cut] if cut > 0 else "/"
+
+    def explain(self, path: str, method: str) -> Match:
+        route = self.lookup(path, method)
+        skipped = [
+            r for r in self.routes
+            if is_under(path, r.prefix) and r is not route and len(r.prefix) > len(route.prefix if route.prefix != "*" else "")
+        ]
+        if route is self.default:
+            reason = "no route prefix covers this path"
+        else:
+            reason = f"longest matching prefix {route.prefix!r} (line {route.line})"
+            if route.methods:
+                reason += f", method {method} in [{route.describe()['methods'] and ', '.join(sorted(route.methods))}]"
+        if skipped:
+            reason += "; longer prefixes skipped because the method is not listed: " + ", ".join(
+                f"{r.prefix} [{r.describe_methods() if hasattr(r, 'describe_methods') else ','.join(sorted(r.methods or []))}]" for r in skipped
+            )
+        if route is self.default:
+            reason += f"; the default target '{route.target}' serves it"
+        return Match(route, reason)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "source": self.config.source,
+            "legacy": self.config.legacy.url,
+            "default": self.default.target,
+            "routes": [r.describe() for r in self.routes],
+        }
+
+    def targets_by_prefix(self) -> dict[tuple[str, str], str]:
+        """(prefix, methods) → target: what a reload compares to log changes."""
+        out = {(r.prefix, ",".join(sorted(r.methods)) if r.methods else "*"): r.target for r in self.routes}
+        out[("(default)", "*")] = self.default.target
+        return out
+
+
+def _methods(route: Route) -> str:
+    return ", ".join(sorted(route.methods)) if route.methods else "*"
