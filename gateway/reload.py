@@ -125,8 +125,10 @@ class Reloader:
             log.info("route %s", line)
         return True
 
-    async def _run(self) -> None:
-        seen = self._stat()
+    async def _run(self, seen: tuple[int, int, int] | None) -> None:
+        # Catch an edit made between the initial load and this watcher starting
+        # (a no-op when the file still has the loaded table's version).
+        self.reload_now()
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
@@ -157,7 +159,7 @@ class Reloader:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._run())
+        self._task = loop.create_task(self._run(self._stat()))
         try:
             loop.add_signal_handler(signal.SIGHUP, self.trigger)
         except (NotImplementedError, RuntimeError, ValueError):

@@ -1,0 +1,78 @@
+from gateway.app import ForwarderPool, compile_table
+from gateway.config import parse_config
+from services.registry import Registry, Service
+
+
+async def _noop(scope, receive, send):  # pragma: no cover - never called
+    pass
+
+
+REGISTRY = Registry({
+    "ping": Service("ping", ("/ping",), _noop),
+    "auth": Service("auth", ("/users", "/sign-in"), _noop),
+})
+
+
+def table(yaml_text: str):
+    serves = lambda p: REGISTRY.owner_of(p) is not None  # noqa: E731
+    return compile_table(parse_config(yaml_text, serves_prefix=serves), REGISTRY, ForwarderPool())
+
+
+T = table("""
+default: go
+routes:
+  - prefix: /users
+    to: python
+  - prefix: /users/admin
+    to: go
+  - prefix: /ping
+    to: python
+    methods: [GET]
+  - prefix: /ping
+    to: go
+    methods: [POST]
+  - prefix: /sign-in
+    to: python
+    methods: [post]
+""")
+
+
+def target(method, path):
+    return T.lookup(path, method).target
+
+
+def test_longest_prefix_on_segment_boundaries():
+    assert target("GET", "/users") == "python"
+    assert target("GET", "/users/7") == "python"
+    assert target("GET", "/users/admin") == "go"
+    assert target("GET", "/users/admin/x") == "go"
+    assert target("GET", "/users/administrator") == "python"  # /users/admin is not a segment prefix of it
+    assert T.lookup("/users-admin", "GET") is T.default
+    assert T.lookup("/", "GET") is T.default
+
+
+def test_methods_then_fall_back_to_shorter_prefixes_and_default():
+    assert target("GET", "/ping") == "python"
+    assert target("POST", "/ping") == "go"
+    assert T.lookup("/ping", "DELETE") is T.default
+    assert target("POST", "/sign-in") == "python"  # method names are case-insensitive in YAML
+    assert T.lookup("/sign-in", "GET") is T.default
+
+
+def test_python_routes_point_at_the_owning_service():
+    assert T.lookup("/users/7", "GET").service == "auth"
+    assert T.lookup("/ping", "GET").service == "ping"
+
+
+def test_explain_says_why():
+    m = T.explain("/users/admin/x", "GET")
+    assert m.route.prefix == "/users/admin" and "longest matching prefix '/users/admin'" in m.reason
+    m = T.explain("/sign-in", "GET")
+    assert m.route is T.default
+    assert "/sign-in [POST]" in m.reason and "default" in m.reason
+
+
+def test_catch_all_slash_route():
+    t = table("routes:\n  - prefix: /\n    to: go\n  - prefix: /ping\n    to: python\n")
+    assert t.lookup("/anything/else", "GET").prefix == "/"
+    assert t.lookup("/ping", "GET").target == "python"
