@@ -67,7 +67,7 @@ async def _until_disconnect(receive: Receive) -> None:
 
 
 def error_response(status: int, message: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    body = json.dumps({"message": message}).encode() + b"\n"
+    body = json.dumps({"message": message}, separators=(",", ":")).encode() + b"\n"
     start = {
         "type": "http.response.start",
         "status": status,
