@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/securecookie"
+	"github.com/labstack/echo/v4"
+)
+
+type vectorFile struct {
+	About string `json:"about"`
+	Mint  []struct {
+		Secret      string `json:"secret"`
+		Email       string `json:"email"`
+		Timestamp   int64  `json:"timestamp"`
+		SetCookie   string `json:"set_cookie"`
+		CookieValue string `json:"cookie_value"`
+	} `json:"mint"`
+	SignoutSetCookie string `json:"signout_set_cookie"`
+}
+
+// The vectors live in the shared/ folder beside the repo clone.
+func loadVectors(t *testing.T) vectorFile {
+	t.Helper()
+	rel := filepath.Join("vectors", "gorilla_session_cookies.json")
+	candidates := []string{filepath.Join("..", "..", "..", "shared", rel)}
+	if d := os.Getenv("SHARED_DIR"); d != "" {
+		candidates = append(candidates, filepath.Join(d, rel))
+	}
+	for _, p := range candidates {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var v vectorFile
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		return v
+	}
+	t.Fatalf("gorilla_session_cookies.json not found in %v (set SHARED_DIR to the shared/ folder)", candidates)
+	return vectorFile{}
+}
+
+// decodeSession runs the server's own store (newCookieStore) with
+// securecookie's 30-day age check switched off: the vectors were minted at a
+// fixed timestamp and must keep decoding after it.
+func decodeSession(t *testing.T, secret, value string) (map[interface{}]interface{}, error) {
+	t.Helper()
+	store := newCookieStore(secret)
+	for _, c := range store.Codecs {
+		c.(*securecookie.SecureCookie).MaxAge(0)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Cookie", sessionName+"="+value)
+	sess, err := store.Get(req, sessionName)
+	if err != nil {
+		return nil, err
+	}
+	return sess.Values, nil
+}
+
+func TestGorillaVectorsDecode(t *testing.T) {
+	v := loadVectors(t)
+	if len(v.Mint) == 0 {
+		t.Fatal("no vectors")
+	}
+	for _, m := range v.Mint {
+		values, err := decodeSession(t, m.Secret, m.CookieValue)
+		if err != nil {
+			t.Errorf("%s: decode: %v", m.Email, err)
+			continue
+		}
+		if got, _ := values["userEmail"].(string); got != m.Email || len(values) != 1 {
+			t.Errorf("decoded %v, want userEmail=%q only", values, m.Email)
+		}
+		if !strings.HasPrefix(m.SetCookie, "session="+m.CookieValue+"; ") {
+			t.Errorf("set_cookie does not carry cookie_value for %s", m.Email)
+		}
+		// A wrong secret and a flipped MAC byte must both be rejected.
+		if _, err := decodeSession(t, m.Secret+"x", m.CookieValue); err == nil {
+			t.Errorf("%s: decoded with the wrong secret", m.Email)
+		}
+		tampered := []byte(m.CookieValue)
+		tampered[len(tampered)/2] ^= 1
+		if _, err := decodeSession(t, m.Secret, string(tampered)); err == nil {
+			t.Errorf("%s: decoded a tampered cookie", m.Email)
+		}
+	}
+	// The sign-out cookie holds an empty session.
+	so := strings.TrimPrefix(strings.SplitN(v.SignoutSetCookie, ";", 2)[0], "session=")
+	values, err := decodeSession(t, "dev-secret", so)
+	if err != nil || len(values) != 0 {
+		t.Errorf("signout cookie: %v %v", values, err)
+	}
+}
+
+// ---- routes over httptest --------------------------------------------------
+
+type testEnv struct {
+	t   *testing.T
+	srv *Server
+	e   *echo.Echo
+}
+
+func newTestEnv(t *testing.T, mut func(*Config)) *testEnv {
+	t.Helper()
+	cfg := Config{SessionSecret: "dev-secret", GeminiBaseURL: "http://127.0.0.1:1"}
+	if mut != nil {
+		mut(&cfg)
+	}
+	st, err := openStore(filepath.Join(t.TempDir(), "app.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := seedUser(context.Background(), st, "ada@example.com:pw"); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: cfg, store: st, spans: &SpanStore{}, stats: &Stats{}}
+	return &testEnv{t: t, srv: s, e: newEcho(s)}
+}
+
+func (te *testEnv) do(method, path, body string, headers ...string) *httptest.ResponseRecorder {
+	var req *http.Request
+	if body != "" {
+		req = httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+	} else {
+		req = httptest.NewRequest(method, path, nil)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	rec := httptest.NewRecorder()
+	te.e.ServeHTTP(rec, req)
+	return rec
+}
+
+func jsonBody(t *testing.T, rec *httptest.ResponseRecorder) map[string]interface{} {
+	t.Helper()
+	var m map[string]interface{}
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+		t.Fatalf("body %q: %v", rec.Body.String(), err)
+	}
+	return m
+}
+
+func setCookie(rec *httptest.ResponseRecorder, name string) string {
+	for _, c := range rec.Header().Values("Set-Cookie") {
+		if strings.HasPrefix(c, name+"=") {
+			return c
+		}
+	}
+	return ""
+}
+
+func TestPing(t *testing.T) {
+	te := newTestEnv(t, nil)
+	rec := te.do("GET", "/ping", "")
+	if rec.Code != 200 || rec.Body.String() != "pong" {
+		t.Fatalf("got %d %q", rec.Code, rec.Body.String())
+	}
+}
+
+func TestCSRFBeforeAuth(t *testing.T) {
+	te := newTestEnv(t, nil)
+	rec := te.do("POST", "/users", `{"email":"x@y.z","password":"p"}`)
+	if rec.Code != 400 || jsonBody(t, rec)["message"] != "missing value in cookies" {
+		t.Fatalf("got %d %s", rec.Code, rec.Body.String())
+	}
+	rec = te.do("POST", "/users", `{}`, "Cookie", "csrf=anything")
+	if rec.Code != 401 || jsonBody(t, rec)["message"] != "Unauthorized: No valid session" {
+		t.Fatalf("got %d %s", rec.Code, rec.Body.String())
+	}
+	c := setCookie(rec, "csrf")
+	if !strings.HasPrefix(c, "csrf=anything; Expires=") || !strings.HasSuffix(c, "; HttpOnly; Secure; SameSite=Strict") || strings.Contains(c, "Path=") {
+		t.Errorf("csrf cookie on 401: %q", c)
+	}
+	if vary := strings.Join(rec.Header().Values("Vary"), ","); vary != "Origin,Cookie" {
+		t.Errorf("Vary: %q", vary)
+	}
+}
+
+func TestUnauthorizedShape(t *testing.T) {
+	te := newTestEnv(t, nil)
+	for _, p := range []string{"/users", "/auth-test", "/no/such/path", "/otel/span-service-names"} {
+		rec := te.do("GET", p, "")
+		if rec.Code != 401 || rec.Body.String() != "{\"message\":\"Unauthorized: No valid session\"}\n" {
+			t.Errorf("%s: %d %q", p, rec.Code, rec.Body.String())
+		}
+	}
+	// A session cookie in another format is no session.
+	rec := te.do("GET", "/auth-test", "", "Cookie", "session=garbage")
+	if rec.Code != 401 {
+		t.Errorf("garbage session: %d", rec.Code)
+	}
+}
+
+var sessionCookieRE = regexp.MustCompile(`^session=([A-Za-z0-9_=-]+); Path=/; Expires=[^;]+ GMT; Max-Age=2592000; HttpOnly; Secure; SameSite=Strict$`)
+
+func TestSignInCookie(t *testing.T) {
+	te := newTestEnv(t, nil)
+	rec := te.do("POST", "/sign-in", `{"email":"ada@example.com","password":"pw"}`)
+	if rec.Code != 200 || jsonBody(t, rec)["message"] != "signed in" {
+		t.Fatalf("got %d %s", rec.Code, rec.Body.String())
+	}
+	c := setCookie(rec, "session")
+	m := sessionCookieRE.FindStringSubmatch(c)
+	if m == nil {
+		t.Fatalf("session cookie %q", c)
+	}
+	values, err := decodeSession(t, "dev-secret", m[1])
+	if err != nil || values["userEmail"] != "ada@example.com" {
+		t.Fatalf("decode: %v %v", values, err)
+	}
+	// Same attributes as the gorilla-minted vector.
+	v := loadVectors(t)
+	strip := func(s string) string {
+		s = regexp.MustCompile(`^session=[^;]*`).ReplaceAllString(s, "session=V")
+		return regexp.MustCompile(`Expires=[^;]*`).ReplaceAllString(s, "Expires=E")
+	}
+	if strip(c) != strip(v.Mint[0].SetCookie) {
+		t.Errorf("sign-in cookie %q vs vector %q", strip(c), strip(v.Mint[0].SetCookie))
+	}
+	// The session works, and sign-out answers the vector's expiry cookie.
+	cookie := "session=" + m[1]
+	rec = te.do("GET", "/auth-test", "", "Cookie", cookie)
+	if rec.Code != 200 || jsonBody(t, rec)["userEmail"] != "ada@example.com" {
+		t.Fatalf("auth-test: %d %s", rec.Code, rec.Body.String())
+	}
+	rec = te.do("POST", "/sign-out", "", "Cookie", cookie+"; csrf=t")
+	if rec.Code != 200 || jsonBody(t, rec)["message"] != "signed out" {
+		t.Fatalf("sign-out: %d %s", rec.Code, rec.Body.String())
+	}
+	so := setCookie(rec, "session")
+	if strip(so) != strip(v.SignoutSetCookie) || !strings.Contains(so, "Expires=Thu, 01 Jan 1970 00:00:01 GMT") {
+		t.Errorf("sign-out cookie %q vs vector %q", so, v.SignoutSetCookie)
+	}
+}
+
+func TestSignInErrors(t *testing.T) {
+	te := newTestEnv(t, nil)
+	rec := te.do("POST", "/sign-in", `{"email":"ada@example.com","password":"nope"}`)
+	if rec.Code != 401 || jsonBody(t, rec)["message"] != "invalid credentials" {
+		t.Errorf("bad password: %d %s", rec.Code, rec.Body.String())
+	}
+	rec = te.do("POST", "/sign-in", `{"email":"not-an-email","password":"pw"}`)
+	if rec.Code != 400 || jsonBody(t, rec)["message"] == nil {
+		t.Errorf("bad email: %d %s", rec.Code, rec.Body.String())
+	}
+	rec = te.do("POST", "/sign-in", `{"email":"ada@example.com","password":"pw"}`, "Cookie", "session=garbage")
+	if rec.Code != 500 || jsonBody(t, rec)["message"] != "failed to get session" {
+		t.Errorf("undecodable session: %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+func TestSignInProductionDomain(t *testing.T) {
+	te := newTestEnv(t, func(c *Config) { c.Env = "production"; c.ProdAuthDomain = "example.com" })
+	rec := te.do("POST", "/sign-in", `{"email":"ada@example.com","password":"pw"}`)
+	// Options.Domain is ".example.com"; net/http writes it without the dot.
+	if c := setCookie(rec, "session"); !strings.Contains(c, "; Path=/; Domain=example.com; Expires=") {
+		t.Errorf("production cookie %q", c)
+	}
+}
+
+func TestCORSPreflight(t *testing.T) {
+	te := newTestEnv(t, func(c *Config) { c.AllowOrigins = []string{"http://localhost:5151"} })
+	rec := te.do("OPTIONS", "/users", "", "Origin", "http://localhost:5151", "Access-Control-Request-Method", "POST")
+	h := rec.Header()
+	if rec.Code != 204 || h.Get("Access-Control-Allow-Origin") != "http://localhost:5151" ||
+		h.Get("Access-Control-Allow-Credentials") != "true" ||
+		h.Get("Access-Control-Allow-Methods") != "GET,POST,PUT,DELETE,OPTIONS" ||
+		h.Get("Access-Control-Allow-Headers") != "Origin,Content-Type,Accept,X-CSRF-Token" {
+		t.Errorf("preflight: %d %v", rec.Code, h)
+	}
+	rec = te.do("OPTIONS", "/users", "", "Origin", "http://evil.example", "Access-Control-Request-Method", "POST")
+	if rec.Code != 204 || rec.Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("disallowed preflight: %d %v", rec.Code, rec.Header())
+	}
+}
