@@ -54,10 +54,20 @@ class AdminApp:
                 "error": holder.last_error,
                 "error_at": _iso(holder.last_error_at),
             },
+            "upstream": self._pool_stats(),
             "uptime_s": round(time.time() - self.gw.started, 1),
         }
         # Liveness stays 200 with a bad edit pending: the last good table serves.
         return JSONResponse(body)
+
+    def _pool_stats(self) -> dict[str, Any]:
+        fwd = self.gw.forwarders.current()
+        transport = getattr(fwd, "transport", None)
+        return {
+            "url": fwd.base_url if fwd else None,
+            "open_connections": getattr(transport, "open_connections", None),
+            "idle_connections": getattr(transport, "idle_connections", None),
+        }
 
     async def ready(self, request: Request) -> Response:
         table = self.gw.holder.table

@@ -318,8 +318,9 @@ class FastTransport(httpx.AsyncBaseTransport):
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
-                await asyncio.wait_for(waiter, remaining)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(remaining):
+                    await waiter
+            except TimeoutError:
                 pass
 
     def _evict_other_idle(self, key: tuple[str, int]) -> bool:
@@ -335,8 +336,12 @@ class FastTransport(httpx.AsyncBaseTransport):
         conn = _Connection(self, key)
         self._open.add(conn)
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: conn, host, port), self.connect_timeout)
-        except asyncio.TimeoutError:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow an
+            # outer cancel (the client went away) when the connect completes at
+            # the same moment, leaving an abandoned request running upstream.
+            async with asyncio.timeout(self.connect_timeout):
+                await loop.create_connection(lambda: conn, host, port)
+        except TimeoutError:
             self._forget(conn)
             raise httpx.ConnectTimeout(f"could not connect to {host}:{port} within {self.connect_timeout:g} s") from None
         except OSError as exc:

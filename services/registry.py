@@ -9,9 +9,10 @@ routes they replace. Services never import the gateway's internals.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping, MutableMapping
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -51,15 +52,26 @@ class Registry:
         return sorted((p, s.name) for s in self.services.values() for p in s.prefixes)
 
 
-def discover(package: str = "services") -> Registry:
-    """Import every subpackage of ``services`` that defines ``SERVICE``."""
-    pkg = importlib.import_module(package)
+def discover(packages: Iterable[str] | None = None) -> Registry:
+    """Import every subpackage of each package that defines ``SERVICE``.
+
+    By default that is ``services``; env ``GATEWAY_SERVICE_PACKAGES`` (a comma
+    list of importable packages) adds a team's own packages, or test doubles.
+    """
+    if packages is None:
+        extra = os.environ.get("GATEWAY_SERVICE_PACKAGES", "")
+        packages = ["services", *(p.strip() for p in extra.split(",") if p.strip())]
     found: dict[str, Service] = {}
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if not info.ispkg:
-            continue
-        module = importlib.import_module(f"{package}.{info.name}")
-        service = getattr(module, "SERVICE", None)
-        if isinstance(service, Service):
-            found[service.name] = service
+    for package in packages:
+        pkg = importlib.import_module(package)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.ispkg:
+                continue
+            module = importlib.import_module(f"{package}.{info.name}")
+            service = getattr(module, "SERVICE", None)
+            if isinstance(service, Service):
+                if service.name in found:
+                    raise ValueError(f"two service modules are named {service.name!r}: "
+                                     f"{found[service.name].app!r} and {module.__name__}")
+                found[service.name] = service
     return Registry(found)

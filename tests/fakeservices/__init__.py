@@ -1,0 +1,1 @@
+"""Test-only service modules, loaded with GATEWAY_SERVICE_PACKAGES=tests.fakeservices."""
