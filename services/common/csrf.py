@@ -1,0 +1,63 @@
+"""The legacy CSRF cookie (Echo ``CSRFWithConfig`` as the Go backend configures it).
+
+Echo accepts *any* value in the ``csrf`` cookie (the cookie extractor compares
+the cookie with itself), so the check is only "a ``csrf`` cookie is present".
+What the gateway adds: the tokens it issues are signed with itsdangerous so a
+token can be recognised as ours (``CsrfTokens.is_genuine``) — e.g. for logging
+or a future stricter mode. Signing is never enforced, because the Go backend
+issues unsigned 32-char tokens that browsers keep sending.
+
+Token shape: ``<32 random [A-Za-z0-9]>.<signature>`` — cookie-safe (only
+``[A-Za-z0-9_.-]``). The existing cookie value is always kept, as Echo does.
+"""
+from __future__ import annotations
+
+import secrets as _secrets
+import string
+import time
+from typing import Sequence
+
+from itsdangerous import BadSignature, Signer
+
+from .cookies import format_set_cookie
+
+COOKIE_NAME = "csrf"
+HEADER_NAME = "X-CSRF-Token"
+COOKIE_MAX_AGE = 86400
+TOKEN_LENGTH = 32
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+_ALPHABET = string.ascii_letters + string.digits
+_SALT = b"junjo-gateway-csrf"
+
+
+class CsrfTokens:
+    """Issue and recognise gateway CSRF tokens. ``keys[0]`` signs, all verify."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ValueError("CsrfTokens needs at least one key")
+        self._signers = [Signer(k, salt=_SALT) for k in keys]
+
+    def issue(self) -> str:
+        raw = "".join(_secrets.choice(_ALPHABET) for _ in range(TOKEN_LENGTH))
+        return self._signers[0].sign(raw).decode("ascii")
+
+    def is_genuine(self, token: str) -> bool:
+        for signer in self._signers:
+            try:
+                signer.unsign(token)
+                return True
+            except BadSignature:
+                continue
+        return False
+
+
+def csrf_set_cookie(token: str, now: float | None = None) -> str:
+    """``csrf=<token>; Expires=<now+24h>; HttpOnly; Secure; SameSite=Strict``
+    (no Path, no Max-Age), exactly as Echo writes it."""
+    issued = time.time() if now is None else now
+    return format_set_cookie(
+        COOKIE_NAME, token, expires=issued + COOKIE_MAX_AGE,
+        http_only=True, secure=True, same_site="Strict",
+    )

@@ -1,0 +1,100 @@
+"""Environment settings shared by the Python feature modules.
+
+Read once per process (``get_settings()`` caches); tests call
+``reset_settings()`` after changing the environment.
+
+| variable | meaning |
+|---|---|
+| ``JUNJO_SESSION_SECRET`` | current session secret; its raw UTF-8 bytes are the HMAC key (required) |
+| ``JUNJO_SESSION_SECRETS_PREVIOUS`` | comma-separated older secrets still accepted when decoding |
+| ``JUNJO_ENV`` | ``production`` adds the session cookie ``Domain`` |
+| ``JUNJO_PROD_AUTH_DOMAIN`` | the production cookie domain |
+| ``JUNJO_SQLITE_PATH`` | SQLite file (default ``data/app_data.db`` relative to CWD) |
+| ``DATABASE_URL`` | full SQLAlchemy URL, overrides ``JUNJO_SQLITE_PATH`` |
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from .csrf import CsrfTokens
+    from .session_codec import SessionCodec
+
+DEFAULT_SQLITE_PATH = "data/app_data.db"
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    session_secret: str
+    previous_session_secrets: tuple[str, ...]
+    env: str
+    prod_auth_domain: str
+    sqlite_path: str
+    database_url: str | None
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def session_secrets(self) -> tuple[bytes, ...]:
+        """Every accepted secret as raw bytes, the current (minting) one first."""
+        if not self.session_secret:
+            raise ConfigError(
+                "JUNJO_SESSION_SECRET is not set: set it to the same value as the legacy backend"
+            )
+        return tuple(
+            s.encode("utf-8") for s in (self.session_secret, *self.previous_session_secrets)
+        )
+
+    @cached_property
+    def session_codec(self) -> "SessionCodec":
+        """The process-wide codec: mints with the current secret, accepts all."""
+        from .session_codec import SessionCodec
+
+        return SessionCodec(self.session_secrets)
+
+    @cached_property
+    def csrf_tokens(self) -> "CsrfTokens":
+        from .csrf import CsrfTokens
+
+        return CsrfTokens(self.session_secrets)
+
+    @property
+    def cookie_domain(self) -> str | None:
+        """The session cookie Domain option (as the Go code sets it), or None."""
+        if self.is_production and self.prod_auth_domain:
+            return "." + self.prod_auth_domain.lstrip(".")
+        return None
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    previous = tuple(
+        s for s in (p.strip() for p in env.get("JUNJO_SESSION_SECRETS_PREVIOUS", "").split(",")) if s
+    )
+    return Settings(
+        session_secret=env.get("JUNJO_SESSION_SECRET", ""),
+        previous_session_secrets=previous,
+        env=env.get("JUNJO_ENV", ""),
+        prod_auth_domain=env.get("JUNJO_PROD_AUTH_DOMAIN", "").strip(),
+        sqlite_path=env.get("JUNJO_SQLITE_PATH", "") or DEFAULT_SQLITE_PATH,
+        database_url=env.get("DATABASE_URL") or None,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return settings_from_env()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests, or after ops changed the environment)."""
+    get_settings.cache_clear()
