@@ -17,6 +17,7 @@ from typing import Any
 from services.registry import Registry, discover
 
 from .admin import AdminApp
+from .cors import CORSMiddleware
 from .config import GatewayConfig, LegacyConfig, load_config
 from .forward import LegacyForwarder, Receive, Scope, Send, error_response
 from .headers import TrustedProxies
@@ -204,6 +205,10 @@ class Gateway:
                 return
 
 
-def create_app() -> Gateway:
-    """uvicorn factory (``--factory gateway.app:create_app``): settings from env."""
-    return Gateway(Settings.from_env())
+def create_app() -> Any:
+    """uvicorn factory (``--factory gateway.app:create_app``): settings from env.
+
+    CORS wraps everything: the gateway is the one place CORS is answered, for
+    python and go routes alike (see gateway/cors.py).
+    """
+    return CORSMiddleware.from_env(Gateway(Settings.from_env()))

@@ -1,0 +1,1 @@
+"""``make bench``: gateway throughput/latency/memory benchmark (see README.md)."""

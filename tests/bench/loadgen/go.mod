@@ -1,0 +1,3 @@
+module benchloadgen
+
+go 1.24
