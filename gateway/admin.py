@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
+from .metrics import render
 from .paths import BadPath, match_path
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ class AdminApp:
                 Route("/_gateway/ready", self.ready, methods=["GET"]),
                 Route("/_gateway/routes", self.routes, methods=["GET"]),
                 Route("/_gateway/explain", self.explain, methods=["GET"]),
+                Route("/_gateway/metrics", self.metrics, methods=["GET"]),
             ]
         )
 
@@ -56,6 +59,7 @@ class AdminApp:
             },
             "upstream": self._pool_stats(),
             "uptime_s": round(time.time() - self.gw.started, 1),
+            "pid": os.getpid(),
         }
         # Liveness stays 200 with a bad edit pending: the last good table serves.
         return JSONResponse(body)
@@ -82,6 +86,16 @@ class AdminApp:
         except httpx.HTTPError as exc:
             ok, detail = False, f"GET {url} failed: {exc}"
         return JSONResponse({"ready": ok, "legacy": detail}, status_code=200 if ok else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        holder = self.gw.holder
+        gauges = {
+            "gateway_config_error": ("1 while the last routes.yaml edit was rejected (the last good table serves).",
+                                     1.0 if holder.last_error else 0.0),
+            "gateway_config_loaded_timestamp_seconds": ("When this worker's live table was loaded.", holder.loaded_at),
+        }
+        text = render(self.gw.metrics.collect(), gauges)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def routes(self, request: Request) -> Response:
         return JSONResponse(self.gw.holder.table.describe())

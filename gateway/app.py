@@ -21,6 +21,8 @@ from .cors import CORSMiddleware
 from .config import GatewayConfig, LegacyConfig, load_config
 from .forward import LegacyForwarder, Receive, Scope, Send, error_response
 from .headers import TrustedProxies
+from .metrics import Metrics
+from .tracing import tag_request
 from .paths import BadPath, match_path
 from .reload import Reloader, TableHolder
 from .table import Route, RouteTable
@@ -119,7 +121,9 @@ class Gateway:
         serves = lambda prefix: self.registry.owner_of(prefix) is not None  # noqa: E731
         config = load_config(settings.config_path, serves_prefix=serves)  # fail fast at boot
         self.holder = TableHolder(self.build(config))
-        self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves)
+        self.metrics = Metrics(os.environ.get("GATEWAY_METRICS_DIR"))
+        self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves,
+                                 on_outcome=self.metrics.reload)
         self.admin = AdminApp(self)
         self.started = time.time()
 
@@ -139,13 +143,15 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         raw_path = scope.get("raw_path") or scope["path"].encode()
+        request_id, trace_id = tag_request(scope)
         try:
             path = match_path(raw_path, scope.get("query_string", b""))
         except BadPath as exc:
             start, body = error_response(400, f"Bad request path: {exc}")
+            start["headers"].append((b"x-request-id", request_id))
             await send(start)
             await send(body)
-            self._log(scope, 400, started, None)
+            self._done(scope, 400, started, None, request_id, trace_id)
             return
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             await self.admin(scope, receive, send)
@@ -157,6 +163,10 @@ class Gateway:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = message.setdefault("headers", [])
+                if not any(n.lower() == b"x-request-id" for n, _ in headers):
+                    headers = message["headers"] = list(headers)
+                    headers.append((b"x-request-id", request_id))
             await send(message)
 
         try:
@@ -170,36 +180,58 @@ class Gateway:
             else:
                 raise
         finally:
-            self._log(scope, status, started, route)
+            self._done(scope, status, started, route, request_id, trace_id)
 
-    def _log(self, scope: Scope, status: int, started: float, route: Route | None) -> None:
+    def _done(self, scope: Scope, status: int, started: float, route: Route | None,
+              request_id: bytes, trace_id: bytes) -> None:
+        elapsed = time.perf_counter() - started
+        prefix = route.prefix if route else "(rejected)"
+        target = route.target if route else "gateway"
+        if status == 0 and scope.get("gateway.client_gone"):
+            status = 499  # nginx's "client closed request"
+        self.metrics.observe(prefix, target, status, elapsed)
+        upstream_error = scope.get("gateway.upstream_error")
+        if upstream_error:
+            self.metrics.upstream_error(prefix, upstream_error)
         if not self.settings.access_log or not access_log.isEnabledFor(logging.INFO):
             return
         client = scope.get("client")
         record = {
             "method": scope["method"],
             "path": scope.get("raw_path", b"").decode("latin-1") or scope["path"],
-            "status": status if status else (499 if scope.get("gateway.client_gone") else 0),
-            "ms": round((time.perf_counter() - started) * 1000, 2),
-            "route": route.prefix if route else None,
-            "target": route.target if route else "gateway",
+            "status": status,
+            "ms": round(elapsed * 1000, 2),
+            "route": prefix,
+            "target": target,
+            "backend": self._backend_name(route),
             "client": client[0] if client else None,
+            "request_id": request_id.decode("latin-1"),
+            "trace_id": trace_id.decode("latin-1"),
         }
-        if scope.get("gateway.upstream_error"):
-            record["upstream_error"] = scope["gateway.upstream_error"]
+        if upstream_error:
+            record["upstream_error"] = upstream_error
         access_log.info(json.dumps(record, separators=(",", ":")))
+
+    def _backend_name(self, route: Route | None) -> str:
+        if route is None:
+            return "gateway"
+        if route.target == "python":
+            return f"python:{route.service}"
+        return getattr(route.app, "base_url", route.target)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.reloader.start()
+                self.metrics.start()
                 log.info("gateway up: %s version %s, legacy %s, %d route(s)",
                          self.settings.config_path, self.holder.table.version,
                          self.holder.table.config.legacy.url, len(self.holder.table.routes))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.reloader.stop()
+                await self.metrics.stop()
                 await self.forwarders.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

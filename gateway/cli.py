@@ -106,6 +106,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     # Workers are separate processes: they read their settings from the env.
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+    if not os.environ.get("GATEWAY_METRICS_DIR"):
+        # One directory per `gateway serve`: its workers publish metric
+        # snapshots there so any worker can answer a scrape for all of them.
+        import tempfile
+
+        os.environ["GATEWAY_METRICS_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     if args.no_access_log:
         os.environ["GATEWAY_ACCESS_LOG"] = "0"
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

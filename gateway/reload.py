@@ -85,7 +85,9 @@ class Reloader:
         *,
         serves_prefix: Callable[[str], bool] | None = None,
         interval: float = 0.2,
+        on_outcome: Callable[[str], None] | None = None,
     ):
+        self.on_outcome = on_outcome or (lambda outcome: None)
         self.path = Path(path)
         self.holder = holder
         self.build = build
@@ -114,12 +116,15 @@ class Reloader:
                 log.error("routes.yaml rejected; the last good table (version %s) keeps serving:\n%s",
                           self.holder.table.version, message)
             self.holder.fail(message)
+            self.on_outcome("error")
             return False
         except Exception as exc:  # a bug must not kill the watcher or the table
             log.exception("reload failed; the last good table keeps serving")
             self.holder.fail(f"{self.path}: internal error while loading: {exc}")
+            self.on_outcome("error")
             return False
         changes = self.holder.swap(table)
+        self.on_outcome("ok")
         log.info("routes.yaml reloaded: version %s, %d route(s) changed", table.version, len(changes))
         for line in changes:
             log.info("route %s", line)

@@ -51,8 +51,9 @@ def test_request_line_and_headers_reach_go_byte_for_byte(gateway, standin):
     assert got["host"] == "api.example.com"
     names = [n.lower() for n, _ in got["headers"]]
     # Order kept; repeated headers kept; the client library injected nothing.
+    # The only additions are honest ones: tracing ids and X-Forwarded-*.
     assert names == ["host", "x-zeta", "accept", "x-alpha", "x-alpha", "cookie",
-                     "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
+                     "x-request-id", "traceparent", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]
     values = dict((n.lower(), v) for n, v in got["headers"])
     assert values["x-forwarded-for"] == "127.0.0.1"
     assert values["x-forwarded-proto"] == "http"

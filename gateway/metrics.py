@@ -1,0 +1,182 @@
+"""Per-route metrics in Prometheus text format, aggregated across workers.
+
+Each worker counts in its own memory (a few dict increments per request) and
+publishes a snapshot file to a directory shared by the workers of one
+``gateway serve`` (``GATEWAY_METRICS_DIR``), once a second and whenever it
+answers ``/_gateway/metrics``. The scrape sums every worker's latest snapshot,
+so the numbers cover the whole gateway whichever worker the scraper reaches.
+Snapshots of workers that exited are kept, like prometheus_client's
+multiprocess mode, so counters never go backwards.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from bisect import bisect_left
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self, directory: str | None = None):
+        self.directory = Path(directory) if directory else None
+        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)  # (route, target, class)
+        self.latency: dict[tuple[str, str], list[float]] = {}  # (route, target) → bucket counts + [sum, count]
+        self.upstream_errors: dict[tuple[str, str], int] = defaultdict(int)  # (route, kind)
+        self.reloads: dict[str, int] = defaultdict(int)  # outcome → count
+        self.extra: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(lambda: defaultdict(float))
+        self._task: asyncio.Task[None] | None = None
+
+    # -- recording (hot path) ------------------------------------------------
+    def observe(self, route: str, target: str, status: int, seconds: float) -> None:
+        klass = f"{status // 100}xx" if status else "aborted"
+        self.requests[(route, target, klass)] += 1
+        key = (route, target)
+        hist = self.latency.get(key)
+        if hist is None:
+            hist = self.latency[key] = [0.0] * (len(BUCKETS) + 3)
+        hist[bisect_left(BUCKETS, seconds)] += 1  # the last slot before sum/count is +Inf
+        hist[-2] += seconds
+        hist[-1] += 1
+
+    def upstream_error(self, route: str, kind: str) -> None:
+        self.upstream_errors[(route, kind)] += 1
+
+    def reload(self, outcome: str) -> None:
+        self.reloads[outcome] += 1
+
+    def inc(self, name: str, labels: dict[str, str], value: float = 1.0) -> None:
+        """A counter for features beyond plain routing (shadow, canary, ...)."""
+        self.extra[name][tuple(sorted(labels.items()))] += value
+
+    # -- publishing ----------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "requests": [[*k, v] for k, v in self.requests.items()],
+            "latency": [[*k, v] for k, v in self.latency.items()],
+            "upstream_errors": [[*k, v] for k, v in self.upstream_errors.items()],
+            "reloads": dict(self.reloads),
+            "extra": {n: [[list(map(list, k)), v] for k, v in series.items()] for n, series in self.extra.items()},
+        }
+
+    def publish(self) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"worker-{os.getpid()}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.snapshot()))
+        os.replace(tmp, path)
+
+    def collect(self) -> list[dict[str, Any]]:
+        """Every worker's latest snapshot (just this one without a shared dir)."""
+        self.publish()
+        if self.directory is None:
+            return [self.snapshot()]
+        out = []
+        for path in sorted(self.directory.glob("worker-*.json")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue  # a worker mid-write or gone: skip this scrape
+        return out
+
+    def start(self) -> None:
+        if self.directory is not None:
+            self._task = asyncio.get_running_loop().create_task(self._publish_loop())
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.publish()
+            except OSError:
+                pass
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        try:
+            self.publish()
+        except OSError:
+            pass
+
+
+def _labels(names: Iterable[str], values: Iterable[Any]) -> str:
+    inner = ",".join(f'{n}="{_escape(str(v))}"' for n, v in zip(names, values))
+    return "{" + inner + "}" if inner else ""
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render(snapshots: list[dict[str, Any]], gauges: dict[str, tuple[str, float]] | None = None) -> str:
+    """Sum the workers' snapshots into Prometheus text exposition format."""
+    requests: dict[tuple, float] = defaultdict(float)
+    latency: dict[tuple, list[float]] = {}
+    errors: dict[tuple, float] = defaultdict(float)
+    reloads: dict[str, float] = defaultdict(float)
+    extra: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
+    for snap in snapshots:
+        for route, target, klass, v in snap.get("requests", []):
+            requests[(route, target, klass)] += v
+        for route, target, hist in snap.get("latency", []):
+            acc = latency.setdefault((route, target), [0.0] * len(hist))
+            for i, v in enumerate(hist):
+                acc[i] += v
+        for route, kind, v in snap.get("upstream_errors", []):
+            errors[(route, kind)] += v
+        for outcome, v in snap.get("reloads", {}).items():
+            reloads[outcome] += v
+        for name, series in snap.get("extra", {}).items():
+            for labels, v in series:
+                extra[name][tuple(tuple(p) for p in labels)] += v
+
+    lines = [
+        "# HELP gateway_requests_total Requests answered, by route prefix, target and status class.",
+        "# TYPE gateway_requests_total counter",
+    ]
+    for (route, target, klass), v in sorted(requests.items()):
+        lines.append(f"gateway_requests_total{_labels(('route', 'target', 'status'), (route, target, klass))} {v:g}")
+    lines += [
+        "# HELP gateway_request_duration_seconds Time from request start to the last body byte sent.",
+        "# TYPE gateway_request_duration_seconds histogram",
+    ]
+    for (route, target), hist in sorted(latency.items()):
+        cumulative = 0.0
+        for bound, count in zip((*BUCKETS, float("inf")), hist[:-2]):
+            cumulative += count
+            le = "+Inf" if bound == float("inf") else f"{bound:g}"
+            lines.append(f"gateway_request_duration_seconds_bucket{_labels(('route', 'target', 'le'), (route, target, le))} {cumulative:g}")
+        lines.append(f"gateway_request_duration_seconds_sum{_labels(('route', 'target'), (route, target))} {hist[-2]:.6f}")
+        lines.append(f"gateway_request_duration_seconds_count{_labels(('route', 'target'), (route, target))} {hist[-1]:g}")
+    lines += [
+        "# HELP gateway_upstream_errors_total Legacy backend failures (connect, timeout, reset), by route prefix.",
+        "# TYPE gateway_upstream_errors_total counter",
+    ]
+    for (route, kind), v in sorted(errors.items()):
+        lines.append(f"gateway_upstream_errors_total{_labels(('route', 'kind'), (route, kind))} {v:g}")
+    lines += [
+        "# HELP gateway_config_reloads_total routes.yaml reloads by outcome, summed over workers.",
+        "# TYPE gateway_config_reloads_total counter",
+    ]
+    for outcome in ("ok", "error"):
+        lines.append(f'gateway_config_reloads_total{{outcome="{outcome}"}} {reloads.get(outcome, 0):g}')
+    for name, series in sorted(extra.items()):
+        lines.append(f"# TYPE {name} counter")
+        for labels, v in sorted(series.items()):
+            lines.append(f"{name}{_labels([k for k, _ in labels], [x for _, x in labels])} {v:g}")
+    for name, (help_text, value) in (gauges or {}).items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
+    return "\n".join(lines) + "\n"
+
+
+def uptime_gauge(started: float) -> tuple[str, float]:
+    return ("Seconds since this worker started.", time.time() - started)
