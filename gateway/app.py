@@ -12,16 +12,21 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from services.registry import Registry, discover
 
 from .admin import AdminApp
 from .cors import CORSMiddleware
-from .config import GatewayConfig, LegacyConfig, load_config
+from .config import GatewayConfig, LegacyConfig, RouteSpec, load_config
 from .forward import LegacyForwarder, Receive, Scope, Send, error_response
 from .headers import TrustedProxies
+from .canary import CanaryChooser
 from .metrics import Metrics
+from .overrides import take_override
+from .rollback import RollbackGuard
+from .shadow import ShadowRunner
 from .tracing import tag_request
 from .paths import BadPath, match_path
 from .reload import Reloader, TableHolder
@@ -80,24 +85,29 @@ class ForwarderPool:
         self._live.clear()
 
 
+async def _no_python_here(scope: Scope, receive: Receive, send: Send) -> None:
+    start, body = error_response(409, "X-Gateway-Target: python, but no Python service serves this path")
+    await send(start)
+    await send(body)
+
+
 def compile_table(config: GatewayConfig, registry: Registry, forwarders: ForwarderPool) -> RouteTable:
     forwarder = forwarders.get(config.legacy, config.trusted_proxies)
 
-    def target_app(prefix: str, target: str) -> tuple[Any, str | None]:
-        if target == "go":
-            return forwarder, None
-        service = registry.owner_of(prefix)
-        if service is None:  # validation prevents this; keep the message anyway
+    def route_for(prefix: str, target: str, spec: RouteSpec | None) -> Route:
+        service = registry.owner_of(prefix if prefix != "*" else "/")
+        python_app = service.app if service is not None else None
+        if target != "go" and python_app is None:  # validation prevents this
             raise ValueError(f"no Python service serves {prefix!r}")
-        return service.app, service.name
+        app = python_app if target == "python" else forwarder
+        return Route(
+            prefix, target, spec.methods if spec else None, app,
+            service.name if service else None, spec.line if spec else 0,
+            go=forwarder, python=python_app, spec=spec,
+        )
 
-    routes = []
-    for spec in config.routes:
-        app, service = target_app(spec.prefix, spec.to)
-        routes.append(Route(spec.prefix, spec.to, spec.methods, app, service, spec.line))
-    app, service = target_app("/", config.default)
-    default = Route("*", config.default, None, app, service, 0)
-    return RouteTable(config, routes, default)
+    routes = [route_for(spec.prefix, spec.to, spec) for spec in config.routes]
+    return RouteTable(config, routes, route_for("*", config.default, None))
 
 
 @dataclass
@@ -122,6 +132,12 @@ class Gateway:
         config = load_config(settings.config_path, serves_prefix=serves)  # fail fast at boot
         self.holder = TableHolder(self.build(config))
         self.metrics = Metrics(os.environ.get("GATEWAY_METRICS_DIR"))
+        self.shadow = ShadowRunner(self.metrics)
+        self.canary = CanaryChooser(self.registry.identity)
+        self.rollbacks = RollbackGuard(os.environ.get("GATEWAY_STATE_DIR") or os.environ.get("GATEWAY_METRICS_DIR"),
+                                       self.metrics)
+        self.admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or None
+        self._housekeeping: asyncio.Task[None] | None = None
         self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves,
                                  on_outcome=self.metrics.reload)
         self.admin = AdminApp(self)
@@ -157,22 +173,24 @@ class Gateway:
             await self.admin(scope, receive, send)
             return
         route = self.holder.table.lookup(path, scope["method"])
+        app, backend, cookie = self._choose(route, scope)
         status = 0
 
         async def send_and_watch(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = message.setdefault("headers", [])
+                headers = message["headers"] = list(message.get("headers", []))
                 if not any(n.lower() == b"x-request-id" for n, _ in headers):
-                    headers = message["headers"] = list(headers)
                     headers.append((b"x-request-id", request_id))
+                if cookie is not None:
+                    headers.append((b"set-cookie", cookie))
             await send(message)
 
         try:
-            await route.app(scope, receive, send_and_watch)
+            await app(scope, receive, send_and_watch)
         except Exception:
-            log.exception("%s target for %s %s raised", route.target, scope["method"], path)
+            log.exception("%s target for %s %s raised", backend, scope["method"], path)
             if status == 0:
                 start, body = error_response(500, "Internal Server Error")
                 await send_and_watch(start)
@@ -180,16 +198,37 @@ class Gateway:
             else:
                 raise
         finally:
-            self._done(scope, status, started, route, request_id, trace_id)
+            self._done(scope, status, started, route, request_id, trace_id, backend)
+
+    def _choose(self, route: Route, scope: Scope) -> tuple[Any, str, bytes | None]:
+        """The ASGI app that answers, the backend it is, and a Set-Cookie to add."""
+        if self.admin_token is not None:
+            forced = take_override(scope, self.admin_token)
+            if forced is not None:
+                app = route.go if forced == "go" else route.python
+                if app is not None:
+                    return app, forced, None
+                return _no_python_here, "gateway", None
+        state = route.target
+        if state == "go" or state == "python":
+            return route.app, state, None
+        if state == "shadow":
+            return partial(self.shadow.serve, route), "go", None
+        # canary
+        if self.rollbacks.is_rolled_back(route.spec):
+            return route.go, "go", None
+        backend, cookie = self.canary.choose(route.prefix, route.spec.percent, scope)
+        return (route.python if backend == "python" else route.go), backend, cookie
 
     def _done(self, scope: Scope, status: int, started: float, route: Route | None,
-              request_id: bytes, trace_id: bytes) -> None:
+              request_id: bytes, trace_id: bytes, backend: str = "gateway") -> None:
         elapsed = time.perf_counter() - started
         prefix = route.prefix if route else "(rejected)"
-        target = route.target if route else "gateway"
         if status == 0 and scope.get("gateway.client_gone"):
             status = 499  # nginx's "client closed request"
-        self.metrics.observe(prefix, target, status, elapsed)
+        self.metrics.observe(prefix, backend, status, elapsed)
+        if route is not None and route.target == "canary" and backend in ("go", "python"):
+            self.rollbacks.record(route.spec, backend, status, elapsed)
         upstream_error = scope.get("gateway.upstream_error")
         if upstream_error:
             self.metrics.upstream_error(prefix, upstream_error)
@@ -202,8 +241,9 @@ class Gateway:
             "status": status,
             "ms": round(elapsed * 1000, 2),
             "route": prefix,
-            "target": target,
-            "backend": self._backend_name(route),
+            "state": route.target if route else None,
+            "target": backend,
+            "backend": self._backend_name(route, backend),
             "client": client[0] if client else None,
             "request_id": request_id.decode("latin-1"),
             "trace_id": trace_id.decode("latin-1"),
@@ -212,26 +252,39 @@ class Gateway:
             record["upstream_error"] = upstream_error
         access_log.info(json.dumps(record, separators=(",", ":")))
 
-    def _backend_name(self, route: Route | None) -> str:
-        if route is None:
+    def _backend_name(self, route: Route | None, backend: str) -> str:
+        if route is None or backend == "gateway":
             return "gateway"
-        if route.target == "python":
+        if backend == "python":
             return f"python:{route.service}"
-        return getattr(route.app, "base_url", route.target)
+        return getattr(route.go, "base_url", backend)
+
+    async def _tick(self) -> None:
+        """Once a second: publish this worker's metrics, adopt other workers' rollbacks."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.metrics.publish()
+                self.rollbacks.sync()
+            except OSError as exc:
+                log.warning("housekeeping: %s", exc)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.reloader.start()
-                self.metrics.start()
+                self._housekeeping = asyncio.get_running_loop().create_task(self._tick())
                 log.info("gateway up: %s version %s, legacy %s, %d route(s)",
                          self.settings.config_path, self.holder.table.version,
                          self.holder.table.config.legacy.url, len(self.holder.table.routes))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.reloader.stop()
-                await self.metrics.stop()
+                if self._housekeeping is not None:
+                    self._housekeeping.cancel()
+                await self.shadow.stop()
+                self.metrics.publish()
                 await self.forwarders.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-TARGETS = ("go", "python")
+TARGETS = ("go", "python")  # what `default:` may be
+ROUTE_TARGETS = ("go", "python", "shadow", "canary")  # what a route's `to:` may be
+NEEDS_PYTHON = frozenset({"python", "shadow", "canary"})
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
@@ -22,7 +24,10 @@ RESERVED_PREFIX = "/_gateway"
 
 TOP_KEYS = {"legacy", "default", "routes", "trusted_proxies"}
 LEGACY_KEYS = {"url", "connect_timeout", "read_timeout", "pool_size"}
-ROUTE_KEYS = {"prefix", "to", "methods"}
+ROUTE_KEYS = {"prefix", "to", "methods", "percent", "shadow", "diff", "rollback"}
+SHADOW_KEYS = {"writes", "noise", "sample", "timeout"}
+DIFF_KEYS = {"ignore", "unordered", "headers"}
+ROLLBACK_KEYS = {"max_error_rate_increase", "max_p99_ratio", "min_requests"}
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,45 @@ class LegacyConfig:
 
 
 @dataclass(frozen=True)
+class ShadowSpec:
+    """How a `shadow` route replays to Python (all optional in routes.yaml)."""
+
+    writes: bool = False  # replay unsafe methods too; Python runs them in dry-run mode
+    noise: bool = False  # replay safe requests to Go twice and discount fields that differ
+    sample: float = 1.0  # fraction of requests replayed
+    timeout: float = 5.0  # seconds a replay may take before it counts as a Python error
+
+
+@dataclass(frozen=True)
+class DiffSpec:
+    ignore: tuple[str, ...] = ()  # JSON paths that legitimately differ ("$[*].ID")
+    unordered: tuple[str, ...] = ()  # JSON paths of arrays compared as multisets
+    headers: tuple[str, ...] = ("content-type",)
+
+
+@dataclass(frozen=True)
+class RollbackSpec:
+    """Move a canary back to Go when Python is worse than Go on the same route."""
+
+    max_error_rate_increase: float = 0.05  # python 5xx rate may exceed go's by this much
+    max_p99_ratio: float = 2.0  # python p99 may be at most this multiple of go's
+    min_requests: int = 100  # per backend, before any verdict
+
+
+@dataclass(frozen=True)
 class RouteSpec:
     prefix: str
     to: str
     methods: frozenset[str] | None = None  # None = every method
     line: int = 0
+    percent: float = 0.0  # canary: share of identities sent to Python
+    shadow: ShadowSpec = field(default_factory=ShadowSpec)
+    diff: DiffSpec = field(default_factory=DiffSpec)
+    rollback: RollbackSpec | None = None  # canary only; None = no automatic rollback
+
+    @property
+    def state(self) -> str:
+        return f"canary {self.percent:g}%" if self.to == "canary" else self.to
 
     def describe_methods(self) -> str:
         return ",".join(sorted(self.methods)) if self.methods else "*"
@@ -292,18 +331,19 @@ def _parse_routes(r: _Reader, node: yaml.Node, serves_prefix: ServesPrefix | Non
         if "to" in fields:
             tnode = fields["to"][1]
             to = r.scalar(tnode) if isinstance(tnode, yaml.ScalarNode) else None
-            if to not in TARGETS:
-                r.problem(tnode, f"{key}.to", f"unknown target {to!r}{_did_you_mean(str(to), TARGETS)}; expected one of: {', '.join(TARGETS)}")
+            if to not in ROUTE_TARGETS:
+                r.problem(tnode, f"{key}.to", f"unknown target {to!r}{_did_you_mean(str(to), ROUTE_TARGETS)}; expected one of: {', '.join(ROUTE_TARGETS)}")
                 to = None
-            elif to == "python" and prefix is not None and serves_prefix is not None and not serves_prefix(prefix):
+            elif to in NEEDS_PYTHON and prefix is not None and serves_prefix is not None and not serves_prefix(prefix):
                 r.problem(tnode, f"{key}.to", f"no Python service module serves {prefix!r}; add one under services/ or route it to 'go'")
                 to = None
         methods = None
         if "methods" in fields:
             methods = _parse_methods(r, fields["methods"][1], f"{key}.methods")
-        if prefix is None or to is None:
+        extras = _parse_route_extras(r, fields, key, to)
+        if prefix is None or to is None or extras is None:
             continue
-        spec = RouteSpec(prefix=prefix, to=to, methods=methods, line=line)
+        spec = RouteSpec(prefix=prefix, to=to, methods=methods, line=line, **extras)
         for other in seen.get(prefix, []):
             if other.methods is None or methods is None or other.methods & methods:
                 overlap = "every method" if other.methods is None or methods is None else ", ".join(sorted(other.methods & methods))
@@ -313,6 +353,72 @@ def _parse_routes(r: _Reader, node: yaml.Node, serves_prefix: ServesPrefix | Non
             seen.setdefault(prefix, []).append(spec)
             routes.append(spec)
     return routes
+
+
+def _parse_route_extras(r: _Reader, fields: dict[str, tuple[yaml.Node, yaml.Node]], key: str,
+                        to: str | None) -> dict[str, Any] | None:
+    """percent / shadow / diff / rollback: each only where its state uses it."""
+    out: dict[str, Any] = {}
+    before = len(r.problems)
+    only_for = {"percent": ("canary",), "shadow": ("shadow",), "rollback": ("canary",), "diff": ("shadow",)}
+    for name, states in only_for.items():
+        if name in fields and to is not None and to not in states:
+            r.problem(fields[name][0], f"{key}.{name}", f"only applies to routes with to: {' or '.join(states)} (this one is '{to}')")
+    if to == "canary":
+        if "percent" not in fields:
+            r.problem(fields["to"][1], f"{key}.percent", "a canary route needs 'percent: N' (0-100, the share sent to Python)")
+        else:
+            pct = r.number(fields["percent"][1], f"{key}.percent", minimum=0)
+            if pct is not None and pct > 100:
+                r.problem(fields["percent"][1], f"{key}.percent", f"must be between 0 and 100, got {pct!r}")
+            elif pct is not None:
+                out["percent"] = float(pct)
+        if "rollback" in fields:
+            out["rollback"] = RollbackSpec(**_parse_block(r, fields["rollback"][1], f"{key}.rollback", ROLLBACK_KEYS, {
+                "max_error_rate_increase": ("number", 0.0), "max_p99_ratio": ("number", 1.0), "min_requests": ("int", 1)}))
+    if to == "shadow":
+        if "shadow" in fields:
+            values = _parse_block(r, fields["shadow"][1], f"{key}.shadow", SHADOW_KEYS, {
+                "writes": ("bool", 0), "noise": ("bool", 0), "sample": ("number", 0.0), "timeout": ("number", 0.001)})
+            if values.get("sample", 0) > 1:
+                r.problem(fields["shadow"][1], f"{key}.shadow.sample", "must be a fraction between 0 and 1")
+            out["shadow"] = ShadowSpec(**values)
+        if "diff" in fields:
+            values = _parse_block(r, fields["diff"][1], f"{key}.diff", DIFF_KEYS, {
+                "ignore": ("paths", 0), "unordered": ("paths", 0), "headers": ("strings", 0)})
+            out["diff"] = DiffSpec(**values)
+    return out if len(r.problems) == before else None
+
+
+def _parse_block(r: _Reader, node: yaml.Node, key: str, allowed: set[str],
+                 kinds: dict[str, tuple[str, float]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (_, vnode) in r.mapping(node, key, allowed).items():
+        kind, minimum = kinds[name]
+        where = f"{key}.{name}"
+        if kind == "bool":
+            value = r.scalar(vnode) if isinstance(vnode, yaml.ScalarNode) else None
+            if not isinstance(value, bool):
+                r.problem(vnode, where, f"must be true or false, got {value!r}")
+            else:
+                out[name] = value
+        elif kind in ("number", "int"):
+            value = r.number(vnode, where, minimum=minimum, integer=kind == "int")
+            if value is not None:
+                out[name] = value
+        else:
+            items = vnode.value if isinstance(vnode, yaml.SequenceNode) else None
+            values = [r.scalar(i) for i in items if isinstance(i, yaml.ScalarNode)] if items is not None else None
+            if values is None or not all(isinstance(v, str) and v for v in values):
+                r.problem(vnode, where, "must be a list of strings")
+                continue
+            if kind == "paths":
+                bad = [v for v in values if not v.startswith("$")]
+                if bad:
+                    r.problem(vnode, where, f"JSON paths start with '$' (e.g. '$.ID', '$[*].CreatedAt'), got {bad[0]!r}")
+                    continue
+            out[name] = tuple(v.lower() if kind == "strings" else v for v in values)
+    return out
 
 
 def _parse_methods(r: _Reader, node: yaml.Node, key: str) -> frozenset[str] | None:

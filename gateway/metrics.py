@@ -10,7 +10,6 @@ multiprocess mode, so counters never go backwards.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -30,7 +29,7 @@ class Metrics:
         self.upstream_errors: dict[tuple[str, str], int] = defaultdict(int)  # (route, kind)
         self.reloads: dict[str, int] = defaultdict(int)  # outcome → count
         self.extra: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(lambda: defaultdict(float))
-        self._task: asyncio.Task[None] | None = None
+        self.samples: dict[str, dict[str, str]] = defaultdict(dict)  # route → field → latest rendered diff
 
     # -- recording (hot path) ------------------------------------------------
     def observe(self, route: str, target: str, status: int, seconds: float) -> None:
@@ -54,6 +53,12 @@ class Metrics:
         """A counter for features beyond plain routing (shadow, canary, ...)."""
         self.extra[name][tuple(sorted(labels.items()))] += value
 
+    def sample(self, route: str, field: str, text: str, keep: int = 20) -> None:
+        """Keep the latest readable diff per (route, field), a bounded number per route."""
+        per_route = self.samples[route]
+        if field in per_route or len(per_route) < keep:
+            per_route[field] = text[:4000]
+
     # -- publishing ----------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -62,6 +67,7 @@ class Metrics:
             "upstream_errors": [[*k, v] for k, v in self.upstream_errors.items()],
             "reloads": dict(self.reloads),
             "extra": {n: [[list(map(list, k)), v] for k, v in series.items()] for n, series in self.extra.items()},
+            "samples": {route: dict(fields) for route, fields in self.samples.items()},
         }
 
     def publish(self) -> None:
@@ -85,28 +91,6 @@ class Metrics:
             except (OSError, ValueError):
                 continue  # a worker mid-write or gone: skip this scrape
         return out
-
-    def start(self) -> None:
-        if self.directory is not None:
-            self._task = asyncio.get_running_loop().create_task(self._publish_loop())
-
-    async def _publish_loop(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                self.publish()
-            except OSError:
-                pass
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        try:
-            self.publish()
-        except OSError:
-            pass
-
 
 def _labels(names: Iterable[str], values: Iterable[Any]) -> str:
     inner = ",".join(f'{n}="{_escape(str(v))}"' for n, v in zip(names, values))

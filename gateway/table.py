@@ -7,30 +7,40 @@ routes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from .config import GatewayConfig
+from .config import GatewayConfig, RouteSpec
 from .paths import is_under
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     prefix: str  # "*" for the default route
-    target: str  # "go" | "python"
+    target: str  # the route's state: "go" | "python" | "shadow" | "canary"
     methods: frozenset[str] | None
-    app: Any  # the ASGI app that serves it
-    service: str | None = None  # python service name
+    app: Any  # the ASGI app for plain go/python routes (the forwarder or the service)
+    service: str | None = None  # the Python service that owns the prefix, if any
     line: int = 0
+    go: Any = None  # the legacy forwarder
+    python: Any = None  # the owning service's ASGI app (None when no service owns it)
+    spec: RouteSpec | None = None  # percent, shadow, diff, rollback settings
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "prefix": self.prefix,
             "target": self.target,
             "methods": sorted(self.methods) if self.methods else None,
             "service": self.service,
             "line": self.line or None,
         }
+        if self.target == "canary" and self.spec is not None:
+            out["percent"] = self.spec.percent
+            out["rollback"] = asdict(self.spec.rollback) if self.spec.rollback else None
+        if self.target == "shadow" and self.spec is not None:
+            out["shadow"] = asdict(self.spec.shadow)
+            out["diff"] = asdict(self.spec.diff)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,13 @@ class Service:
     name: str
     prefixes: tuple[str, ...]
     app: ASGIApp
+    # True when the app honours scope["gateway.dry_run"] (shadowed writes must
+    # not commit); only such services may shadow unsafe methods.
+    dry_run: bool = False
+
+
+# Who is making a request (e.g. the signed-in email), for sticky canaries.
+Identity = Callable[[Scope], "str | None"]
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -38,6 +45,7 @@ def _under(path: str, prefix: str) -> bool:
 @dataclass(frozen=True)
 class Registry:
     services: Mapping[str, Service]
+    identity: Identity | None = None  # from the first module that exports IDENTITY
 
     def owner_of(self, prefix: str) -> Service | None:
         """The service whose longest declared prefix covers ``prefix``, if any."""
@@ -62,6 +70,7 @@ def discover(packages: Iterable[str] | None = None) -> Registry:
         extra = os.environ.get("GATEWAY_SERVICE_PACKAGES", "")
         packages = ["services", *(p.strip() for p in extra.split(",") if p.strip())]
     found: dict[str, Service] = {}
+    identity: Identity | None = None
     for package in packages:
         pkg = importlib.import_module(package)
         for info in pkgutil.iter_modules(pkg.__path__):
@@ -74,4 +83,5 @@ def discover(packages: Iterable[str] | None = None) -> Registry:
                     raise ValueError(f"two service modules are named {service.name!r}: "
                                      f"{found[service.name].app!r} and {module.__name__}")
                 found[service.name] = service
-    return Registry(found)
+            identity = identity or getattr(module, "IDENTITY", None)
+    return Registry(found, identity)

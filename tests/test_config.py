@@ -49,7 +49,7 @@ def test_legacy_url_env_override():
 
 def test_unknown_target_names_line_and_key_with_a_suggestion():
     assert problems("routes:\n  - prefix: /ping\n    to: pyton\n") == [
-        "routes.yaml:3: routes[0].to: unknown target 'pyton' (did you mean 'python'?); expected one of: go, python"]
+        "routes.yaml:3: routes[0].to: unknown target 'pyton' (did you mean 'python'?); expected one of: go, python, shadow, canary"]
 
 
 def test_unknown_keys_are_errors_not_ignored():

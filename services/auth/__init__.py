@@ -4,7 +4,8 @@ Serves ``/sign-in``, ``/sign-out``, ``/auth-test``, ``/csrf`` and ``/users/...``
 exactly as the Go backend does, minting gorilla-compatible ``session`` cookies
 so either side can serve any request. See docs/auth.md.
 """
-from services.registry import Service
+from services.common import ConfigError, get_cookie, get_settings
+from services.registry import Scope, Service
 
 from .app import AuthService, create_app
 
@@ -12,4 +13,17 @@ PREFIXES = ("/sign-in", "/sign-out", "/auth-test", "/csrf", "/users")
 
 SERVICE = Service(name="auth", prefixes=PREFIXES, app=create_app())
 
-__all__ = ["SERVICE", "AuthService", "create_app", "PREFIXES"]
+
+
+def IDENTITY(scope: Scope) -> str | None:  # noqa: N802 - the registry's hook name
+    """The signed-in user's email, for sticky canaries; None when not signed in."""
+    value = get_cookie(scope, "session")
+    if not value:
+        return None
+    try:
+        return get_settings().session_codec.decode(value)
+    except ConfigError:
+        return None  # no session secret configured: nobody is signed in as far as we can tell
+
+
+__all__ = ["SERVICE", "IDENTITY", "AuthService", "create_app", "PREFIXES"]

@@ -1,0 +1,142 @@
+"""Automatic rollback of canary routes (opt-in per route with ``rollback:``).
+
+Each worker keeps a window of outcomes per canary route and backend, starting
+when the route's current spec went live. Once both backends have at least
+``min_requests`` in the window, Python is judged against Go on the same route:
+its 5xx rate may exceed Go's by at most ``max_error_rate_increase`` and its p99
+may be at most ``max_p99_ratio`` times Go's. A route that fails is moved back to
+Go and stays there — no flapping — until ops change that route in routes.yaml.
+
+The verdict is written to a state file shared by the workers of a gateway
+(``GATEWAY_STATE_DIR``, default: the metrics directory), so every worker
+converges on it within a second; the reason is logged, counted and shown on the
+status page.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import RollbackSpec, RouteSpec
+
+log = logging.getLogger("gateway.rollback")
+
+WINDOW = 2000  # most recent outcomes kept per backend
+
+
+def spec_key(spec: RouteSpec) -> str:
+    """Identifies one live version of a route: a routes.yaml edit of it re-arms."""
+    return f"{spec.prefix}|{spec.to}|{spec.percent:g}|{sorted(spec.methods or [])}|{spec.rollback}"
+
+
+@dataclass
+class Window:
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    errors: deque[bool] = field(default_factory=lambda: deque(maxlen=WINDOW))
+
+    def add(self, status: int, seconds: float) -> None:
+        self.latencies.append(seconds)
+        self.errors.append(status >= 500 or status == 0)
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies)
+
+    def error_rate(self) -> float:
+        return sum(self.errors) / len(self.errors) if self.errors else 0.0
+
+    def p99(self) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
+
+
+def verdict(rule: RollbackSpec, go: Window, py: Window) -> str | None:
+    """Why Python should be rolled back, or None (also None below the sample size)."""
+    if go.count < rule.min_requests or py.count < rule.min_requests:
+        return None
+    go_err, py_err = go.error_rate(), py.error_rate()
+    if py_err > go_err + rule.max_error_rate_increase:
+        return (f"python error rate {py_err:.1%} > go {go_err:.1%} + {rule.max_error_rate_increase:.1%} "
+                f"over {py.count}/{go.count} requests")
+    go_p99, py_p99 = go.p99(), py.p99()
+    if go_p99 > 0 and py_p99 > go_p99 * rule.max_p99_ratio:
+        return (f"python p99 {py_p99 * 1000:.1f} ms > {rule.max_p99_ratio:g} × go p99 {go_p99 * 1000:.1f} ms "
+                f"over {py.count}/{go.count} requests")
+    return None
+
+
+class RollbackGuard:
+    def __init__(self, state_dir: str | None, metrics: Any = None):
+        self.path = Path(state_dir) / "rollbacks.json" if state_dir else None
+        self.metrics = metrics
+        self.windows: dict[str, dict[str, Window]] = {}  # spec key → backend → window
+        self.rolled_back: dict[str, dict[str, Any]] = {}  # prefix → {key, reason, at}
+        self._mtime = 0
+
+    def is_rolled_back(self, spec: RouteSpec) -> bool:
+        entry = self.rolled_back.get(spec.prefix)
+        return entry is not None and entry["key"] == spec_key(spec)
+
+    def reason(self, spec: RouteSpec) -> dict[str, Any] | None:
+        return self.rolled_back.get(spec.prefix) if self.is_rolled_back(spec) else None
+
+    def record(self, spec: RouteSpec, backend: str, status: int, seconds: float) -> None:
+        if spec.rollback is None or self.is_rolled_back(spec):
+            return
+        key = spec_key(spec)
+        windows = self.windows.get(key)
+        if windows is None:
+            windows = self.windows[key] = {"go": Window(), "python": Window()}
+        window = windows[backend]
+        window.add(status, seconds)
+        if window.count % 10 == 0:  # judging costs a sort: not on every request
+            why = verdict(spec.rollback, windows["go"], windows["python"])
+            if why:
+                self.roll_back(spec, why)
+
+    def roll_back(self, spec: RouteSpec, why: str) -> None:
+        self.rolled_back[spec.prefix] = {"key": spec_key(spec), "reason": why, "at": time.time()}
+        self.windows.pop(spec_key(spec), None)
+        log.error("route %s: canary %g%% → go (automatic rollback): %s. Edit the route in routes.yaml to re-arm.",
+                  spec.prefix, spec.percent, why)
+        if self.metrics is not None:
+            self.metrics.inc("gateway_canary_rollbacks_total", {"route": spec.prefix})
+        self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        merged = self._read()
+        merged.update(self.rolled_back)
+        tmp = self.path.with_name(f".rollbacks.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged))
+        os.replace(tmp, self.path)
+
+    def _read(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def sync(self) -> None:
+        """Pick up other workers' verdicts (called about once a second)."""
+        if self.path is None:
+            return
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime != self._mtime:
+            self._mtime = mtime
+            for prefix, entry in self._read().items():
+                if prefix not in self.rolled_back:
+                    log.error("route %s rolled back to go by another worker: %s", prefix, entry.get("reason"))
+                self.rolled_back[prefix] = entry
