@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, Router
 
 from .metrics import render
@@ -38,6 +38,8 @@ class AdminApp:
                 Route("/_gateway/routes", self.routes, methods=["GET"]),
                 Route("/_gateway/explain", self.explain, methods=["GET"]),
                 Route("/_gateway/metrics", self.metrics, methods=["GET"]),
+                Route("/_gateway/status", self.status, methods=["GET"]),
+                Route("/_gateway/status.json", self.status_json, methods=["GET"]),
             ]
         )
 
@@ -109,16 +111,52 @@ class AdminApp:
             norm = match_path(path.encode("utf-8"))
         except BadPath as exc:
             return JSONResponse({"message": f"the gateway rejects this path with 400: {exc}"}, status_code=200)
-        return JSONResponse(explain_dict(self.gw.holder.table, method, norm))
+        user = request.query_params.get("user")
+        return JSONResponse(explain_dict(self.gw.holder.table, method, norm, user, self.gw.rollbacks))
+
+    def _status_data(self) -> dict[str, Any]:
+        from .status import status_data
+
+        return status_data(self.gw)
+
+    async def status_json(self, request: Request) -> Response:
+        return JSONResponse(self._status_data())
+
+    async def status(self, request: Request) -> Response:
+        from .status_page import render_status
+
+        return HTMLResponse(render_status(self._status_data()))
 
 
-def explain_dict(table: Any, method: str, path: str) -> dict[str, Any]:
+def explain_dict(table: Any, method: str, path: str, user: str | None = None,
+                 rollbacks: Any = None) -> dict[str, Any]:
+    """Which route wins, its state, and which backend (this user) would get."""
+    from .canary import CanaryChooser
+
     match = table.explain(path, method)
-    return {
+    route = match.route
+    out: dict[str, Any] = {
         "method": method,
         "path": path,
-        "route": match.route.describe(),
-        "target": match.route.target,
+        "route": route.describe(),
+        "state": route.target,
+        "target": route.target,
         "reason": match.reason,
         "table_version": table.version,
     }
+    if route.target in ("go", "python"):
+        out["backend"] = route.target
+    elif route.target == "shadow":
+        out["backend"] = "go"
+        out["note"] = "the client gets Go's answer; the request is replayed to Python and compared"
+    else:
+        rolled = rollbacks.reason(route.spec) if rollbacks is not None else None
+        if rolled:
+            out["backend"] = "go"
+            out["note"] = f"automatically rolled back to go: {rolled['reason']}"
+        elif user:
+            out["backend"] = CanaryChooser.for_user(route.prefix, route.spec.percent, user)
+            out["user"] = user
+        else:
+            out["backend"] = f"python for {route.spec.percent:g}% of users, go for the rest (give a user to know which)"
+    return out

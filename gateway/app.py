@@ -128,8 +128,8 @@ class Gateway:
         self.settings = settings
         self.registry = registry or discover()
         self.forwarders = ForwarderPool()
-        serves = lambda prefix: self.registry.owner_of(prefix) is not None  # noqa: E731
-        config = load_config(settings.config_path, serves_prefix=serves)  # fail fast at boot
+        serves, dry_run_ok = self.registry.serves, self.registry.dry_run_ok
+        config = load_config(settings.config_path, serves_prefix=serves, dry_run_ok=dry_run_ok)  # fail fast at boot
         self.holder = TableHolder(self.build(config))
         self.metrics = Metrics(os.environ.get("GATEWAY_METRICS_DIR"))
         self.shadow = ShadowRunner(self.metrics)
@@ -139,7 +139,7 @@ class Gateway:
         self.admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or None
         self._housekeeping: asyncio.Task[None] | None = None
         self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves,
-                                 on_outcome=self.metrics.reload)
+                                 dry_run_ok=dry_run_ok, on_outcome=self.metrics.reload)
         self.admin = AdminApp(self)
         self.started = time.time()
 
@@ -173,7 +173,7 @@ class Gateway:
             await self.admin(scope, receive, send)
             return
         route = self.holder.table.lookup(path, scope["method"])
-        app, backend, cookie = self._choose(route, scope)
+        app, backend, cookie = self._choose(route, scope, path)
         status = 0
 
         async def send_and_watch(message: dict[str, Any]) -> None:
@@ -200,15 +200,18 @@ class Gateway:
         finally:
             self._done(scope, status, started, route, request_id, trace_id, backend)
 
-    def _choose(self, route: Route, scope: Scope) -> tuple[Any, str, bytes | None]:
+    def _choose(self, route: Route, scope: Scope, path: str) -> tuple[Any, str, bytes | None]:
         """The ASGI app that answers, the backend it is, and a Set-Cookie to add."""
         if self.admin_token is not None:
             forced = take_override(scope, self.admin_token)
-            if forced is not None:
-                app = route.go if forced == "go" else route.python
-                if app is not None:
-                    return app, forced, None
-                return _no_python_here, "gateway", None
+            if forced == "go":
+                return route.go, "go", None
+            if forced == "python":
+                # The service that owns this very path, whatever the route says.
+                service = self.registry.owner_of(path)
+                if service is None:
+                    return _no_python_here, "gateway", None
+                return service.app, "python", None
         state = route.target
         if state == "go" or state == "python":
             return route.app, state, None

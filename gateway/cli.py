@@ -17,12 +17,12 @@ def _registry_check():
     from services.registry import discover
 
     registry = discover()
-    return registry, (lambda prefix: registry.owner_of(prefix) is not None)
+    return registry, registry.serves
 
 
 def _load(path: str) -> GatewayConfig:
-    _, serves = _registry_check()
-    return load_config(path, serves_prefix=serves)
+    registry, _ = _registry_check()
+    return load_config(path, serves_prefix=registry.serves, dry_run_ok=registry.dry_run_ok)
 
 
 def _table_lines(config: GatewayConfig) -> list[str]:
@@ -71,9 +71,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .app import ForwarderPool, compile_table
     from .paths import BadPath, match_path
 
-    registry, serves = _registry_check()
+    registry, _ = _registry_check()
     try:
-        config = load_config(args.config, serves_prefix=serves)
+        config = _load(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
@@ -85,15 +85,66 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except BadPath as exc:
         print(f"{args.method.upper()} {args.path}: rejected with 400 — {exc}")
         return 0
-    result = explain_dict(table, args.method.upper(), norm)
+    result = explain_dict(table, args.method.upper(), norm, args.user)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         route = result["route"]
-        where = f"service '{route['service']}'" if route["service"] else config.legacy.url
-        print(f"{result['method']} {result['path']} → {result['target']} ({where})")
+        backend = result["backend"]
+        where = f"service '{route['service']}'" if backend == "python" else config.legacy.url if backend == "go" else ""
+        state = f" [state: {result['state']}]" if result["state"] not in ("go", "python") else ""
+        print(f"{result['method']} {result['path']} → {backend}{f' ({where})' if where else ''}{state}")
         print(f"  why: {result['reason']}")
+        if result.get("note"):
+            print(f"  note: {result['note']}")
     return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Which paths change owner between two routes files (before a deploy)."""
+    configs = []
+    for path in (args.old, args.new):
+        try:
+            configs.append(_load(path))
+        except ConfigError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+    changes = owner_changes(*configs)
+    if not changes:
+        print(f"no path changes owner between {args.old} and {args.new}")
+        return 0
+    for line in changes:
+        print(line)
+    return 1 if args.exit_code else 0
+
+
+def owner_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
+    """One line per (prefix, method set) whose owner differs, old → new."""
+    def owner(config: GatewayConfig, path: str, method: str) -> str:
+        best = None
+        for spec in config.routes:
+            under = spec.prefix == "/" or path == spec.prefix or path.startswith(spec.prefix + "/")
+            if under and (spec.methods is None or method in spec.methods):
+                if best is None or len(spec.prefix) > len(best.prefix) or (
+                        len(spec.prefix) == len(best.prefix) and spec.methods is not None):
+                    best = spec
+        return best.state if best else f"{config.default} (default)"
+
+    probes: set[tuple[str, frozenset[str] | None]] = {(s.prefix, s.methods) for s in (*old.routes, *new.routes)}
+    out = []
+    methods_all = ("GET", "POST", "PUT", "PATCH", "DELETE")
+    for prefix, methods in sorted(probes, key=lambda p: (p[0], sorted(p[1] or []))):
+        moved: dict[tuple[str, str], list[str]] = {}
+        for method in sorted(methods) if methods else methods_all:
+            a, b = owner(old, prefix, method), owner(new, prefix, method)
+            if a != b:
+                moved.setdefault((a, b), []).append(method)
+        for (a, b), ms in moved.items():
+            label = "*" if not methods and len(ms) == len(methods_all) else ",".join(ms)
+            out.append(f"{prefix} [{label}]: {a} → {b}")
+    if old.default != new.default:
+        out.append(f"(every path no route covers): {old.default} → {new.default}")
+    return out
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -169,7 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("path")
     explain.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"))
     explain.add_argument("--json", action="store_true")
+    explain.add_argument("--user", help="email of a signed-in user: which side of a canary they get")
     explain.set_defaults(func=cmd_explain)
+
+    diff = sub.add_parser("diff", help="list the paths whose owner changes between two routes files")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    diff.add_argument("--exit-code", action="store_true", help="exit 1 when something changes owner (for CI)")
+    diff.set_defaults(func=cmd_diff)
     return parser
 
 

@@ -205,6 +205,7 @@ def parse_config(
     *,
     serves_prefix: ServesPrefix | None = None,
     env: dict[str, str] | None = None,
+    dry_run_ok: ServesPrefix | None = None,
 ) -> GatewayConfig:
     """Build a :class:`GatewayConfig` from YAML text or raise :class:`ConfigError`.
 
@@ -245,7 +246,7 @@ def parse_config(
 
     routes: list[RouteSpec] = []
     if "routes" in top:
-        routes = _parse_routes(r, top["routes"][1], serves_prefix)
+        routes = _parse_routes(r, top["routes"][1], serves_prefix, dry_run_ok)
 
     if r.problems:
         raise ConfigError(r.problems)
@@ -308,7 +309,8 @@ def _parse_trusted(r: _Reader, node: yaml.Node) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _parse_routes(r: _Reader, node: yaml.Node, serves_prefix: ServesPrefix | None) -> list[RouteSpec]:
+def _parse_routes(r: _Reader, node: yaml.Node, serves_prefix: ServesPrefix | None,
+                  dry_run_ok: ServesPrefix | None = None) -> list[RouteSpec]:
     if not isinstance(node, yaml.SequenceNode):
         r.problem(node, "routes", "must be a list of '- prefix: ... to: ...' entries")
         return []
@@ -344,6 +346,11 @@ def _parse_routes(r: _Reader, node: yaml.Node, serves_prefix: ServesPrefix | Non
         if prefix is None or to is None or extras is None:
             continue
         spec = RouteSpec(prefix=prefix, to=to, methods=methods, line=line, **extras)
+        if spec.to == "shadow" and spec.shadow.writes and dry_run_ok is not None and not dry_run_ok(prefix):
+            r.problem(fields["shadow"][1], f"{key}.shadow.writes",
+                      f"the Python service for {prefix!r} does not support dry runs (Service.dry_run), "
+                      "so writes can't be replayed to it safely; remove 'writes: true'")
+            continue
         for other in seen.get(prefix, []):
             if other.methods is None or methods is None or other.methods & methods:
                 overlap = "every method" if other.methods is None or methods is None else ", ".join(sorted(other.methods & methods))
@@ -436,10 +443,11 @@ def _parse_methods(r: _Reader, node: yaml.Node, key: str) -> frozenset[str] | No
     return frozenset(out)
 
 
-def load_config(path: str | os.PathLike[str], *, serves_prefix: ServesPrefix | None = None) -> GatewayConfig:
+def load_config(path: str | os.PathLike[str], *, serves_prefix: ServesPrefix | None = None,
+                dry_run_ok: ServesPrefix | None = None) -> GatewayConfig:
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise ConfigError([Problem(str(p), 0, "<file>", f"cannot read: {exc.strerror or exc}")]) from None
-    return parse_config(data, str(p), serves_prefix=serves_prefix)
+    return parse_config(data, str(p), serves_prefix=serves_prefix, dry_run_ok=dry_run_ok)

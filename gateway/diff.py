@@ -34,7 +34,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 RawHeaders = list[tuple[bytes, bytes]]
 
-MAX_TEXT = 200  # characters of any one rendered string / value before "…(+N chars)"
+MAX_TEXT = 200  # characters of any one string before "…(+N chars)"
+MAX_RENDER = 300  # characters of a whole rendered value (room for one cut string plus its key)
 MAX_DIFFERENCES = 100  # per compare: a shifted 10k-element list must not make 10k entries
 MORE_FIELD = "body:+more"  # the entry that says the list above was cut at the limit
 MISSING = "<missing>"
@@ -268,7 +269,11 @@ def render_value(value: Any, path: Sequence[Segment] = ()) -> str:
     last_key = next((s for s in reversed(path) if isinstance(s, str)), None)
     if last_key is not None and is_secret_name(last_key):
         return json.dumps(_redacted(value))
-    return _cut(json.dumps(_scrub(value), ensure_ascii=False, default=str))
+    return _cut(json.dumps(_scrub(value), ensure_ascii=False, default=_unjsonable), MAX_RENDER)
+
+
+def _unjsonable(obj: object) -> str:
+    return "<ignored>" if obj is _IGNORED else str(obj)
 
 
 # -- the comparison ------------------------------------------------------------

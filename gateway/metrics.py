@@ -15,6 +15,7 @@ import os
 import time
 from bisect import bisect_left
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -101,27 +102,64 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def render(snapshots: list[dict[str, Any]], gauges: dict[str, tuple[str, float]] | None = None) -> str:
-    """Sum the workers' snapshots into Prometheus text exposition format."""
-    requests: dict[tuple, float] = defaultdict(float)
-    latency: dict[tuple, list[float]] = {}
-    errors: dict[tuple, float] = defaultdict(float)
-    reloads: dict[str, float] = defaultdict(float)
-    extra: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
+@dataclass
+class Totals:
+    """Every worker's snapshot summed."""
+
+    requests: dict[tuple, float] = field(default_factory=lambda: defaultdict(float))
+    latency: dict[tuple, list[float]] = field(default_factory=dict)
+    errors: dict[tuple, float] = field(default_factory=lambda: defaultdict(float))
+    reloads: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    extra: dict[str, dict[tuple, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
+    samples: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
+
+    def counter(self, name: str, **labels: str) -> float:
+        """Sum of an extra counter over the series matching ``labels``."""
+        want = set(labels.items())
+        return sum(v for key, v in self.extra.get(name, {}).items() if want <= set(key))
+
+    def series(self, name: str) -> dict[tuple, float]:
+        return self.extra.get(name, {})
+
+
+def aggregate(snapshots: list[dict[str, Any]]) -> Totals:
+    t = Totals()
     for snap in snapshots:
         for route, target, klass, v in snap.get("requests", []):
-            requests[(route, target, klass)] += v
+            t.requests[(route, target, klass)] += v
         for route, target, hist in snap.get("latency", []):
-            acc = latency.setdefault((route, target), [0.0] * len(hist))
+            acc = t.latency.setdefault((route, target), [0.0] * len(hist))
             for i, v in enumerate(hist):
                 acc[i] += v
         for route, kind, v in snap.get("upstream_errors", []):
-            errors[(route, kind)] += v
+            t.errors[(route, kind)] += v
         for outcome, v in snap.get("reloads", {}).items():
-            reloads[outcome] += v
+            t.reloads[outcome] += v
         for name, series in snap.get("extra", {}).items():
             for labels, v in series:
-                extra[name][tuple(tuple(p) for p in labels)] += v
+                t.extra[name][tuple(tuple(p) for p in labels)] += v
+        for route, fields in snap.get("samples", {}).items():
+            t.samples[route].update(fields)
+    return t
+
+
+def quantile(hist: list[float], q: float) -> float | None:
+    """Approximate quantile (seconds) from histogram counts: the bucket's upper bound."""
+    total = hist[-1]
+    if not total:
+        return None
+    rank, seen = q * total, 0.0
+    for bound, count in zip((*BUCKETS, BUCKETS[-1] * 2), hist[:-2]):
+        seen += count
+        if seen >= rank:
+            return bound
+    return BUCKETS[-1] * 2
+
+
+def render(snapshots: list[dict[str, Any]], gauges: dict[str, tuple[str, float]] | None = None) -> str:
+    """Sum the workers' snapshots into Prometheus text exposition format."""
+    t = aggregate(snapshots)
+    requests, latency, errors, reloads, extra = t.requests, t.latency, t.errors, t.reloads, t.extra
 
     lines = [
         "# HELP gateway_requests_total Requests answered, by route prefix, target and status class.",

@@ -86,7 +86,9 @@ class Reloader:
         serves_prefix: Callable[[str], bool] | None = None,
         interval: float = 0.2,
         on_outcome: Callable[[str], None] | None = None,
+        dry_run_ok: Callable[[str], bool] | None = None,
     ):
+        self.dry_run_ok = dry_run_ok
         self.on_outcome = on_outcome or (lambda outcome: None)
         self.path = Path(path)
         self.holder = holder
@@ -106,7 +108,7 @@ class Reloader:
     def reload_now(self) -> bool:
         """Read, validate and swap. Returns True when a new table went live."""
         try:
-            config = load_config(self.path, serves_prefix=self.serves_prefix)
+            config = load_config(self.path, serves_prefix=self.serves_prefix, dry_run_ok=self.dry_run_ok)
             if config.version == self.holder.table.version and self.holder.last_error is None:
                 return False  # touched but unchanged
             table = self.build(config)

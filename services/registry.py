@@ -56,6 +56,13 @@ class Registry:
                     best = (len(own), service)
         return best[1] if best else None
 
+    def serves(self, prefix: str) -> bool:
+        return self.owner_of(prefix) is not None
+
+    def dry_run_ok(self, prefix: str) -> bool:
+        service = self.owner_of(prefix)
+        return service is not None and service.dry_run
+
     def all_prefixes(self) -> list[tuple[str, str]]:
         return sorted((p, s.name) for s in self.services.values() for p in s.prefixes)
 

@@ -25,7 +25,10 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
     started: list[GatewayProc] = []
 
     def make(config_text: str, **kwargs) -> GatewayProc:
-        gw = start_gateway(config_text, tmp_path, **kwargs)
+        # Each gateway gets its own directory: they hot-reload their routes.yaml.
+        home = tmp_path / f"gateway-{len(started)}"
+        home.mkdir()
+        gw = start_gateway(config_text, home, **kwargs)
         started.append(gw)
         return gw
 

@@ -105,7 +105,7 @@ def test_production_adds_domain(env):
 
 
 @pytest.mark.parametrize("body,fragment", [
-    ({"password": "x"}, "'SignInRequest.Email' Error:Field validation for 'Email' failed on the 'required' tag"),
+    ({"password": "x"}, "'SigninRequest.Email' Error:Field validation for 'Email' failed on the 'required' tag"),
     ({"email": "nope", "password": "x"}, "failed on the 'email' tag"),
     ({"email": "a@b.co"}, "'Password' failed on the 'required' tag"),
     ({"email": 5, "password": "x"}, "Unmarshal type error"),

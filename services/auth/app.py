@@ -77,7 +77,7 @@ class AuthService:
 
     async def sign_in(self, request: Request) -> Response:
         try:
-            creds = await self._credentials(request, "SignInRequest")
+            creds = await self._credentials(request, "SigninRequest")
         except BindError as exc:
             return error_response(400, str(exc))
         problem = validate_sign_in(creds)

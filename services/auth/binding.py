@@ -96,7 +96,7 @@ _TLD = rf"(?:[a-zA-Z{_U}]|[a-zA-Z{_U}][a-zA-Z0-9\-.~{_U}]*[a-zA-Z{_U}])"
 EMAIL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}\.?\Z")
 
 
-def validate_sign_in(creds: Credentials, struct: str = "SignInRequest") -> str | None:
+def validate_sign_in(creds: Credentials, struct: str = "SigninRequest") -> str | None:
     """validator's error text (one line per failing field), or None when valid."""
     errors = []
     if not creds.email:

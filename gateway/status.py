@@ -1,0 +1,97 @@
+"""The migration status, per route: state, traffic share, parity, errors, latency.
+
+Built from the metrics every worker publishes (so it covers the whole gateway),
+the live table, the rollback verdicts and when each route last changed. Served
+as JSON (``/_gateway/status.json``) and as the HTML page (``/_gateway/status``,
+rendered by status_page.py).
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from .metrics import aggregate, quantile
+
+if TYPE_CHECKING:
+    from .app import Gateway
+    from .table import Route
+
+
+def _backend_stats(totals: Any, prefix: str, target: str) -> dict[str, Any] | None:
+    count = sum(v for (r, t, _), v in totals.requests.items() if r == prefix and t == target)
+    if not count:
+        return None
+    errors = sum(v for (r, t, k), v in totals.requests.items() if r == prefix and t == target and k in ("5xx", "aborted"))
+    hist = totals.latency.get((prefix, target))
+    p50 = quantile(hist, 0.5) if hist else None
+    p99 = quantile(hist, 0.99) if hist else None
+    return {
+        "requests": int(count),
+        "error_rate": errors / count,
+        "p50_ms": p50 * 1000 if p50 is not None else None,
+        "p99_ms": p99 * 1000 if p99 is not None else None,
+    }
+
+
+def _route_status(gw: "Gateway", totals: Any, route: "Route", now: float) -> dict[str, Any]:
+    prefix = route.prefix
+    backends = {}
+    for name, target in (("go", "go"), ("python", "python"), ("python (shadow)", "python-shadow")):
+        stats = _backend_stats(totals, prefix, target)
+        if stats:
+            backends[name] = stats
+    served = {b: backends.get(b, {}).get("requests", 0) for b in ("go", "python")}
+    total = sum(served.values())
+    shadowed = totals.counter("gateway_shadow_requests_total", route=prefix)
+    matched = totals.counter("gateway_shadow_matches_total", route=prefix)
+    parity = None
+    if shadowed:
+        parity = {"shadowed": int(shadowed), "matched": int(matched), "rate": matched / shadowed,
+                  "dropped": int(totals.counter("gateway_shadow_dropped_total", route=prefix)),
+                  "python_errors": int(totals.counter("gateway_shadow_python_errors_total", route=prefix))}
+    diffs = [
+        (dict(key)["field"], v) for key, v in totals.series("gateway_shadow_differences_total").items()
+        if dict(key).get("route") == prefix
+    ]
+    diffs.sort(key=lambda item: -item[1])
+    samples = totals.samples.get(prefix, {})
+    notes: list[str] = []
+    spec = route.spec
+    state = route.target
+    if spec is not None and state == "canary":
+        rolled = gw.rollbacks.reason(spec)
+        if rolled:
+            at = datetime.fromtimestamp(rolled["at"], timezone.utc).strftime("%H:%M:%S UTC")
+            notes.append(f"automatically rolled back to go at {at}: {rolled['reason']}")
+            state = "go (rolled back)"
+        elif spec.rollback:
+            r = spec.rollback
+            notes.append(f"auto-rollback armed: error rate +{r.max_error_rate_increase:.0%}, "
+                         f"p99 ×{r.max_p99_ratio:g}, min {r.min_requests} requests per backend")
+    changed = gw.holder.last_change.get(prefix)
+    return {
+        "prefix": prefix if prefix != "*" else "(default)",
+        "methods": sorted(route.methods) if route.methods else None,
+        "state": state,
+        "canary_percent": spec.percent if spec is not None and route.target == "canary" else None,
+        "share": {b: (n / total if total else 0.0) for b, n in served.items()},
+        "parity": parity,
+        "backends": backends,
+        "last_change_s": (now - changed) if changed else None,
+        "notes": notes,
+        "top_differences": [{"field": f, "count": int(n), "sample": samples.get(f, "")} for f, n in diffs[:5]],
+    }
+
+
+def status_data(gw: "Gateway") -> dict[str, Any]:
+    totals = aggregate(gw.metrics.collect())
+    table = gw.holder.table
+    now = time.time()
+    routes = [_route_status(gw, totals, r, now) for r in (*table.routes, table.default)]
+    return {
+        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "table_version": table.version,
+        "config_error": gw.holder.last_error,
+        "routes": routes,
+    }
