@@ -24,7 +24,12 @@ $(STANDIN): $(STANDIN_SRC)
 	mkdir -p .build
 	cd tests/legacy && go build -o ../../$(STANDIN) .
 
+# A development session secret unless one is given: Python sign-in mints the
+# legacy session cookie with it, so it must equal the Go backend's.
+run demo: export JUNJO_SESSION_SECRET ?= dev-secret-change-me
+
 run: install
+	@echo "gateway on http://127.0.0.1:1324 -> legacy $${LEGACY_URL:-from routes.yaml}; data in ./data (SQLite, DuckDB)"
 	$(BIN)/gateway serve --config routes.yaml
 
 check: install

@@ -420,9 +420,13 @@ def _parse_block(r: _Reader, node: yaml.Node, key: str, allowed: set[str],
                 r.problem(vnode, where, "must be a list of strings")
                 continue
             if kind == "paths":
-                bad = [v for v in values if not v.startswith("$")]
-                if bad:
-                    r.problem(vnode, where, f"JSON paths start with '$' (e.g. '$.ID', '$[*].CreatedAt'), got {bad[0]!r}")
+                from .diff import parse_json_path
+
+                try:
+                    for v in values:
+                        parse_json_path(v)
+                except ValueError as exc:
+                    r.problem(vnode, where, str(exc))
                     continue
             out[name] = tuple(v.lower() if kind == "strings" else v for v in values)
     return out

@@ -20,12 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from typing import TYPE_CHECKING
-
+from .diff import Answer, DiffRules, compare, noisy_fields, render_diff
 from .metrics import Metrics
-
-if TYPE_CHECKING:
-    from .diff import Answer, DiffRules
 
 log = logging.getLogger("gateway.shadow")
 
@@ -42,9 +38,7 @@ class Capture:
     truncated: bool = False
     complete: bool = False
 
-    def answer(self) -> "Answer":
-        from .diff import Answer
-
+    def answer(self) -> Answer:
         return Answer(self.status, list(self.headers or []), bytes(self.body or b""))
 
     def wrap_send(self, send: Callable[[dict[str, Any]], Awaitable[None]] | None):
@@ -72,12 +66,12 @@ class Capture:
 @dataclass
 class ShadowJob:
     prefix: str
-    rules: "DiffRules"
+    rules: DiffRules
     noise: bool
     dry_run: bool
     scope: dict[str, Any]
     body: bytes
-    go: "Answer"
+    go: Answer
     go_app: Any
     python_app: Any
     timeout: float
@@ -127,8 +121,6 @@ class ShadowRunner:
                 chunks.append(body)
             return message
 
-        from .diff import DiffRules
-
         capture = Capture()
         replay_scope = _copy_scope(scope)  # before the forwarder sees the scope
         await route.go(scope, tee_receive, capture.wrap_send(send))
@@ -174,8 +166,6 @@ class ShadowRunner:
                 self.queue.task_done()
 
     async def run(self, job: ShadowJob) -> list[Any] | None:
-        from .diff import compare, noisy_fields, render_diff
-
         labels = {"route": job.prefix}
         scope = dict(job.scope)
         scope["gateway.shadow"] = True

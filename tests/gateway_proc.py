@@ -60,7 +60,7 @@ def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None
     port = free_port()
     child_env = dict(os.environ)
     child_env.pop("LEGACY_URL", None)
-    child_env.setdefault("JUNJO_SESSION_SECRET", "test-secret")
+    child_env["JUNJO_SESSION_SECRET"] = "test-secret"  # the stand-in's default; env= overrides
     child_env["GATEWAY_SERVICE_PACKAGES"] = "tests.fakeservices"
     child_env.update(env or {})
     fd, log_name = tempfile.mkstemp(prefix="gateway-", suffix=".log", dir=tmp_dir)

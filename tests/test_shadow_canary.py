@@ -241,3 +241,23 @@ def test_diff_cli_lists_owner_changes(tmp_path, cmd):
                          capture_output=True, text=True)
     assert out.returncode == 1
     assert out.stdout.splitlines() == ["/csrf [GET]: go (default) → python", "/users [*]: go → canary 10%"]
+
+
+def test_status_page_of_a_live_gateway_renders_in_headless_chromium(gateway_factory, standin, tmp_path):
+    from .browser import dump_dom, screenshot
+
+    cfg = MIRROR_SHADOW + _canary(30)
+    gw = gateway_factory(routes_yaml(standin.url, cfg), env={"GATEWAY_SECRET": "s"})
+    with httpx.Client(base_url=gw.url) as c:
+        for tail in ("ok", "planted", "ok"):
+            c.get(f"/_standin/echo/mirror/{tail}")
+        for _ in range(5):
+            httpx.get(gw.url + "/_standin/echo")
+    _until(lambda: (s := _status(gw)["/_standin/echo/mirror"])["parity"] and s["parity"]["shadowed"] == 3)
+    dom = dump_dom(gw.url + "/_gateway/status")
+    assert "Migration status" in dom
+    for text in ("/_standin/echo/mirror", "/_standin/echo", "(default)", "canary 30%", "body:$.body_len"):
+        assert text in dom, text
+    png = tmp_path / "status.png"
+    screenshot(gw.url + "/_gateway/status", png)
+    assert png.stat().st_size > 10_000
