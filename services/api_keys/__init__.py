@@ -1,0 +1,16 @@
+"""API keys for span ingestion (the legacy ``/api_keys`` routes).
+
+``POST /api_keys``, ``GET /api_keys`` and ``DELETE /api_keys/:key`` exactly as
+the Go backend answers them, on the same SQLite table, so keys made on either
+side work on both (and in the ingestion service's ``ValidateApiKey``). See
+docs/migrating-api-keys-and-llm.md.
+"""
+from services.registry import Service
+
+from .app import ApiKeysService, create_app, new_id, new_key
+
+PREFIXES = ("/api_keys",)
+
+SERVICE = Service(name="api_keys", prefixes=PREFIXES, app=create_app())
+
+__all__ = ["SERVICE", "ApiKeysService", "PREFIXES", "create_app", "new_id", "new_key"]
