@@ -1,0 +1,61 @@
+"""Traces: the six ``GET /otel/...`` routes and the span pipeline behind them.
+
+ingestion WAL ──ReadSpans (poller.py)──► rows.py ──► DuckDB (store.py) ──► routes (app.py)
+
+One process per DuckDB file owns it (owner.py); other workers forward their
+queries to it over a Unix socket. ``auth_service.py`` is the
+``InternalAuthService.ValidateApiKey`` gRPC server the ingestion service dials.
+See docs/migrating-traces.md.
+
+The pipeline starts on the first /otel request, or when the gateway calls
+:func:`start` at startup (recommended: the poller then runs from boot).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from services.registry import Service
+
+from .app import create_app
+from .owner import Pipeline, get_pipeline, set_pipeline
+
+PREFIXES = ("/otel",)
+
+def _start_at_boot() -> None:
+    """Gateway startup hook: run the poller from boot when ops configured the
+    pipeline (INGESTION_ADDR or OTEL_PIPELINE=1); else it starts on first use."""
+    if os.environ.get("INGESTION_ADDR") or os.environ.get("OTEL_PIPELINE", "") in ("1", "true", "on"):
+        start()
+
+
+def start() -> Pipeline:
+    """Start this process's pipeline (election; poller + store if it wins). Idempotent."""
+    return get_pipeline()
+
+
+def pipeline_status() -> dict[str, Any]:
+    """This process's view, for ``/_gateway/health`` (never blocks, never starts anything).
+
+    ``role`` is ``owner`` (holds DuckDB, runs the poller: see ``poller``),
+    ``follower`` (forwards queries to ``owner_pid``) or ``not started``.
+    """
+    pipeline = get_pipeline(start=False)
+    if pipeline is None:
+        return {"role": "not started"}
+    return pipeline.local_status()
+
+
+async def pipeline_status_async() -> dict[str, Any]:
+    """As :func:`pipeline_status`, and a follower also asks the owner for its poller's figures."""
+    pipeline = get_pipeline(start=False)
+    if pipeline is None:
+        return {"role": "not started"}
+    return await pipeline.status()
+
+
+SERVICE = Service(name="otel", prefixes=PREFIXES, app=create_app(),
+                  startup=_start_at_boot, status=pipeline_status)
+
+__all__ = ["SERVICE", "PREFIXES", "Pipeline", "create_app", "get_pipeline", "pipeline_status",
+           "pipeline_status_async", "set_pipeline", "start"]
