@@ -60,11 +60,22 @@ class AdminApp:
                 "error_at": _iso(holder.last_error_at),
             },
             "upstream": self._pool_stats(),
+            "services": self._service_status(),
             "uptime_s": round(time.time() - self.gw.started, 1),
             "pid": os.getpid(),
         }
         # Liveness stays 200 with a bad edit pending: the last good table serves.
         return JSONResponse(body)
+
+    def _service_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, service in sorted(self.gw.registry.services.items()):
+            if service.status is not None:
+                try:
+                    out[name] = service.status()
+                except Exception as exc:  # health must answer whatever a feature does
+                    out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        return out
 
     def _pool_stats(self) -> dict[str, Any]:
         fwd = self.gw.forwarders.current()

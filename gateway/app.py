@@ -114,12 +114,15 @@ def compile_table(config: GatewayConfig, registry: Registry, forwarders: Forward
 class Settings:
     config_path: str
     access_log: bool = True
+    redact_prefixes: tuple[str, ...] = ("/api_keys",)
 
     @classmethod
     def from_env(cls) -> "Settings":
+        redact = os.environ.get("GATEWAY_LOG_REDACT_PREFIXES", "/api_keys")
         return cls(
             config_path=os.environ.get("GATEWAY_CONFIG", "routes.yaml"),
             access_log=os.environ.get("GATEWAY_ACCESS_LOG", "1") not in ("0", "false", "no"),
+            redact_prefixes=tuple(p.strip().rstrip("/") for p in redact.split(",") if p.strip()),
         )
 
 
@@ -240,7 +243,7 @@ class Gateway:
         client = scope.get("client")
         record = {
             "method": scope["method"],
-            "path": scope.get("raw_path", b"").decode("latin-1") or scope["path"],
+            "path": self._loggable_path(scope),
             "status": status,
             "ms": round(elapsed * 1000, 2),
             "route": prefix,
@@ -255,12 +258,28 @@ class Gateway:
             record["upstream_error"] = upstream_error
         access_log.info(json.dumps(record, separators=(",", ":")))
 
+    def _loggable_path(self, scope: Scope) -> str:
+        """The raw path, with secrets in the path itself (``/api_keys/<key>``) cut."""
+        path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+        for prefix in self.settings.redact_prefixes:
+            if path.startswith(prefix + "/") and len(path) > len(prefix) + 1:
+                return prefix + "/<redacted>"
+        return path
+
     def _backend_name(self, route: Route | None, backend: str) -> str:
         if route is None or backend == "gateway":
             return "gateway"
         if backend == "python":
             return f"python:{route.service}"
         return getattr(route.go, "base_url", backend)
+
+    def _start_services(self) -> None:
+        for service in self.registry.services.values():
+            if service.startup is not None:
+                try:
+                    service.startup()
+                except Exception:  # one feature's failure must not stop the gateway
+                    log.exception("startup of service %r failed; its routes may answer errors", service.name)
 
     async def _tick(self) -> None:
         """Once a second: publish this worker's metrics, adopt other workers' rollbacks."""
@@ -277,6 +296,7 @@ class Gateway:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.reloader.start()
+                self._start_services()
                 self._housekeeping = asyncio.get_running_loop().create_task(self._tick())
                 log.info("gateway up: %s version %s, legacy %s, %d route(s)",
                          self.settings.config_path, self.holder.table.version,

@@ -29,6 +29,10 @@ class Service:
     # True when the app honours scope["gateway.dry_run"] (shadowed writes must
     # not commit); only such services may shadow unsafe methods.
     dry_run: bool = False
+    # Called once per worker at gateway startup (e.g. start a background poller).
+    startup: Callable[[], Any] | None = None
+    # A small JSON-able dict for /_gateway/health (e.g. pipeline lag). Must not block.
+    status: Callable[[], dict[str, Any]] | None = None
 
 
 # Who is making a request (e.g. the signed-in email), for sticky canaries.

@@ -2,7 +2,7 @@
 
 ``c.JSON`` → ``Content-Type: application/json`` and Go ``encoding/json`` bytes
 (compact, ``<``/``>``/``&``/U+2028/U+2029 escaped, ``\\u00XX`` for control bytes
-other than ``\\n``/``\\r``/``\\t``) followed by ``"\\n"``. Echo's default HTTP
+other than ``\\b``/``\\f``/``\\n``/``\\r``/``\\t``) followed by ``"\\n"``. Echo's default HTTP
 error handler answers ``{"message": "..."}`` the same way (no body for HEAD).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from starlette.responses import Response
 MIME_JSON = "application/json"
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+            "\b": "\\b", "\f": "\\f",  # Go ≥ 1.22 writes these short too
             "<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
             "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
