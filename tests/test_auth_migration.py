@@ -40,6 +40,7 @@ from services.common.session_codec import MAX_AGE_SECONDS, SessionCodec, gob_enc
 from .browser_jar import BrowserJar, SetCookie, set_cookie, set_cookies
 from .gateway_proc import GatewayProc, routes_yaml, start_gateway
 from .standin import StandIn, start_standin
+from .vectors import vectors_path
 
 # Non-ASCII on purpose: both sides must key the HMAC with the secret's raw UTF-8 bytes.
 SECRET = "migrating-auth-sëcret-Ω"
@@ -48,7 +49,7 @@ AUTH_ROUTES = ("/sign-in", "/sign-out", "/auth-test", "/csrf", "/users")
 ADMIN, ADMIN_PW = "admin@migration.example", "first user pw"
 MEMBER_PW = "member pw"
 UNAUTHORIZED = b'{"message":"Unauthorized: No valid session"}\n'
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "gorilla_session_cookies.json"
+VECTORS = vectors_path()
 
 
 # ---- the stack ------------------------------------------------------------------

@@ -12,6 +12,7 @@ from services.common.cookies import http_date
 from services.common.db import Database
 from services.common.session_codec import SessionCodec
 from services.common.settings import settings_from_env
+from .vectors import load_vectors
 
 NOW = 1795793923.0
 SECRET = "dev-secret"
@@ -89,7 +90,7 @@ def test_sign_in_matches_the_vector_set_cookie(env):
     import json
     from pathlib import Path
 
-    vector = json.loads(Path("/work/shared/vectors/gorilla_session_cookies.json").read_text())["mint"][0]
+    vector = load_vectors()["mint"][0]
     add_user(env, vector["email"])
     r = req(env, "POST", "/sign-in", json={"email": vector["email"], "password": PASSWORD})
     assert r.headers["set-cookie"] == vector["set_cookie"]
@@ -230,7 +231,7 @@ def test_sign_out_expires_cookie_exactly_like_go(env):
     import json
     from pathlib import Path
 
-    expected = json.loads(Path("/work/shared/vectors/gorilla_session_cookies.json").read_text())["signout_set_cookie"]
+    expected = load_vectors()["signout_set_cookie"]
     r = req(env, "POST", "/sign-out", cookie=signed_in())
     assert r.status_code == 200 and r.content == b'{"message":"signed out"}\n'
     cookies = r.headers.get_list("set-cookie")

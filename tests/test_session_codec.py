@@ -13,8 +13,9 @@ from services.common.session_codec import (
     GOB_TYPE_DEFINITION, MAX_AGE_SECONDS, SessionCodec, gob_decode_values, gob_encode_values,
 )
 from services.common.settings import settings_from_env
+from .vectors import load_vectors
 
-VECTORS = json.loads(Path("/work/shared/vectors/gorilla_session_cookies.json").read_text())
+VECTORS = load_vectors()
 MINT = VECTORS["mint"]
 SIGNOUT_VALUE = VECTORS["signout_set_cookie"].split(";")[0].split("=", 1)[1]
 TS = MINT[0]["timestamp"]

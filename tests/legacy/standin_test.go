@@ -27,14 +27,16 @@ type vectorFile struct {
 	SignoutSetCookie string `json:"signout_set_cookie"`
 }
 
-// The vectors live in the shared/ folder beside the repo clone.
+// The vectors live in the shared/ folder beside the repo clone; tests/vectors
+// holds a committed copy for clones without it.
 func loadVectors(t *testing.T) vectorFile {
 	t.Helper()
 	rel := filepath.Join("vectors", "gorilla_session_cookies.json")
-	candidates := []string{filepath.Join("..", "..", "..", "shared", rel)}
+	var candidates []string
 	if d := os.Getenv("SHARED_DIR"); d != "" {
 		candidates = append(candidates, filepath.Join(d, rel))
 	}
+	candidates = append(candidates, filepath.Join("..", "..", "..", "shared", rel), filepath.Join("..", rel))
 	for _, p := range candidates {
 		raw, err := os.ReadFile(p)
 		if err != nil {
