@@ -1,0 +1,95 @@
+"""Go ``encoding/json`` output, byte for byte (Go ≥ 1.22), for every feature.
+
+Compact; ``<``/``>``/``&`` and U+2028/U+2029 escaped; ``\\b``/``\\f``/``\\n``/
+``\\r``/``\\t`` short, other control characters ``\\u00xx``; lone surrogates
+as U+FFFD; a float64 in Go's shortest form (``1``, ``1e+21``, ``1.5e-7``, ``-0``).
+``encode(..., sort_keys=True)`` is a Go map (keys sorted); ``sort_keys=False``
+keeps dict order, for values Go marshals from a struct.
+"""
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+_GO_ONLY = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
+                          "\u2028": "\\u2028", "\u2029": "\\u2029"})
+_py_string = json.encoder.encode_basestring  # C: escapes " \\ \b \f \n \r \t, \u00xx lowercase
+
+
+def go_string(s: str) -> str:
+    """A JSON string literal as Go writes it."""
+    if any("\ud800" <= ch <= "\udfff" for ch in s):  # lone surrogate: Go writes U+FFFD
+        s = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in s)
+    return _py_string(s).translate(_GO_ONLY)
+
+
+def go_float(f: float) -> str:
+    """``strconv.FormatFloat`` as ``encoding/json`` uses it for a float64.
+
+    Shortest round-trip digits; positional when 1e-6 ≤ |x| < 1e21 (no ``.0``),
+    otherwise ``d.ddde±N`` without a leading zero in the exponent.
+    NaN/±Inf raise ValueError (Go: ``json: unsupported value``).
+    """
+    if math.isnan(f) or math.isinf(f):
+        raise ValueError(f"json: unsupported value: {f!r}")
+    if f == 0:
+        return "-0" if math.copysign(1.0, f) < 0 else "0"
+    sign, digits, exp = Decimal(repr(f)).as_tuple()
+    ds = "".join(map(str, digits)).rstrip("0") or "0"
+    exp += len(digits) - len(ds)  # value = ds * 10**exp
+    neg = "-" if sign else ""
+    a = abs(f)
+    if 1e-6 <= a < 1e21:
+        if exp >= 0:
+            return neg + ds + "0" * exp
+        point = len(ds) + exp
+        if point > 0:
+            return f"{neg}{ds[:point]}.{ds[point:]}"
+        return f"{neg}0.{'0' * -point}{ds}"
+    e10 = exp + len(ds) - 1
+    mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
+    return f"{neg}{mant}e{'-' if e10 < 0 else '+'}{abs(e10)}"
+
+
+# --- ingestion-side encoder (small values, pure Python is fine) -------------
+
+def _enc(value: Any, out: list[str], sort_keys: bool = True) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(go_string(value))
+    elif isinstance(value, int):
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(go_float(value))
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, key in enumerate(sorted(value) if sort_keys else value):
+            if i:
+                out.append(",")
+            out.append(go_string(str(key)))
+            out.append(":")
+            _enc(value[key], out, sort_keys)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _enc(item, out, sort_keys)
+        out.append("]")
+    else:
+        raise TypeError(f"json: unsupported type: {type(value).__name__}")
+
+
+def encode(value: Any, *, sort_keys: bool = True) -> str:
+    """Go ``json.Marshal`` text of ``value``."""
+    out: list[str] = []
+    _enc(value, out, sort_keys)
+    return "".join(out)
