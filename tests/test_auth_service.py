@@ -298,14 +298,19 @@ def test_delete_user(env):
         r = req(env, "DELETE", f"/users/{raw}", cookie=cookie)
         assert r.status_code == 200 and r.content == b'{"message":"User deleted successfully"}\n'
     assert env.db.count_users() == 0
-    for raw in ("abc", "1.5", "", "99999999999999999999"):
+    # As Echo (checked on the Go stand-in): a trailing param takes the rest of
+    # the path, and is the raw text when the client's escaping isn't Go's.
+    for raw in ("abc", "1.5", "99999999999999999999", "7/x", "%37"):
         r = req(env, "DELETE", f"/users/{raw}", cookie=cookie)
         assert r.status_code == 400 and r.content == b'{"message":"Invalid user ID format"}\n'
+    assert req(env, "DELETE", "/users/", cookie=cookie).status_code == 404
 
 
 def test_echo_style_404_and_405(env):
     cookie = signed_in()
-    r = req(env, "GET", "/users/1/extra", cookie=cookie)
+    r = req(env, "GET", "/users/1/extra", cookie=cookie)  # /users/:id takes "1/extra"; GET isn't on it
+    assert r.status_code == 405 and r.content == b'{"message":"Method Not Allowed"}\n'
+    r = req(env, "GET", "/users/", cookie=cookie)
     assert r.status_code == 404 and r.content == b'{"message":"Not Found"}\n'
     r = req(env, "PUT", "/users", cookie=cookie)
     assert r.status_code == 405 and r.content == b'{"message":"Method Not Allowed"}\n'

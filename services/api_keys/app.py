@@ -12,7 +12,6 @@ IDs are ``gonanoid.New()`` (21 chars of ``_-0-9a-zA-Z``), keys
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import time
 from typing import Callable
@@ -20,14 +19,13 @@ from typing import Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.auth.routing import EchoRoute, EchoRouter
+from services.common.echo_router import EchoRoute, EchoRouter
 from services.common.db import ApiKey, Database, get_database, rfc3339
 from services.common.protect import LegacyProtection
 from services.common.responses import error_response, json_response
 from services.common.settings import Settings, get_settings
 
-from .gobind import STRING, BindError, Struct, echo_bind
-from .routing import echo_path
+from services.common.gobind import STRING, BindError, Struct, echo_bind
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +63,6 @@ def _db_error(exc: BaseException) -> str:
     parameters, i.e. the API key)."""
     orig = getattr(exc, "orig", None)
     return f"{type(exc).__name__}: {orig if orig is not None else type(exc).__name__}"
-
-
-class _TrailingParamRoute(EchoRoute):
-    """``/prefix/:param`` where Echo's trailing param takes the rest (never empty)."""
-
-    @property
-    def regex(self) -> re.Pattern[str]:
-        base, _, name = self.pattern.rpartition("/:")
-        return re.compile(re.escape(base) + rf"/(?P<{name}>.+)\Z", re.DOTALL)
-
-
-class _EchoPathRouter(EchoRouter):
-    """Route on the path Echo sees (raw when Go would keep RawPath)."""
-
-    async def __call__(self, scope, receive, send) -> None:
-        inner = dict(scope)
-        inner["path"] = echo_path(scope)
-        await super().__call__(inner, receive, send)
 
 
 class ApiKeysService:
@@ -144,9 +124,9 @@ class ApiKeysService:
         return Response(status_code=204)
 
     def router(self) -> EchoRouter:
-        return _EchoPathRouter([
+        return EchoRouter([
             EchoRoute("/api_keys", {"GET": self.list, "POST": self.create}),
-            _TrailingParamRoute("/api_keys/:key", {"DELETE": self.delete}),
+            EchoRoute("/api_keys/:key", {"DELETE": self.delete}),
         ])
 
 

@@ -20,7 +20,7 @@ from services.common.settings import Settings, get_settings
 from . import passwords
 from .binding import BindError, bind_credentials, validate_sign_in
 from .limiter import SignInLimiter
-from .routing import EchoRoute, EchoRouter
+from services.common.echo_router import EchoRoute, EchoRouter
 
 log = logging.getLogger(__name__)
 

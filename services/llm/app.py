@@ -35,8 +35,8 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.api_keys.gobind import FLOAT64, INT, STRING, BindError, Ptr, Slice, Struct, echo_bind
-from services.auth.routing import EchoRoute, EchoRouter
+from services.common.gobind import FLOAT64, INT, STRING, BindError, Ptr, Slice, Struct, echo_bind
+from services.common.echo_router import EchoRoute, EchoRouter
 from services.common.protect import LegacyProtection
 from services.common.responses import go_json, json_response
 from services.common.settings import Settings, get_settings
