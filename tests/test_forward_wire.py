@@ -181,6 +181,25 @@ def test_large_download_streams_without_buffering(gateway):
     assert grown_mib < 64, f"gateway peak RSS grew by {grown_mib:.0f} MiB for a 256 MiB download"
 
 
+def test_large_upload_streams_without_buffering(gateway):
+    size, chunk = 256 * 1024 * 1024, b"u" * (1 << 20)
+    before = gateway.rss_kib()
+    digest = hashlib.sha256()
+
+    def body():
+        for _ in range(size // len(chunk)):
+            digest.update(chunk)
+            yield chunk
+
+    r = httpx.post(gateway.url + "/_standin/echo", content=body(), timeout=120,
+                   headers={"Content-Length": str(size)})
+    got = r.json()
+    assert got["body_len"] == size and got["body_sha256"] == digest.hexdigest()
+    assert got["content_length"] == size
+    grown_mib = (gateway.rss_kib("VmHWM") - before) / 1024
+    assert grown_mib < 64, f"gateway peak RSS grew by {grown_mib:.0f} MiB for a 256 MiB upload"
+
+
 def _stats(standin) -> dict:
     return httpx.get(standin.url + "/_standin/stats").json()
 
