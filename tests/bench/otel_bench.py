@@ -5,9 +5,9 @@
 
 Spans are junjo-shaped (tests/otel_gen.py bulk: 1 workflow + 9 nodes per trace, one
 set_state event per node) sent over OTLP/gRPC to the fake ingestion; the poller drains
-them with the production code (rows.py + store.py). Route latency is measured on the
-owner's answer path (query + Go JSON), in-process, without HTTP. Prints figures only;
-nothing is asserted.
+them with the production code (rows.py + store.py). Route latency is then measured
+through a real gateway process (/otel → python, signed-in session cookie), sequential
+keep-alive requests. Prints figures only; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.otel.owner import Pipeline, answer_local
+import httpx
+
+from services.otel.owner import Pipeline
 from tests.fake_ingestion import FakeIngestion
 from tests.otel_gen import bulk_requests
 
@@ -35,6 +37,48 @@ def fill(fake: FakeIngestion, spans: int) -> float:
 def percentiles(samples: list[float]) -> tuple[float, float]:
     samples = sorted(samples)
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+
+def through_gateway(duckdb: Path, ingestion: str, routes: list, requests: int) -> None:
+    """p50/p99 of each route through a real gateway process (/otel → python)."""
+    from services.common.session_codec import SessionCodec
+    from tests.gateway_proc import routes_yaml, start_gateway
+
+    env = {"OTEL_DUCKDB_PATH": str(duckdb), "INGESTION_ADDR": ingestion, "OTEL_POLL_INTERVAL": "3600",
+           "GATEWAY_ACCESS_LOG": "0"}
+    home = duckdb.parent / "gateway"
+    home.mkdir()
+    gw = start_gateway(routes_yaml("http://127.0.0.1:9", "  - prefix: /otel\n    to: python\n"), home, env=env)
+    cookie = {"session": SessionCodec([b"test-secret"]).encode("bench@example.com")}
+    paths = {
+        "service_names": "/otel/span-service-names",
+        "root_spans": "/otel/service/{serviceName}/root-spans",
+        "root_spans_filtered": "/otel/service/{serviceName}/root-spans-filtered",
+        "nested_spans": "/otel/trace/{traceId}/nested-spans",
+        "span": "/otel/trace/{traceId}/span/{spanId}",
+        "workflow_spans": "/otel/spans/type/workflow/{serviceName}",
+    }
+    try:
+        with httpx.Client(base_url=gw.url, cookies=cookie, timeout=120) as client:
+            for _ in range(100):  # the pipeline elects its owner and opens the file
+                if client.get(paths["service_names"]).status_code == 200:
+                    break
+                time.sleep(0.1)
+            print(f"route latency through the gateway, {requests} sequential requests each (ms):")
+            for label, route, params in routes:
+                n = requests if route != "workflow_spans" else max(5, requests // 20)
+                url = paths[route].format(**params)
+                samples, size = [], 0
+                for _ in range(n):
+                    t = time.perf_counter()
+                    r = client.get(url)
+                    samples.append((time.perf_counter() - t) * 1000)
+                    assert r.status_code == 200, (url, r.status_code, r.text[:200])
+                    size = len(r.content)
+                p50, p99 = percentiles(samples)
+                print(f"  {label:40s} p50 {p50:8.2f}  p99 {p99:8.2f}  ({size:,} bytes, n={n})", flush=True)
+    finally:
+        gw.stop()
 
 
 def main() -> None:
@@ -71,18 +115,8 @@ def main() -> None:
             ("trace/:t/span/:s", "span", {"traceId": trace[0], "spanId": trace[1]}),
             ("spans/type/workflow/bench (all)", "workflow_spans", {"serviceName": "bench"}),
         ]
-        print(f"route latency over {args.requests} requests each (ms):")
-        for label, route, params in routes:
-            n = args.requests if route != "workflow_spans" else max(5, args.requests // 20)
-            samples, size = [], 0
-            for _ in range(n):
-                t = time.perf_counter()
-                status_code, body = answer_local(store, route, params, False)
-                samples.append((time.perf_counter() - t) * 1000)
-                size = len(body)
-            p50, p99 = percentiles(samples)
-            print(f"  {label:40s} p50 {p50:8.2f}  p99 {p99:8.2f}  ({size:,} bytes, n={n})")
-        pipeline.stop()
+        pipeline.stop()  # hand the DuckDB file over to the gateway's own pipeline
+        through_gateway(Path(tmp) / "bench.duckdb", fake.internal_addr, routes, args.requests)
     fake.stop()
 
 
