@@ -175,3 +175,18 @@ def _refused(url: str) -> bool:
         return False
     except httpx.HTTPError:
         return True
+
+
+def test_health_says_the_trace_pipeline_is_behind_when_ingestion_is_down(gateway_factory, standin, tmp_path):
+    from .standin import free_port
+    env = {"INGESTION_ADDR": f"127.0.0.1:{free_port()}", "OTEL_DUCKDB_PATH": str(tmp_path / "otel.duckdb"),
+           "OTEL_POLL_INTERVAL": "0.2"}
+    gw = gateway_factory(routes_yaml(standin.url), env=env)  # the pipeline starts at boot
+
+    def otel() -> dict:
+        return httpx.get(gw.url + "/_gateway/health").json()["services"]["otel"]
+
+    _until(lambda: otel().get("poller", {}).get("behind") is True)
+    status = otel()
+    assert status["role"] == "owner" and status["poller"]["last_error"]
+    assert status["poller"]["behind_by_s"] >= 0

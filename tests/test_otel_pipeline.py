@@ -250,12 +250,14 @@ def test_ingestion_down_then_back(tmp_path):
             status = pipeline.local_status()["poller"]
             assert "UNAVAILABLE" in status["last_error"] and status["consecutive_failures"] >= 1
             assert status["last_poll_ok_at"] is None
+            assert status["behind"] is True and status["behind_by_s"] >= 0
             fake.wal.append(Span(trace_id=b"\x05" * 16, span_id=b"\x05" * 8).SerializeToString(), b"")
             fake.fail_reads = False
             pipeline.poller.poke()
             wait_for(lambda: pipeline.store.count() == 1, what="recovery")
             wait_for(lambda: pipeline.poller.status.consecutive_failures == 0)
             assert pipeline.poller.status.last_poll_ok_at is not None
+            assert pipeline.local_status()["poller"]["behind"] is False
         finally:
             pipeline.stop()
     finally:

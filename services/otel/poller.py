@@ -51,10 +51,18 @@ class PollerStatus:
     entries_read: int = 0
     batches: int = 0
     cursor: str | None = None  # hex of the last committed WAL key
+    started_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         now = time.time()
+        since = None if self.last_poll_ok_at is None else now - self.last_poll_ok_at
+        # Behind: the last polls failed, so spans written since are not here yet.
+        # By how much: the time since the poller last had read everything.
+        behind = self.consecutive_failures > 0
+        since_start = None if self.started_at is None else now - self.started_at
         return {
+            "behind": behind,
+            "behind_by_s": (round(since if since is not None else since_start or 0.0, 3)) if behind else 0.0,
             "ingestion_addr": self.ingestion_addr,
             "running": self.running,
             "last_poll_ok_at": self.last_poll_ok_at,
@@ -97,6 +105,7 @@ class Poller:
         self._stub = ingestion_pb2_grpc.InternalIngestionServiceStub(self._channel)
         self._thread = threading.Thread(target=self._run, name="otel-poller", daemon=True)
         self.status.running = True
+        self.status.started_at = time.time()
         self._thread.start()
         return self
 
