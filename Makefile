@@ -43,8 +43,12 @@ test-go: standin
 test-py: install standin
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q
 
+# Spans for the trace pipeline benchmark (1M takes several minutes; lower it for a quick look).
+OTEL_BENCH_SPANS ?= 1000000
+
 bench: install standin
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.otel_bench --spans $(OTEL_BENCH_SPANS)
 
 demo: install standin
 	$(BIN)/python -m tests.demo
