@@ -57,7 +57,8 @@ demo running: Go stand-in http://127.0.0.1:1323, gateway http://127.0.0.1:1324 (
   routing:   .venv/bin/gateway routes ; open http://127.0.0.1:1324/_gateway/status
   migrate:   edit routes.yaml (e.g. /auth-test → python); the same cookie keeps working
 """, flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while standin.poll() is None and gateway.poll() is None:
+            time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
@@ -68,6 +69,12 @@ demo running: Go stand-in http://127.0.0.1:1323, gateway http://127.0.0.1:1324 (
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    # SIGTERM ends the demo like Ctrl-C (and the children with it). Handlers,
+    # not a blocked signal mask: children inherit a mask and would ignore TERM.
+    signal.signal(signal.SIGTERM, _interrupt)
     sys.exit(main())
