@@ -43,13 +43,12 @@ class ForwarderPool:
     """One forwarder (and upstream connection pool) per distinct legacy setting.
 
     A reload that keeps ``legacy:`` unchanged reuses the live forwarder, so its
-    warm connections survive. A changed one gets a new forwarder; the old one is
-    closed only after in-flight requests had their read timeout to finish.
+    warm connections survive. A changed one gets a new forwarder; the old pool
+    is retired: idle connections close now, busy ones when their response ends.
     """
 
     def __init__(self) -> None:
         self._live: dict[tuple[Any, ...], LegacyForwarder] = {}
-        self._retired: list[asyncio.TimerHandle] = []
 
     def get(self, legacy: LegacyConfig, trusted: tuple[str, ...]) -> LegacyForwarder:
         key = (legacy, trusted)
@@ -63,23 +62,22 @@ class ForwarderPool:
             fwd = LegacyForwarder(legacy.url, transport, trusted_proxies=TrustedProxies(trusted))
             for old_key, old in list(self._live.items()):
                 del self._live[old_key]
-                self._retire(old, legacy.read_timeout)
+                self._retire(old)
             self._live[key] = fwd
         return fwd
 
-    def _retire(self, fwd: LegacyForwarder, after: float) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._retired.append(loop.call_later(after + 1, lambda: loop.create_task(fwd.aclose())))
+    @staticmethod
+    def _retire(fwd: LegacyForwarder) -> None:
+        # Requests still streaming through the old pool finish undisturbed;
+        # its connections close as they come back (FastTransport.retire).
+        retire = getattr(fwd.transport, "retire", None)
+        if retire is not None:
+            retire()
 
     def current(self) -> LegacyForwarder | None:
         return next(iter(self._live.values()), None)
 
     async def aclose(self) -> None:
-        for handle in self._retired:
-            handle.cancel()
         for fwd in self._live.values():
             await fwd.aclose()
         self._live.clear()
@@ -179,6 +177,12 @@ class Gateway:
         app, backend, cookie = self._choose(route, scope, path)
         status = 0
 
+        async def receive_and_watch() -> dict[str, Any]:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                scope["gateway.client_gone"] = True
+            return message
+
         async def send_and_watch(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
@@ -191,8 +195,10 @@ class Gateway:
             await send(message)
 
         try:
-            await app(scope, receive, send_and_watch)
+            await app(scope, receive_and_watch, send_and_watch)
         except Exception:
+            if scope.get("gateway.client_gone") and status == 0:
+                return  # the client left mid-request (e.g. ClientDisconnect): logged as 499
             log.exception("%s target for %s %s raised", backend, scope["method"], path)
             if status == 0:
                 start, body = error_response(500, "Internal Server Error")
@@ -205,8 +211,8 @@ class Gateway:
 
     def _choose(self, route: Route, scope: Scope, path: str) -> tuple[Any, str, bytes | None]:
         """The ASGI app that answers, the backend it is, and a Set-Cookie to add."""
-        if self.admin_token is not None:
-            forced = take_override(scope, self.admin_token)
+        forced = take_override(scope, self.admin_token)  # also strips the headers
+        if forced is not None:
             if forced == "go":
                 return route.go, "go", None
             if forced == "python":
@@ -259,12 +265,16 @@ class Gateway:
         access_log.info(json.dumps(record, separators=(",", ":")))
 
     def _loggable_path(self, scope: Scope) -> str:
-        """The raw path, with secrets in the path itself (``/api_keys/<key>``) cut."""
-        path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+        """The raw path, with secrets in the path itself (``/api_keys/<key>``) cut.
+
+        The prefix is checked on the decoded path too, so ``/api%5Fkeys/<key>``
+        is cut as well."""
+        raw = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
         for prefix in self.settings.redact_prefixes:
-            if path.startswith(prefix + "/") and len(path) > len(prefix) + 1:
-                return prefix + "/<redacted>"
-        return path
+            for path in (raw, scope["path"]):
+                if path.startswith(prefix + "/") and len(path) > len(prefix) + 1:
+                    return prefix + "/<redacted>"
+        return raw
 
     def _backend_name(self, route: Route | None, backend: str) -> str:
         if route is None or backend == "gateway":

@@ -139,6 +139,7 @@ class LegacyForwarder:
             try:
                 response = await self.transport.handle_async_request(request)
             except ClientDisconnected:
+                scope["gateway.client_gone"] = True
                 return
             except httpx.TransportError as exc:
                 target = request.url.raw_path
@@ -149,6 +150,10 @@ class LegacyForwarder:
                 await send(start)
                 await send(body)
                 return
+            if watcher is None:
+                # The upstream answered before reading the whole body (or the
+                # body was empty): from here on, only a disconnect can come.
+                watch_for_disconnect()
             await send(
                 {
                     "type": "http.response.start",
@@ -160,14 +165,15 @@ class LegacyForwarder:
                 finished = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
+            # Each chunk goes out as soon as it arrives. When the transport can
+            # tell a chunk is the last one, it carries more_body=False, which
+            # saves a send for small responses.
+            at_end = getattr(response.stream, "at_end", None)
+            ended = False
             try:
-                # One chunk of look-ahead: the last chunk goes out with
-                # more_body=False, which saves a send for small responses.
-                pending: bytes | None = None
                 async for chunk in response.stream:
-                    if pending is not None:
-                        await send({"type": "http.response.body", "body": pending, "more_body": True})
-                    pending = chunk
+                    ended = at_end is not None and at_end()
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
             except httpx.TransportError as exc:
                 # Headers are gone already: the only honest signal left is to
                 # abort the client connection (returning without the final
@@ -178,7 +184,8 @@ class LegacyForwarder:
                             method, request.url.raw_path.decode("latin-1"), exc)
                 return
             finished = True
-            await send({"type": "http.response.body", "body": pending or b"", "more_body": False})
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not client_gone:
                 raise

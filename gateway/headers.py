@@ -97,8 +97,8 @@ def request_headers_for_upstream(
             continue  # uvicorn already answered 100-continue on the client hop
         if lname == b"host":
             host = value
-        elif lname == b"content-length" and body_mode == "none":
-            body_mode = "length"
+        elif lname == b"content-length" and body_mode == "none" and value.strip() != b"0":
+            body_mode = "length"  # Content-Length: 0 (browsers' empty POSTs) has no body
         out.append((name, value))
     if body_mode == "chunked":
         # A request with both wins as chunked (RFC 9112 §6.3); drop the length.

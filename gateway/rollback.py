@@ -39,8 +39,10 @@ def spec_key(spec: RouteSpec) -> str:
 class Window:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     errors: deque[bool] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    total: int = 0  # every outcome ever added (the deques stop growing at WINDOW)
 
     def add(self, status: int, seconds: float) -> None:
+        self.total += 1
         self.latencies.append(seconds)
         self.errors.append(status >= 500 or status == 0)
 
@@ -93,9 +95,11 @@ class RollbackGuard:
         windows = self.windows.get(key)
         if windows is None:
             windows = self.windows[key] = {"go": Window(), "python": Window()}
+        if status == 499:
+            return  # the client left: says nothing about the backend
         window = windows[backend]
         window.add(status, seconds)
-        if window.count % 10 == 0:  # judging costs a sort: not on every request
+        if window.total % 10 == 0:  # judging costs a sort: not on every request
             why = verdict(spec.rollback, windows["go"], windows["python"])
             if why:
                 self.roll_back(spec, why)

@@ -29,6 +29,11 @@ import httpx
 
 _READ_HIGH_WATER = 256 * 1024  # pause the upstream socket above this many buffered bytes
 _IDLE_MAX_AGE = 30.0  # seconds an idle keep-alive connection may be reused
+_RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _AfterResponse(Exception):
+    """Raised from a parser callback to stop parsing past the end of our response."""
 
 
 class _Connection(asyncio.Protocol):
@@ -58,6 +63,8 @@ class _Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.got_bytes = False
         self.keep_alive = False
+        self.until_eof = False  # body delimited by the upstream closing the connection
+        self.request_done = False  # the whole request (body included) was written
         self._body_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
 
@@ -68,17 +75,29 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
         if self.complete:
-            # Bytes after a complete response (or after a HEAD's headers): the
-            # connection's framing can no longer be trusted.
-            self._fail(httpx.RemoteProtocolError("upstream sent data after the response ended"))
+            self._discard()
             return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"malformed upstream response: {exc}"))
+            if self.complete:
+                self._discard()  # our callbacks stopped the parser after the response
+            else:
+                self._fail(httpx.RemoteProtocolError(f"malformed upstream response: {exc}"))
+
+    def _discard(self) -> None:
+        """Bytes after a complete response (or after a HEAD's headers): the
+        response stands, but the connection's framing can't be trusted again."""
+        self.keep_alive = False
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if not self.complete and self.until_eof and self.headers_done.done() and self.error is None:
+            # RFC 9112 §6.3: no length, not chunked — the close ends the body.
+            self.complete = True
+            self._wake_body()
         if not self.complete:
             if not self.got_bytes:
                 err: BaseException = httpx.RemoteProtocolError("upstream closed the connection without a response")
@@ -98,17 +117,26 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.complete:
+            raise _AfterResponse  # a second response in the same read: not ours
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            raise _AfterResponse
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self.headers = []  # interim response (100 Continue, 103): skip it
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
+        if not self.head_only and status not in (204, 304):
+            names = {n.lower() for n, _ in self.headers}
+            self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names
         if not self.headers_done.done():
             self.headers_done.set_result(None)
+        # An early answer (401, 413, ...) ends the upload: stop waiting to write.
+        self._wake_drain()
         if self.head_only:
             # A HEAD response carries no body whatever its Content-Length says;
             # llhttp can't be told that, so end here and don't reuse the socket.
@@ -117,6 +145,8 @@ class _Connection(asyncio.Protocol):
             self._wake_body()
 
     def on_body(self, body: bytes) -> None:
+        if self.complete:
+            raise _AfterResponse
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > _READ_HIGH_WATER and not self._read_paused and self.transport:
@@ -152,28 +182,33 @@ class _Connection(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_result(None)
 
-    async def _drain(self) -> None:
+    async def _drain(self, timeout: float) -> None:
+        if self.headers_done.done():
+            return  # answered already: the caller stops sending
         if self.closed:
             raise httpx.WriteError("upstream connection closed while sending the request")
         if self._write_paused:
             self._drain_waiter = self.loop.create_future()
-            await self._drain_waiter
-            if self.closed:
+            # A backend that stops reading must not hold the request forever.
+            await self._wait(self._drain_waiter, timeout, "accepting the request body", httpx.WriteTimeout)
+            if self.closed and not self.headers_done.done():
                 raise httpx.WriteError("upstream connection closed while sending the request")
 
-    async def _wait(self, fut: asyncio.Future[None], timeout: float, what: str) -> None:
-        timer = self.loop.call_later(timeout, _timeout, fut, what)
+    async def _wait(self, fut: asyncio.Future[None], timeout: float, what: str,
+                    error: type[httpx.TimeoutException] = httpx.ReadTimeout) -> None:
+        timer = self.loop.call_later(timeout, _timeout, fut, what, error)
         try:
             await fut
         finally:
             timer.cancel()
 
     # -- request / response -------------------------------------------------
-    async def send(self, request: httpx.Request, head: bytes, body_mode: str) -> None:
+    async def send(self, request: httpx.Request, head: bytes, body_mode: str, timeout: float) -> None:
         assert self.transport is not None
         self._reset_for_response(head_only=request.method == "HEAD")
         self.transport.write(head)
         if body_mode == "none":
+            self.request_done = True
             return
         chunked = body_mode == "chunked"
         async for chunk in request.stream:  # type: ignore[union-attr]
@@ -185,9 +220,14 @@ class _Connection(asyncio.Protocol):
                 self.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
             else:
                 self.transport.write(chunk)
-            await self._drain()
-        if chunked and not self.closed and not self.headers_done.done():
-            self.transport.write(b"0\r\n\r\n")
+            await self._drain(timeout)
+        else:
+            # Only a fully written request leaves the connection reusable: a
+            # half-sent body would be read as the start of the next request.
+            if not self.closed:
+                if chunked:
+                    self.transport.write(b"0\r\n\r\n")
+                self.request_done = True
 
     async def receive_head(self, timeout: float) -> None:
         if not self.headers_done.done():
@@ -212,9 +252,14 @@ class _Connection(asyncio.Protocol):
             self._body_waiter = self.loop.create_future()
             await self._wait(self._body_waiter, timeout, "reading the response body")
 
+    def at_end(self) -> bool:
+        """Nothing buffered and nothing more to come: the last chunk was handed out."""
+        return self.complete and not self.chunks and self.error is None
+
     def release(self) -> None:
         """Return to the pool when reusable, else close."""
-        if self.complete and self.keep_alive and self.error is None and not self.closed:
+        if (self.complete and self.keep_alive and self.request_done and self.error is None
+                and not self.closed and not self.pool.retired):
             self.idle_since = self.loop.time()
             self.pool._release(self)
         else:
@@ -228,9 +273,9 @@ class _Connection(asyncio.Protocol):
         self.pool._forget(self)
 
 
-def _timeout(fut: asyncio.Future[None], what: str) -> None:
+def _timeout(fut: asyncio.Future[None], what: str, error: type[httpx.TimeoutException]) -> None:
     if not fut.done():
-        fut.set_exception(httpx.ReadTimeout(f"upstream timed out {what}"))
+        fut.set_exception(error(f"upstream timed out {what}"))
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -246,6 +291,9 @@ class _ResponseStream(httpx.AsyncByteStream):
         except BaseException:
             self._conn.keep_alive = False
             raise
+
+    def at_end(self) -> bool:
+        return self._conn.at_end()
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -264,6 +312,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         self._open: set[_Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._tls: httpx.AsyncHTTPTransport | None = None
+        self.retired = False
 
     # -- pool ---------------------------------------------------------------
     @property
@@ -364,13 +413,21 @@ class FastTransport(httpx.AsyncBaseTransport):
             attempt += 1
             conn, reused = await self._acquire(key)
             try:
-                await conn.send(request, head, body_mode)
+                try:
+                    await conn.send(request, head, body_mode, self.read_timeout)
+                except httpx.WriteError:
+                    # The upstream answered early and closed while we were still
+                    # sending (Go does this past 256 KiB unread): the answer wins.
+                    if not (conn.headers_done.done() and conn.headers_done.exception() is None):
+                        raise
                 await conn.receive_head(self.read_timeout)
             except (httpx.RemoteProtocolError, httpx.WriteError) as exc:
                 conn.close()
-                # A reused keep-alive socket the upstream closed while idle: safe
-                # to retry once on a fresh one when no body bytes were consumed.
-                if reused and body_mode == "none" and not conn.got_bytes and attempt == 1:
+                # A reused keep-alive socket the upstream closed while idle: retry
+                # once on a fresh one — only for safe methods without a body,
+                # which can't have had an effect upstream.
+                if (reused and body_mode == "none" and request.method in _RETRYABLE
+                        and not conn.got_bytes and attempt == 1):
                     continue
                 raise exc
             except BaseException:
@@ -391,6 +448,15 @@ class FastTransport(httpx.AsyncBaseTransport):
                 retries=0,
             )
         return self._tls
+
+    def retire(self) -> None:
+        """No new work (a reload replaced this pool): close idle connections now,
+        busy ones when their response is done — never under a request."""
+        self.retired = True
+        for conns in self._idle.values():
+            for conn in list(conns):
+                conn.close()
+        self._idle.clear()
 
     async def aclose(self) -> None:
         for conn in list(self._open):

@@ -1,0 +1,56 @@
+"""A scripted HTTP/1.1 upstream on a loopback socket, for the edges the Go
+stand-in can't be made to show on demand (stalled readers, early answers,
+close-delimited bodies, held-back chunks). Each accepted connection runs the
+test's ``handler(conn, head)`` in a thread."""
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Callable
+
+Handler = Callable[[socket.socket, bytes], None]
+
+
+def read_head(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class RawUpstream:
+    def __init__(self, handler: Handler):
+        self.handler = handler
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.request_lines: list[bytes] = []
+        self.connections = 0
+        self._stop = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                head = read_head(conn)
+                if head:
+                    self.request_lines.append(head.split(b"\r\n", 1)[0])
+                    self.handler(conn, head)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
