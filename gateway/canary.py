@@ -15,6 +15,7 @@ import hmac
 import logging
 import os
 import secrets
+from functools import cached_property
 from typing import Any, Callable
 
 from itsdangerous import BadSignature, Signer
@@ -59,7 +60,12 @@ def _cookie(scope: dict[str, Any], name: str) -> str | None:
 class CanaryChooser:
     def __init__(self, identity: Identity | None = None, secret: bytes | None = None):
         self.identity = identity
-        self.signer = Signer(secret or gateway_secret(), salt="gw-canary")
+        self._secret = secret
+
+    @cached_property
+    def signer(self) -> Signer:
+        # Built on first use: a gateway without canary routes needs no key (nor the warning).
+        return Signer(self._secret or gateway_secret(), salt="gw-canary")
 
     def identify(self, scope: dict[str, Any]) -> tuple[str, bytes | None]:
         """(identity, Set-Cookie value to add or None)."""

@@ -211,10 +211,13 @@ class LegacyForwarder:
         """
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string") or b""
+        ref = self._base_ref
         url = httpx.URL.__new__(httpx.URL)
-        url._uri_reference = self._base_ref._replace(  # type: ignore[attr-defined]
-            path=raw_path.decode("ascii"), query=query.decode("ascii") if query else None
-        )
+        # tuple.__new__ over NamedTuple._replace: the same fields, a third of the cost.
+        url._uri_reference = tuple.__new__(type(ref), (  # type: ignore[attr-defined]
+            ref.scheme, ref.userinfo, ref.host, ref.port,
+            raw_path.decode("ascii"), query.decode("ascii") if query else None, None,
+        ))
         return url
 
     def _describe(self, exc: httpx.TransportError, method: str, target: bytes) -> tuple[int, str]:

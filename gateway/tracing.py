@@ -1,8 +1,8 @@
 """Request ids and W3C trace context, stamped on every request at the edge.
 
-``X-Request-Id`` from the client is kept when it is a sane token, else one is
-made; ``traceparent`` is passed through when valid, else a new trace is
-started. Both are added to the request's headers (so the Go backend and the
+``X-Request-Id`` from the client is kept when it is a sane token, else the
+trace id is used; ``traceparent`` is passed through when valid, else a new
+trace is started. Both are added to the request's headers (so the Go backend and the
 Python services see them) and the request id is echoed on the response.
 """
 from __future__ import annotations
@@ -32,10 +32,14 @@ def tag_request(scope: dict[str, Any]) -> tuple[bytes, bytes]:
             (n, v) for n, v in headers
             if not (n == b"x-request-id" and request_id is None) and not (n == b"traceparent" and trace_id is None)
         ]
+        fresh = os.urandom(24).hex().encode()  # one syscall: trace id + span id
+        new_trace = trace_id is None
+        if new_trace:
+            trace_id = fresh[:32]
         if request_id is None:
-            request_id = os.urandom(16).hex().encode()
+            # The trace id doubles as request id, so a log line leads to its trace.
+            request_id = trace_id
             headers.append((b"x-request-id", request_id))
-        if trace_id is None:
-            trace_id = os.urandom(16).hex().encode()
-            headers.append((b"traceparent", b"00-" + trace_id + b"-" + os.urandom(8).hex().encode() + b"-01"))
+        if new_trace:
+            headers.append((b"traceparent", b"00-" + trace_id + b"-" + fresh[32:] + b"-01"))
     return request_id, trace_id
