@@ -190,3 +190,18 @@ def test_health_says_the_trace_pipeline_is_behind_when_ingestion_is_down(gateway
     status = otel()
     assert status["role"] == "owner" and status["poller"]["last_error"]
     assert status["poller"]["behind_by_s"] >= 0
+
+
+def test_sighup_reloads_even_when_the_file_looks_unchanged(gateway_factory, standin):
+    import os
+    # Same length (trailing spaces are fine in YAML), and the mtime is put back:
+    # polling can't tell the file changed, so only the signal can reload it.
+    gw = gateway_factory(routes_yaml(standin.url, "  - prefix: /ping\n    to: go    \n"))
+    st = os.stat(gw.config)
+    gw.config.write_text(routes_yaml(standin.url, "  - prefix: /ping\n    to: python\n"))
+    os.utime(gw.config, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(gw.config).st_size == st.st_size
+    time.sleep(0.6)  # several poll intervals
+    assert httpx.get(gw.url + "/_gateway/routes").json()["routes"][0]["target"] == "go"
+    gw.proc.send_signal(signal.SIGHUP)
+    _until(lambda: httpx.get(gw.url + "/_gateway/routes").json()["routes"][0]["target"] == "python")
