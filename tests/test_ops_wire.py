@@ -11,6 +11,7 @@ import time
 import httpx
 
 from .gateway_proc import routes_yaml
+from .waiting import until as _until
 
 PING_PY = "  - prefix: /ping\n    to: python\n"
 
@@ -99,12 +100,6 @@ def test_access_log_is_json_and_names_the_backend(gateway_factory, standin):
     for rec in recs.values():
         assert {"method", "path", "status", "ms", "route", "target", "trace_id"} <= set(rec)
 
-
-def _until(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 def test_two_workers_converge_on_a_reload_and_metrics_add_up(gateway_factory, standin):

@@ -12,6 +12,7 @@ import pytest
 from services.common.session_codec import SessionCodec
 
 from .gateway_proc import routes_yaml
+from .waiting import until as _until
 
 MIRROR_SHADOW = """  - prefix: /_standin/echo/mirror
     to: shadow
@@ -20,15 +21,6 @@ MIRROR_SHADOW = """  - prefix: /_standin/echo/mirror
       ignore: ["$.headers", "$.raw_head", "$.dry_run_writes"]
 """
 
-
-def _until(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
 
 
 def _status(gw) -> dict:
