@@ -18,12 +18,16 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import httpx
 
 from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
+from .httpx_fast import raw_headers, url_with_target
 
 log = logging.getLogger("gateway.forward")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+_WATCH_AFTER = 0.02  # seconds before a running exchange starts watching for a disconnect
 
 
 class ClientDisconnected(Exception):
@@ -95,7 +99,6 @@ class LegacyForwarder:
         self.trusted = trusted_proxies or TrustedProxies()
         self.backend_name = backend_name
         self._default_host = self.base.netloc
-        self._base_ref = self.base._uri_reference  # type: ignore[attr-defined]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
@@ -111,6 +114,7 @@ class LegacyForwarder:
 
         task = asyncio.current_task()
         watcher: asyncio.Future[None] | None = None
+        timer: asyncio.TimerHandle | None = None
         finished = False
         client_gone = False
 
@@ -120,12 +124,21 @@ class LegacyForwarder:
                 client_gone = True
                 task.cancel()
 
-        def watch_for_disconnect() -> None:
+        def start_watching() -> None:
             # Once the request body is in, the only message left is the
             # disconnect: when it comes, cancel the upstream exchange.
             nonlocal watcher
-            watcher = asyncio.ensure_future(_until_disconnect(receive))
-            watcher.add_done_callback(on_disconnect)
+            if watcher is None and not finished:
+                watcher = asyncio.ensure_future(_until_disconnect(receive))
+                watcher.add_done_callback(on_disconnect)
+
+        def watch_for_disconnect() -> None:
+            # A watcher task costs more than most proxied requests take, so it
+            # only starts if the exchange is still running after a moment; a
+            # client that leaves sooner is noticed then.
+            nonlocal timer
+            if timer is None and watcher is None:
+                timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, start_watching)
 
         if body_mode == "none":
             stream: httpx.AsyncByteStream = _NO_BODY
@@ -133,7 +146,7 @@ class LegacyForwarder:
         else:
             stream = _ClientBody(receive, watch_for_disconnect)
 
-        request = httpx.Request(method, self._url(scope), headers=headers, stream=stream)
+        request = httpx.Request(method, self._url(scope), headers=raw_headers(headers), stream=stream)
         response: httpx.Response | None = None
         try:
             try:
@@ -150,10 +163,9 @@ class LegacyForwarder:
                 await send(start)
                 await send(body)
                 return
-            if watcher is None:
-                # The upstream answered before reading the whole body (or the
-                # body was empty): from here on, only a disconnect can come.
-                watch_for_disconnect()
+            # The upstream may answer before reading the whole body: from here
+            # on, only a disconnect can come (a no-op when already scheduled).
+            watch_for_disconnect()
             await send(
                 {
                     "type": "http.response.start",
@@ -196,29 +208,17 @@ class LegacyForwarder:
                 task.uncancel()
         finally:
             finished = True
+            if timer is not None:
+                timer.cancel()
             if watcher is not None and not watcher.done():
                 watcher.cancel()
             if response is not None:
                 await response.aclose()
 
     def _url(self, scope: Scope) -> httpx.URL:
-        """The upstream URL with the client's path and query byte for byte.
-
-        ``URL.copy_with`` would re-parse the path (resolving dot-segments and
-        re-quoting) and costs ~15 µs; building the parse result directly keeps
-        the bytes as received (the gateway only accepts ASCII targets, see
-        gateway.paths) for ~1 µs. tests/test_forward_unit.py pins this down.
-        """
+        """The upstream URL with the client's path and query byte for byte."""
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string") or b""
-        ref = self._base_ref
-        url = httpx.URL.__new__(httpx.URL)
-        # tuple.__new__ over NamedTuple._replace: the same fields, a third of the cost.
-        url._uri_reference = tuple.__new__(type(ref), (  # type: ignore[attr-defined]
-            ref.scheme, ref.userinfo, ref.host, ref.port,
-            raw_path.decode("ascii"), query.decode("ascii") if query else None, None,
-        ))
-        return url
+        return url_with_target(self.base, raw_path, scope.get("query_string") or b"")
 
     def _describe(self, exc: httpx.TransportError, method: str, target: bytes) -> tuple[int, str]:
         where = f"the {self.backend_name} at {self.base_url}"

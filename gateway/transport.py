@@ -27,6 +27,8 @@ from typing import AsyncIterator
 import httptools
 import httpx
 
+from .httpx_fast import raw_headers
+
 _READ_HIGH_WATER = 256 * 1024  # pause the upstream socket above this many buffered bytes
 _IDLE_MAX_AGE = 30.0  # seconds an idle keep-alive connection may be reused
 _RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -48,11 +50,13 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self.parser = httptools.HttpResponseParser(self)
         self._reset_for_response(head_only=False)
 
     # -- per-response state ------------------------------------------------
     def _reset_for_response(self, head_only: bool) -> None:
-        self.parser = httptools.HttpResponseParser(self)
+        # One parser per connection: llhttp starts the next message by itself
+        # after a complete one (connections that end otherwise are not reused).
         self.head_only = head_only
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -435,7 +439,7 @@ class FastTransport(httpx.AsyncBaseTransport):
                 raise
             return httpx.Response(
                 conn.status,
-                headers=conn.headers,
+                headers=raw_headers(conn.headers),
                 stream=_ResponseStream(conn, self.read_timeout),
                 extensions={"http_version": b"HTTP/1.1"},
                 request=request,

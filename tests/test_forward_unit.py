@@ -161,3 +161,18 @@ def test_missing_host_gets_the_upstream_host():
     route = router.route().respond(200)
     run(call(forwarder(router), make_scope(headers=[])))
     assert route.calls.last.request.headers.raw[0] == (b"host", b"legacy.internal:1323")
+
+
+def test_fast_httpx_builders_agree_with_the_public_api():
+    from gateway.httpx_fast import raw_headers, url_with_target
+
+    pairs = [(b"Host", b"h"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"X-Odd", b"v, w")]
+    fast, slow = raw_headers(pairs), httpx.Headers(pairs)
+    assert fast.raw == slow.raw and fast.multi_items() == slow.multi_items()
+    assert fast.get_list("set-cookie") == ["a=1", "b=2"] and fast["x-odd"] == "v, w"
+    base = httpx.URL("http://legacy.internal:1323")
+    url = url_with_target(base, b"/a%2Fb/%7e/x", b"q=1&q=2")
+    assert url.raw_path == b"/a%2Fb/%7e/x?q=1&q=2"
+    assert (url.scheme, url.host, url.port) == ("http", "legacy.internal", 1323)
+    assert str(url) == "http://legacy.internal:1323/a%2Fb/%7e/x?q=1&q=2"
+    assert url_with_target(base, b"/p", b"").raw_path == b"/p"
