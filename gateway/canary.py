@@ -11,7 +11,6 @@ Go to Python, never back, and 0 / 100 mean all Go / all Python.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -35,14 +34,16 @@ def bucket(prefix: str, identity: str) -> float:
 
 
 def gateway_secret() -> bytes:
-    """The key for what the gateway signs itself; shared by all workers/replicas."""
-    for name in ("GATEWAY_SECRET", "JUNJO_SESSION_SECRET"):
-        value = os.environ.get(name)
-        if value:
-            # Derive rather than reuse the session key verbatim.
-            return hmac.new(value.encode(), b"gateway-canary-id", hashlib.sha256).digest()
-    log.warning("neither GATEWAY_SECRET nor JUNJO_SESSION_SECRET is set: canary cookies are signed with a "
-                "per-process key, so stickiness won't hold across workers or restarts")
+    """The key for what the gateway signs itself; shared by all workers/replicas.
+
+    Only GATEWAY_SECRET: deriving it from the session secret would hand every
+    anonymous client a signed value to test guesses of that secret offline.
+    """
+    value = os.environ.get("GATEWAY_SECRET")
+    if value:
+        return value.encode()
+    log.warning("GATEWAY_SECRET is not set: canary cookies are signed with a per-process key, so an "
+                "anonymous client's side won't stick across workers or restarts (signed-in users still do)")
     return secrets.token_bytes(32)
 
 

@@ -5,7 +5,9 @@ the cookie with itself), so the check is only "a ``csrf`` cookie is present".
 What the gateway adds: the tokens it issues are signed with itsdangerous so a
 token can be recognised as ours (``CsrfTokens.is_genuine``) — e.g. for logging
 or a future stricter mode. Signing is never enforced, because the Go backend
-issues unsigned 32-char tokens that browsers keep sending.
+issues unsigned 32-char tokens that browsers keep sending. The key is
+``GATEWAY_SECRET`` (never the session secret: an unauthenticated ``GET /csrf``
+would otherwise give anyone a signature to test session-secret guesses against).
 
 Token shape: ``<32 random [A-Za-z0-9]>.<signature>`` — cookie-safe (only
 ``[A-Za-z0-9_.-]``). The existing cookie value is always kept, as Echo does.

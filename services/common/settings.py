@@ -11,10 +11,12 @@ Read once per process (``get_settings()`` caches); tests call
 | ``JUNJO_PROD_AUTH_DOMAIN`` | the production cookie domain |
 | ``JUNJO_SQLITE_PATH`` | SQLite file (default ``data/app_data.db`` relative to CWD) |
 | ``DATABASE_URL`` | full SQLAlchemy URL, overrides ``JUNJO_SQLITE_PATH`` |
+| ``GATEWAY_SECRET`` | key for the gateway's own signed values (csrf tokens); random per process when unset |
 """
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Mapping
@@ -38,6 +40,10 @@ class Settings:
     prod_auth_domain: str
     sqlite_path: str
     database_url: str | None
+    # Key for what the gateway signs itself (csrf tokens). Never derived from
+    # the session secret: a signed token handed to anyone would otherwise let
+    # them test guesses of JUNJO_SESSION_SECRET offline.
+    gateway_secret: bytes = b""
 
     @property
     def is_production(self) -> bool:
@@ -65,7 +71,7 @@ class Settings:
     def csrf_tokens(self) -> "CsrfTokens":
         from .csrf import CsrfTokens
 
-        return CsrfTokens(self.session_secrets)
+        return CsrfTokens([self.gateway_secret or _process_key()])
 
     @property
     def cookie_domain(self) -> str | None:
@@ -73,6 +79,13 @@ class Settings:
         if self.is_production and self.prod_auth_domain:
             return "." + self.prod_auth_domain.lstrip(".")
         return None
+
+
+@lru_cache(maxsize=1)
+def _process_key() -> bytes:
+    """Without GATEWAY_SECRET, a random key per process: tokens stay
+    recognisable by the worker that issued them (recognition is never enforced)."""
+    return secrets.token_bytes(32)
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +100,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         prod_auth_domain=env.get("JUNJO_PROD_AUTH_DOMAIN", "").strip(),
         sqlite_path=env.get("JUNJO_SQLITE_PATH", "") or DEFAULT_SQLITE_PATH,
         database_url=env.get("DATABASE_URL") or None,
+        gateway_secret=env.get("GATEWAY_SECRET", "").encode("utf-8"),
     )
 
 
