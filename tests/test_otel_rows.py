@@ -10,7 +10,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from services.otel import gojson
-from services.otel.rows import (NO_SERVICE_NAME, PATCH_COLUMNS, entry_to_row, patch_id,
+from services.otel.rows import (NO_SERVICE_NAME, PATCH_COLUMNS, SPAN_COLUMNS, entry_to_row, patch_id,
                                 service_name_of, span_to_row)
 
 
@@ -192,6 +192,30 @@ def test_workflow_state_that_is_not_json_becomes_empty_object():
     r = row_of(base_span(attributes=[s("junjo.span_type", "workflow"),
                                      s("junjo.workflow.state.start", "not json")]))
     assert r["junjo_wf_state_start"] == "{}"
+
+
+def test_state_with_a_lone_surrogate_escape_becomes_empty_object():
+    # Python's json accepts "\ud83d" (a cut emoji); DuckDB's JSON cast doesn't,
+    # and one such span used to block the poller's cursor for good.
+    r = row_of(base_span(attributes=[s("junjo.span_type", "workflow"),
+                                     s("junjo.workflow.state.start", '{"user_input":"\\ud83d"}')]))
+    assert r["junjo_wf_state_start"] == "{}"
+
+
+def test_a_row_duckdb_rejects_is_dropped_alone_and_the_cursor_moves(tmp_path):
+    import dataclasses
+
+    from services.otel.store import SpanStore
+
+    store = SpanStore(str(tmp_path / "o.duckdb"))
+    good = [span_to_row(base_span(span_id=bytes([i]) * 8), "svc") for i in range(1, 4)]
+    bad = span_to_row(base_span(span_id=b"\x09" * 8), "svc")
+    values = dict(zip(SPAN_COLUMNS, bad.values))
+    values["attributes_json"] = '{"broken": '  # invalid JSON slipped past the mapping
+    bad = dataclasses.replace(bad, values=tuple(values[c] for c in SPAN_COLUMNS))
+    assert store.ingest([good[0], bad, good[1], good[2]], b"\x01" * 16) == 3
+    assert store.count() == 3
+    assert store.fetch("SELECT last_key FROM poller_state", ())[0][0] == b"\x01" * 16
 
 
 # --- events and state patches ----------------------------------------------

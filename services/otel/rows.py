@@ -162,8 +162,10 @@ def _json_text(value: str | None, what: str, span: Span) -> str:
     if value is None:
         return "{}"
     try:
-        json.loads(value)
-    except (ValueError, RecursionError):
+        # json.loads accepts a lone surrogate escape ("\ud83d", a cut emoji)
+        # that DuckDB's JSON cast rejects; re-encoding to UTF-8 catches it.
+        json.dumps(json.loads(value), ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         log.warning("span %s/%s: %s is not JSON; stored as {}", span.trace_id.hex(),
                     span.span_id.hex(), what)
         return "{}"

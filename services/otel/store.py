@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from datetime import datetime, timedelta, timezone
@@ -23,6 +24,8 @@ import duckdb
 
 from . import gojson
 from .rows import JSON_COLUMNS, PATCH_COLUMNS, SPAN_COLUMNS, TIME_COLUMNS, SpanRow
+
+log = logging.getLogger("services.otel.store")
 
 DEFAULT_PATH = "data/otel_python.duckdb"
 LEGACY_PATH = "/dbdata/duckdb/otel_data.db"
@@ -182,12 +185,29 @@ class SpanStore:
     def ingest(self, rows: Sequence[SpanRow], last_key: bytes) -> int:
         """Insert ``rows`` and move the cursor to ``last_key``, all or nothing.
 
-        Returns how many span rows were new.
+        Returns how many span rows were new. Should DuckDB reject a row that our
+        mapping let through, the batch is retried row by row so the one bad span
+        is logged and dropped instead of blocking the cursor (and every span
+        after it) forever.
         """
         unique: dict[tuple[str, str], SpanRow] = {}
         for row in rows:
             unique.setdefault(row.key, row)  # the first version wins, within a batch too
         spans = list(unique.values())
+        try:
+            return self._commit(spans, last_key)
+        except duckdb.ConversionException as exc:
+            log.error("DuckDB rejected a batch of %d spans (%s); retrying span by span", len(spans), exc)
+        new = 0
+        for row in spans:
+            try:
+                new += self._commit([row], None)
+            except duckdb.ConversionException as exc:
+                log.error("span %s/%s dropped: DuckDB rejects it: %s", *row.key, exc)
+        self._commit([], last_key)
+        return new
+
+    def _commit(self, spans: list[SpanRow], last_key: bytes | None) -> int:
         patches = [p for row in spans for p in row.patches]
         with self._write_lock, self._slots:
             cur = self._cursor()
@@ -196,9 +216,10 @@ class SpanStore:
                 before = cur.execute("SELECT count(*) FROM spans").fetchone()[0]
                 self._insert(cur, INSERT_SPANS, [r.values for r in spans])
                 self._insert(cur, INSERT_PATCHES, patches)
-                cur.execute("INSERT INTO poller_state (id, last_key) VALUES (1, ?) "
-                            "ON CONFLICT (id) DO UPDATE SET last_key = excluded.last_key",
-                            [last_key])
+                if last_key is not None:
+                    cur.execute("INSERT INTO poller_state (id, last_key) VALUES (1, ?) "
+                                "ON CONFLICT (id) DO UPDATE SET last_key = excluded.last_key",
+                                [last_key])
                 after = cur.execute("SELECT count(*) FROM spans").fetchone()[0]
                 cur.execute("COMMIT")
             except BaseException:
