@@ -320,3 +320,23 @@ def test_echo_style_404_and_405(env):
 def test_service_registration():
     assert SERVICE.name == "auth"
     assert set(PREFIXES) == {"/sign-in", "/sign-out", "/auth-test", "/csrf", "/users"}
+
+
+def test_concurrent_wrong_guesses_cannot_outrun_the_limiter(env):
+    import asyncio
+
+    import httpx as _httpx
+
+    add_user(env)
+
+    async def burst() -> list[int]:
+        transport = _httpx.ASGITransport(app=env.app, client=("198.51.100.4", 1234))
+        async with _httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            rs = await asyncio.gather(*(c.post("/sign-in", json={"email": "ada@example.com", "password": f"guess{i}"})
+                                        for i in range(40)))
+            return [r.status_code for r in rs]
+
+    codes = asyncio.run(burst())
+    # Each attempt is counted before its (slow) bcrypt check, so a burst gets no
+    # more password checks than the threshold (3 in this fixture) allows.
+    assert codes.count(401) <= 3 and codes.count(429) >= 37

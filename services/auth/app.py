@@ -92,6 +92,10 @@ class AuthService:
                 headers=[("Retry-After", str(wait))],
             )
 
+        # Counted as a failure *before* the bcrypt check, and cleared on success:
+        # otherwise a burst of concurrent guesses all pass the check above while
+        # the first ones are still hashing.
+        self.limiter.failure(creds.email, ip)
         db = self.db
         user = await db.run(db.get_user_by_email, creds.email)
         if user is None:
@@ -100,7 +104,6 @@ class AuthService:
         else:
             ok = await run_in_threadpool(passwords.check_password, user.password_hash, creds.password)
         if not ok:
-            self.limiter.failure(creds.email, ip)
             return error_response(401, "invalid credentials")
         self.limiter.success(creds.email, ip)
 

@@ -88,6 +88,14 @@ class _Counter(Generic[K]):
     def reset(self, key: K) -> None:
         self._entries.pop(key, None)
 
+    def forgive(self, key: K) -> None:
+        """Take back one failure (an attempt counted up front that succeeded)."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.failures = max(0, entry.failures - 1)
+            if entry.failures < self.policy.threshold:
+                entry.locked_until = 0.0
+
 
 EMAIL_POLICY = Policy(threshold=5, base_seconds=30, max_seconds=900, forget_after=3600)
 PAIR_POLICY = Policy(threshold=5, base_seconds=30, max_seconds=900, forget_after=3600)
@@ -140,6 +148,7 @@ class SignInLimiter:
         email = self._norm(email)
         self._email.reset(email)
         self._pair.reset((email, ip))
+        self._ip.forgive(ip)  # sign-in counts an attempt before checking it
         self._known_good[(email, ip)] = self.clock()
         self._known_good.move_to_end((email, ip))
         while len(self._known_good) > self._max_entries:
