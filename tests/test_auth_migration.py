@@ -569,7 +569,22 @@ SIGN_IN_EXACT = {
     "invalid-email": {"email": "not-an-email", "password": "x"},
     "empty-password": {"email": "someone@migration.example", "password": ""},
     "unknown-user": {"email": "nobody@migration.example", "password": "x"},
+    "trailing-dot-email": {"email": "someone@migration.example.", "password": "x"},
 }
+
+
+@pytest.mark.parametrize("ctype,raw", [
+    ("application/jsonx", b'{"email":"nobody3@migration.example","password":"x"}'),
+    ("application/json-seq", b'{"email":"nobody3@migration.example","password":"x"}'),
+    ("text/plain", b'{"email":"nobody3@migration.example","password":"x"}'),
+    ("application/xml", b"<SigninRequest><Email>nobody3@migration.example</Email><Password>x</Password></SigninRequest>"),
+    # A lone surrogate escape: Go decodes it as U+FFFD (401, not a 500).
+    ("application/json", b'{"email":"nobody2@migration.example","password":"\\ud800"}'),
+], ids=["jsonx", "json-seq", "text-plain", "xml", "lone-surrogate"])
+def test_sign_in_bodies_are_bound_like_echo(stack, admin, ctype, raw):
+    go = httpx.post(stack.go_gw.url + "/sign-in", content=raw, headers={"Content-Type": ctype}, timeout=10)
+    py = httpx.post(stack.py_gw.url + "/sign-in", content=raw, headers={"Content-Type": ctype}, timeout=10)
+    assert _answer(py) == _answer(go)
 
 
 @pytest.mark.parametrize("case", list(SIGN_IN_EXACT))

@@ -159,3 +159,26 @@ def test_missing_secret_is_a_clear_500(monkeypatch):
         assert r.status_code == 500 and b"JUNJO_SESSION_SECRET" in r.content
     finally:
         settings.reset_settings()
+
+
+def test_cookie_values_with_a_space_or_comma_anywhere_are_quoted_like_go():
+    from services.common.cookies import format_set_cookie
+
+    assert format_set_cookie("csrf", "a b").startswith('csrf="a b"')
+    assert format_set_cookie("csrf", "x,y").startswith('csrf="x,y"')
+    assert format_set_cookie("csrf", "plain").startswith("csrf=plain")
+
+
+def test_database_errors_never_quote_bound_values(tmp_path):
+    from services.common.db import Database
+
+    db = Database.from_url(f"sqlite:///{tmp_path / 'x.db'}")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE api_keys")
+    try:
+        db.get_api_key("SECRETKEY_abcdef0123456789")
+    except Exception as exc:  # the table is gone: an OperationalError
+        assert "SECRETKEY" not in str(exc)
+    else:
+        raise AssertionError("expected a database error")
+    db.dispose()

@@ -1,24 +1,19 @@
 """Echo's ``c.Bind`` + go-playground/validator for ``{"email","password"}`` bodies.
 
-Mirrors the legacy behaviour closely, not byte for byte in the error *texts*:
-
-* empty body (no Content-Length / 0) → nothing bound (then ``required`` fails);
-* ``Content-Type`` starting with ``application/json`` → first JSON value decoded;
-  keys match case-insensitively (Go's encoding/json), last duplicate wins,
-  ``null`` leaves the field empty, trailing data after the value is ignored;
-* form bodies bind nothing (the legacy struct has no ``form`` tags);
-* any other content type → ``code=415, message=Unsupported Media Type``.
-
-Bind errors are wrapped by the handlers as Go does (``echo.NewHTTPError(400,
-err.Error())``), so their message starts ``code=400, message=…``.
+Binding goes through the shared Echo binder (services/common/gobind.py): the
+exact media types Echo 4.13.3 accepts (JSON, XML, form), Go's JSON decoding
+(case-insensitive keys, lone surrogates → U+FFFD) and Go's error texts. Bind
+errors are wrapped by the handlers as Go does (``echo.NewHTTPError(400,
+err.Error())``), so their message starts ``code=…, message=…``.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
-FIELDS = ("email", "password")
+from services.common.gobind import STRING, Struct, echo_bind
+from services.common.gobind import BindError as GoBindError
+
 
 
 class BindError(ValueError):
@@ -31,60 +26,15 @@ class Credentials:
     password: str = ""
 
 
-def _json_error(exc: json.JSONDecodeError) -> BindError:
-    detail = exc.msg
-    return BindError(
-        f"code=400, message=Syntax error: offset={exc.pos + 1}, error={detail}, internal={detail}"
-    )
-
-
-def _type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "string"
-
-
 def bind_credentials(body: bytes, content_type: str, struct: str) -> Credentials:
-    creds = Credentials()
-    if not body:
-        return creds
-    ctype = content_type.strip()
-    if ctype.startswith("application/x-www-form-urlencoded") or ctype.startswith("multipart/form-data"):
-        return creds
-    if not ctype.startswith("application/json"):
-        raise BindError("code=415, message=Unsupported Media Type")
+    """``c.Bind(&req)`` into the legacy's ``{Email, Password}`` struct, through the
+    shared Echo binder (media types, Go's JSON rules and error texts, XML)."""
+    typ = Struct(struct, "auth", (("Email", "email", STRING), ("Password", "password", STRING)))
     try:
-        text = body.decode("utf-8", errors="replace")
-        value, _ = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip(" \t\r\n")))
-    except json.JSONDecodeError as exc:
-        raise _json_error(exc) from None
-    if value is None:
-        return creds
-    if not isinstance(value, dict):
-        got = _type_name(value)
-        raise BindError(
-            f"code=400, message=Unmarshal type error: expected=auth.{struct}, got={got}, "
-            f"field=, offset=1, internal=json: cannot unmarshal {got} into Go value of type auth.{struct}"
-        )
-    for key, val in value.items():
-        field = key.lower()
-        if field not in FIELDS or val is None:
-            continue
-        if not isinstance(val, str):
-            got = _type_name(val)
-            raise BindError(
-                f"code=400, message=Unmarshal type error: expected=string, got={got}, field={field}, "
-                f"offset=0, internal=json: cannot unmarshal {got} into Go struct field "
-                f"{struct}.{field} of type string"
-            )
-        setattr(creds, field, val)
-    return creds
+        bound = echo_bind(body, content_type, typ)
+    except GoBindError as exc:
+        raise BindError(str(exc)) from None
+    return Credentials(email=bound["Email"] or "", password=bound["Password"] or "")
 
 
 # go-playground/validator's "email" (dot-atom local part; the quoted-string
@@ -93,7 +43,7 @@ _U = "\u00a0-\ud7ff\uf900-\ufdcf\ufdf0-\uffef"
 _ATEXT = rf"[a-zA-Z0-9!#$%&'*+\-/=?^_`{{|}}~{_U}]"
 _LABEL = rf"(?:[a-zA-Z0-9{_U}]|[a-zA-Z0-9{_U}][a-zA-Z0-9\-.~{_U}]*[a-zA-Z0-9{_U}])"
 _TLD = rf"(?:[a-zA-Z{_U}]|[a-zA-Z{_U}][a-zA-Z0-9\-.~{_U}]*[a-zA-Z{_U}])"
-EMAIL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}\.?\Z")
+EMAIL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}\Z")
 
 
 def validate_sign_in(creds: Credentials, struct: str = "SigninRequest") -> str | None:

@@ -30,7 +30,7 @@ def _valid_value(value: str) -> bool:
 
 def _sanitize_value(value: str) -> str:
     value = "".join(c for c in value if _valid_value(c))
-    if value and (value[0] in " ," or value[-1] in " ,"):
+    if any(c in " ," for c in value):  # Go's sanitizeCookieValue quotes these anywhere
         return f'"{value}"'
     return value
 

@@ -124,8 +124,10 @@ def make_engine(url: str) -> Engine:
     """An engine on ``url``; SQLite connections get WAL and a busy timeout."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False})
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    # hide_parameters: SQLAlchemy's error texts would otherwise quote bound
+    # values — API keys, emails, password hashes — into logs and answers.
+    engine = create_engine(url, connect_args={"check_same_thread": False}, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -143,8 +143,14 @@ def _b64encode(raw: bytes) -> bytes:
     return base64.urlsafe_b64encode(raw)
 
 
+_URL_B64 = re.compile(rb"[A-Za-z0-9_-]*={0,2}")
+
+
 def _b64decode(text: bytes) -> bytes:
-    return base64.b64decode(text, altchars=b"-_", validate=True)
+    # Go's base64.URLEncoding takes only its own alphabet: "+" and "/" are errors.
+    if not _URL_B64.fullmatch(text):
+        raise binascii.Error("not base64url")
+    return base64.urlsafe_b64decode(text)
 
 
 # --- the codec ------------------------------------------------------------

@@ -39,8 +39,9 @@ class AuthServicer(ingestion_pb2_grpc.InternalAuthServiceServicer):
         try:
             found = self._database().get_api_key(request.api_key) is not None
         except Exception as exc:
-            log.error("ValidateApiKey: database error: %s", exc)
-            context.abort(grpc.StatusCode.INTERNAL, f"failed to get API key: {exc}")
+            cause = getattr(exc, "orig", None) or exc  # the driver's message, never the SQL parameters
+            log.error("ValidateApiKey: database error: %s", cause)
+            context.abort(grpc.StatusCode.INTERNAL, f"failed to get API key: {cause}")
         log.debug("ValidateApiKey: key of %d chars → %s", len(request.api_key), found)
         return ingestion_pb2.ValidateApiKeyResponse(is_valid=found)
 
