@@ -20,14 +20,16 @@ Everything here is blocking: from async code call ``await db.run(db.method, ...)
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from .settings import Settings, get_settings
@@ -134,14 +136,34 @@ def make_engine(url: str) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if parsed.database and parsed.database != ":memory:":
-            cur.execute("PRAGMA journal_mode = WAL")
+            _retry_locked(lambda: cur.execute("PRAGMA journal_mode = WAL"))
         cur.close()
 
     return engine
 
 
+def _retry_locked(action: Callable[[], Any], attempts: int = 50) -> Any:
+    """Run ``action``, waiting out a sibling process (another worker, the Go
+    backend) that holds the file while it sets WAL mode or creates the schema;
+    busy_timeout doesn't cover those."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (sqlite3.OperationalError, OperationalError) as exc:
+            if attempt == attempts - 1 or not any(w in str(exc) for w in ("locked", "already exists")):
+                raise
+            time.sleep(0.02 * (attempt + 1))
+
+
 def ensure_schema(engine: Engine) -> None:
-    """Create the legacy schema when missing; never alter existing tables."""
+    """Create the legacy schema when missing; never alter existing tables.
+
+    Several workers may open a fresh file at once: whoever loses the race sees
+    "already exists" or "locked", and retries against the now-existing tables."""
+    _retry_locked(lambda: _ensure_schema_once(engine), attempts=20)
+
+
+def _ensure_schema_once(engine: Engine) -> None:
     existing = set(inspect(engine).get_table_names())
     with engine.begin() as conn:
         if not existing.intersection(LEGACY_TABLES):
