@@ -659,3 +659,16 @@ def test_gateway_explain_cli_names_the_side_that_serves(stack):
         out[path] = res.stdout.splitlines()[0]
     assert out["/sign-in"] == "POST /sign-in → python (service 'auth')"
     assert out["/auth-test"] == f"GET /auth-test → go ({stack.standin.url})"
+
+
+@pytest.mark.parametrize("path,cookie", [("/auth-test?pretty", True), ("/users?pretty=1", True),
+                                         ("/users/db-has-users?pretty", False), ("/auth-test?pretty", False)],
+                         ids=["auth-test", "users", "db-has-users", "401-error"])
+def test_pretty_query_parameter_indents_like_echo(stack, admin, path, cookie):
+    cookies = {}
+    if cookie:
+        cookies["session"] = CODEC.encode(ADMIN)
+    go = httpx.get(stack.go_gw.url + path, cookies=cookies, timeout=10)
+    py = httpx.get(stack.py_gw.url + path, cookies=cookies, timeout=10)
+    assert b"\n  " in go.content  # indented on the Go side
+    assert _answer(py) == _answer(go)

@@ -93,3 +93,28 @@ def encode(value: Any, *, sort_keys: bool = True) -> str:
     out: list[str] = []
     _enc(value, out, sort_keys)
     return "".join(out)
+
+
+def _enc_indent(value: Any, out: list[str], level: int, sort_keys: bool = True) -> None:
+    if isinstance(value, dict) and value:
+        out.append("{")
+        for i, key in enumerate(sorted(value) if sort_keys else value):
+            out.append(("," if i else "") + "\n" + "  " * (level + 1))
+            out.append(go_string(str(key)) + ": ")
+            _enc_indent(value[key], out, level + 1, sort_keys)
+        out.append("\n" + "  " * level + "}")
+    elif isinstance(value, (list, tuple)) and value:
+        out.append("[")
+        for i, item in enumerate(value):
+            out.append(("," if i else "") + "\n" + "  " * (level + 1))
+            _enc_indent(item, out, level + 1, sort_keys)
+        out.append("\n" + "  " * level + "]")
+    else:
+        _enc(value, out, sort_keys)
+
+
+def encode_indent(value: Any, *, sort_keys: bool = True) -> str:
+    """What Go's encoder writes after ``SetIndent("", "  ")`` (Echo's ``?pretty``)."""
+    out: list[str] = []
+    _enc_indent(value, out, 0, sort_keys)
+    return "".join(out)

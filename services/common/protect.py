@@ -30,7 +30,7 @@ from services.registry import ASGIApp, Message, Receive, Scope, Send
 
 from .cookies import get_cookie
 from .csrf import COOKIE_NAME as CSRF_COOKIE, SAFE_METHODS, CsrfTokens, csrf_set_cookie
-from .responses import error_response
+from .responses import PRETTY, error_response, wants_pretty
 from .session_codec import COOKIE_NAME as SESSION_COOKIE, SessionCodec
 from .settings import ConfigError, Settings, get_settings
 
@@ -89,11 +89,14 @@ class LegacyProtection:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        pretty = PRETTY.set(wants_pretty(scope.get("query_string", b"")))
         try:
             await self._handle(scope, receive, send)
         except ConfigError as exc:
             log.error("legacy protection misconfigured: %s", exc)
             await error_response(500, str(exc), method=scope["method"])(scope, receive, send)
+        finally:
+            PRETTY.reset(pretty)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]

@@ -7,11 +7,21 @@ error handler answers ``{"message": "..."}`` the same way (no body for HEAD).
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, Iterable
 
 from starlette.responses import Response
 
-from .gojson import encode
+from .gojson import encode, encode_indent
+
+# Echo's c.JSON indents when the request has a ``pretty`` query parameter; the
+# protection middleware sets this for the request it is serving.
+PRETTY: ContextVar[bool] = ContextVar("echo_pretty", default=False)
+
+
+def wants_pretty(query_string: bytes) -> bool:
+    """Go's ``c.QueryParams()["pretty"]`` is present (any value, even empty)."""
+    return any(part.split(b"=", 1)[0] == b"pretty" for part in query_string.split(b"&"))
 
 MIME_JSON = "application/json"
 
@@ -19,6 +29,8 @@ MIME_JSON = "application/json"
 def go_json(value: Any) -> bytes:
     """``json.Marshal`` bytes (no trailing newline). Dict order is kept:
     sort the keys yourself where Go marshals a map (maps come out sorted)."""
+    if PRETTY.get():
+        return encode_indent(value, sort_keys=False).encode("utf-8")
     return encode(value, sort_keys=False).encode("utf-8")
 
 

@@ -25,25 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 # The encoder itself is shared with every Python feature.
-from services.common.gojson import _GO_ONLY, _enc, encode, go_float, go_string  # noqa: F401
-
-
-def _enc_indent(value: Any, out: list[str], level: int) -> None:
-    if isinstance(value, dict) and value:
-        out.append("{")
-        for i, key in enumerate(sorted(value)):
-            out.append(("," if i else "") + "\n" + "  " * (level + 1))
-            out.append(go_string(key) + ": ")
-            _enc_indent(value[key], out, level + 1)
-        out.append("\n" + "  " * level + "}")
-    elif isinstance(value, (list, tuple)) and value:
-        out.append("[")
-        for i, item in enumerate(value):
-            out.append(("," if i else "") + "\n" + "  " * (level + 1))
-            _enc_indent(item, out, level + 1)
-        out.append("\n" + "  " * level + "]")
-    else:
-        _enc(value, out)
+from services.common.gojson import _GO_ONLY, _enc, _enc_indent, encode, go_float, go_string  # noqa: F401
 
 
 # --- serving side: stored JSON text → Go's float64 view → response bytes ------
