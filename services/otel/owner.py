@@ -43,6 +43,8 @@ from starlette.concurrency import run_in_threadpool
 from .poller import Poller
 from .store import QueryError, SpanStore, duckdb_path
 
+_QUERY_TIMEOUT = float(os.environ.get("OTEL_QUERY_TIMEOUT", "60"))  # seconds a follower waits for the owner
+
 log = logging.getLogger(__name__)
 
 ELECTION_INTERVAL = 0.5
@@ -216,8 +218,13 @@ class Pipeline:
                 async with self._slots():
                     return await run_in_threadpool(answer_local, self.store, route, params, pretty)
             try:
-                return await self._ask_owner({"op": "answer", "route": route, "params": params,
-                                              "pretty": pretty})
+                # Bounded: a hung (not dead) owner must not hold follower requests forever.
+                async with asyncio.timeout(_QUERY_TIMEOUT):
+                    return await self._ask_owner({"op": "answer", "route": route, "params": params,
+                                                  "pretty": pretty})
+            except TimeoutError:
+                raise Unavailable(f"the trace store's owner (pid {self._owner_pid()}) did not answer "
+                                  f"within {_QUERY_TIMEOUT:g} s") from None
             except (ConnectionError, FileNotFoundError, OSError, asyncio.IncompleteReadError):
                 if time.monotonic() > deadline:
                     raise Unavailable(self.last_open_error or "no process owns the trace store yet")
