@@ -670,5 +670,10 @@ def test_pretty_query_parameter_indents_like_echo(stack, admin, path, cookie):
         cookies["session"] = CODEC.encode(ADMIN)
     go = httpx.get(stack.go_gw.url + path, cookies=cookies, timeout=10)
     py = httpx.get(stack.py_gw.url + path, cookies=cookies, timeout=10)
-    assert b"\n  " in go.content  # indented on the Go side
-    assert _answer(py) == _answer(go)
+    assert b"\n  " in go.content and b"\n  " in py.content  # indented on both sides
+    if path.startswith("/users?"):
+        # Users created within one second have no fixed order (docs: caveats).
+        assert (py.status_code, py.headers["content-type"]) == (go.status_code, go.headers["content-type"])
+        assert sorted(py.json(), key=lambda u: u["ID"]) == sorted(go.json(), key=lambda u: u["ID"])
+    else:
+        assert _answer(py) == _answer(go)
