@@ -87,8 +87,6 @@ def test_sign_in_sets_gorilla_cookie(env):
 
 
 def test_sign_in_matches_the_vector_set_cookie(env):
-    import json
-    from pathlib import Path
 
     vector = load_vectors()["mint"][0]
     add_user(env, vector["email"])
@@ -228,8 +226,6 @@ def test_limiter_forgets_quiet_counters():
 # --- sign-out, auth-test, csrf ----------------------------------------------------
 
 def test_sign_out_expires_cookie_exactly_like_go(env):
-    import json
-    from pathlib import Path
 
     expected = load_vectors()["signout_set_cookie"]
     r = req(env, "POST", "/sign-out", cookie=signed_in())

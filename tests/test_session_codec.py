@@ -4,8 +4,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-from pathlib import Path
 
 import pytest
 
