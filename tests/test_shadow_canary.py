@@ -253,3 +253,25 @@ def test_status_page_of_a_live_gateway_renders_in_headless_chromium(gateway_fact
     png = tmp_path / "status.png"
     screenshot(gw.url + "/_gateway/status", png)
     assert png.stat().st_size > 10_000
+
+
+def test_a_shadowed_api_key_creation_is_compared_and_python_commits_nothing(gateway_factory, tmp_path):
+    from .standin import start_standin
+
+    db = tmp_path / "shared.db"
+    go = start_standin(str(db))
+    try:
+        shadow = ('  - prefix: /api_keys\n    to: shadow\n    shadow: {writes: true}\n'
+                  '    diff: {ignore: ["$.ID", "$.Key", "$.CreatedAt"]}\n')
+        gw = gateway_factory(routes_yaml(go.url, shadow), env={"JUNJO_SQLITE_PATH": str(db)})
+        cookies = {"session": SessionCodec([b"test-secret"]).encode("ada@example.com"), "csrf": "t"}
+        for i in range(3):
+            r = httpx.post(gw.url + "/api_keys", json={"name": f"key {i}"}, cookies=cookies)
+            assert r.status_code == 201
+        route = _until(lambda: (s := _status(gw)["/api_keys"])["parity"] and s["parity"]["shadowed"] == 3 and s)
+        assert route["parity"]["matched"] == 3  # same status, shape and cookies; ids ignored
+        # Go created the three keys; the Python replays were dry runs.
+        listed = httpx.get(gw.url + "/api_keys", cookies=cookies).json()
+        assert sorted(k["Name"] for k in listed) == ["key 0", "key 1", "key 2"]
+    finally:
+        go.stop()

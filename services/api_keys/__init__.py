@@ -11,6 +11,8 @@ from .app import ApiKeysService, create_app, new_id, new_key
 
 PREFIXES = ("/api_keys",)
 
-SERVICE = Service(name="api_keys", prefixes=PREFIXES, app=create_app())
+# dry_run: in a shadow replay of a write (scope["gateway.dry_run"]) the shared
+# database layer rolls back instead of committing.
+SERVICE = Service(name="api_keys", prefixes=PREFIXES, app=create_app(), dry_run=True)
 
 __all__ = ["SERVICE", "ApiKeysService", "PREFIXES", "create_app", "new_id", "new_key"]

@@ -23,16 +23,21 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from .settings import Settings, get_settings
+
+# Set (by services.common.protect) for a shadow replay of a write: nothing commits.
+DRY_RUN: ContextVar[bool] = ContextVar("db_dry_run", default=False)
 
 T = TypeVar("T")
 
@@ -209,6 +214,21 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction — rolled back instead of committed in a dry run
+        (a shadowed write replayed to Python must change nothing)."""
+        if not DRY_RUN.get():
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                yield conn
+            finally:
+                transaction.rollback()
+
     # --- users ------------------------------------------------------------
 
     def count_users(self) -> int:
@@ -228,7 +248,7 @@ class Database:
     def create_user(self, email: str, password_hash: str) -> User:
         """Insert a user; :class:`DuplicateError` when the email exists."""
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 row = conn.execute(
                     text("INSERT INTO users (email, password_hash) VALUES (:e, :h) RETURNING *"),
                     {"e": email, "h": password_hash},
@@ -239,7 +259,7 @@ class Database:
 
     def create_first_user(self, email: str, password_hash: str) -> User | None:
         """Insert only when the table is empty (one atomic statement); None otherwise."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(
                 text(
                     "INSERT INTO users (email, password_hash) SELECT :e, :h "
@@ -259,7 +279,7 @@ class Database:
         return [_user(r) for r in rows]
 
     def delete_user(self, user_id: int) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(text("DELETE FROM users WHERE id = :id"), {"id": user_id})
 
     # --- api_keys ---------------------------------------------------------
@@ -267,7 +287,7 @@ class Database:
     def create_api_key(self, key_id: str, key: str, name: str) -> ApiKey:
         """Insert an API key; :class:`DuplicateError` when the id or key exists."""
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 row = conn.execute(
                     text("INSERT INTO api_keys (id, key, name) VALUES (:i, :k, :n) RETURNING *"),
                     {"i": key_id, "k": key, "n": name},
@@ -292,7 +312,7 @@ class Database:
 
     def delete_api_key(self, key: str) -> bool:
         """Delete by key value; True when a row was removed."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             result = conn.execute(text("DELETE FROM api_keys WHERE key = :k"), {"k": key})
         return result.rowcount > 0
 
