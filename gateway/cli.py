@@ -13,16 +13,22 @@ from .config import ConfigError, GatewayConfig, load_config
 DEFAULT_PORT = 1324
 
 
-def _registry_check():
+def _registry():
     from services.registry import discover
 
-    registry = discover()
-    return registry, registry.serves
+    return discover()
 
 
 def _load(path: str) -> GatewayConfig:
-    registry, _ = _registry_check()
+    registry = _registry()
     return load_config(path, serves_prefix=registry.serves, dry_run_ok=registry.dry_run_ok)
+
+
+def _table(config: GatewayConfig):
+    """The route table the gateway would serve from ``config`` (no sockets opened)."""
+    from .app import ForwarderPool, compile_table
+
+    return compile_table(config, _registry(), ForwarderPool())
 
 
 def _table_lines(config: GatewayConfig) -> list[str]:
@@ -57,10 +63,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     if args.json:
-        from .app import ForwarderPool, compile_table
-
-        registry, _ = _registry_check()
-        print(json.dumps(compile_table(config, registry, ForwarderPool()).describe(), indent=2))
+        print(json.dumps(_table(config).describe(), indent=2))
     else:
         print("\n".join(_table_lines(config)))
     return 0
@@ -68,16 +71,14 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from .admin import explain_dict
-    from .app import ForwarderPool, compile_table
     from .paths import BadPath, match_path
 
-    registry, _ = _registry_check()
     try:
         config = _load(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    table = compile_table(config, registry, ForwarderPool())
+    table = _table(config)
     raw = args.path.encode()
     path, _, query = raw.partition(b"?")
     try:
@@ -119,16 +120,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def owner_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
-    """One line per (prefix, method set) whose owner differs, old → new."""
-    def owner(config: GatewayConfig, path: str, method: str) -> str:
-        best = None
-        for spec in config.routes:
-            under = spec.prefix == "/" or path == spec.prefix or path.startswith(spec.prefix + "/")
-            if under and (spec.methods is None or method in spec.methods):
-                if best is None or len(spec.prefix) > len(best.prefix) or (
-                        len(spec.prefix) == len(best.prefix) and spec.methods is not None):
-                    best = spec
-        return best.state if best else f"{config.default} (default)"
+    """One line per (prefix, method set) whose owner differs, old → new,
+    decided by the same route tables the gateway would serve."""
+    old_table, new_table = _table(old), _table(new)
+
+    def owner(table, path: str, method: str) -> str:
+        route = table.lookup(path, method)
+        return route.spec.state if route.spec is not None else f"{route.target} (default)"
 
     probes: set[tuple[str, frozenset[str] | None]] = {(s.prefix, s.methods) for s in (*old.routes, *new.routes)}
     out = []
@@ -136,7 +134,7 @@ def owner_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     for prefix, methods in sorted(probes, key=lambda p: (p[0], sorted(p[1] or []))):
         moved: dict[tuple[str, str], list[str]] = {}
         for method in sorted(methods) if methods else methods_all:
-            a, b = owner(old, prefix, method), owner(new, prefix, method)
+            a, b = owner(old_table, prefix, method), owner(new_table, prefix, method)
             if a != b:
                 moved.setdefault((a, b), []).append(method)
         for (a, b), ms in moved.items():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -198,7 +197,3 @@ def render(snapshots: list[dict[str, Any]], gauges: dict[str, tuple[str, float]]
     for name, (help_text, value) in (gauges or {}).items():
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
     return "\n".join(lines) + "\n"
-
-
-def uptime_gauge(started: float) -> tuple[str, float]:
-    return ("Seconds since this worker started.", time.time() - started)

@@ -67,8 +67,6 @@ class Registry:
         service = self.owner_of(prefix)
         return service is not None and service.dry_run
 
-    def all_prefixes(self) -> list[tuple[str, str]]:
-        return sorted((p, s.name) for s in self.services.values() for p in s.prefixes)
 
 
 def discover(packages: Iterable[str] | None = None) -> Registry:
