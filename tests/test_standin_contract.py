@@ -18,10 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-try:
-    from tests.standin import start_standin
-except ImportError:  # tests/ is on sys.path (pytest rootdir-less import)
-    from standin import start_standin
+from .standin import start_standin
+from .waiting import until
 
 SECRET = "test-secret"
 EMAIL, PASSWORD = "ada@example.com", "correct horse"
@@ -525,10 +523,13 @@ def test_probe_reset_and_stats(standin, api):
         assert b"Content-Length: 1000000" in got and len(got.split(b"\r\n\r\n", 1)[1]) <= 10
     stats = api.get("/_standin/stats").json()
     assert set(stats) == {"open_connections", "active_requests"}
-    assert stats["active_requests"] == 0 and stats["open_connections"] >= 1
+    # The reset handler may still be unwinding when the client sees the RST: wait for it.
+    stats = until(lambda: (st := api.get("/_standin/stats").json())["active_requests"] == 0 and st,
+                  timeout=5, what="the reset request to finish")
+    assert stats["open_connections"] >= 1
     # A request in flight is counted.
-    t = threading.Thread(target=lambda: httpx.get(standin.url + "/_standin/slow?ms=400"))
+    t = threading.Thread(target=lambda: httpx.get(standin.url + "/_standin/slow?ms=2000"))
     t.start()
-    time.sleep(0.15)
-    assert httpx.get(standin.url + "/_standin/stats").json()["active_requests"] == 1
+    until(lambda: httpx.get(standin.url + "/_standin/stats").json()["active_requests"] == 1,
+          timeout=5, what="the slow request to be counted")
     t.join()
