@@ -15,107 +15,43 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
+
 from services.registry import Registry, discover
 
-from .admin import AdminApp
-from .cors import CORSMiddleware
-from .config import GatewayConfig, LegacyConfig, RouteSpec, load_config
-from .forward import LegacyForwarder, Receive, Scope, Send, error_response
-from .headers import TrustedProxies
-from .canary import CanaryChooser
-from .metrics import Metrics
-from .overrides import take_override
-from .rollback import RollbackGuard
-from .shadow import ShadowRunner
-from .tracing import tag_request
-from .paths import BadPath, match_path
-from .reload import Reloader, TableHolder
-from .table import Route, RouteTable
-from .transport import FastTransport
+from .edge.cors import CORSMiddleware
+from .migration.canary import CanaryChooser
+from .migration.override import take_override
+from .migration.rollback import RollbackGuard
+from .migration.shadow import ShadowRunner
+from .ops.admin import ADMIN_PREFIX, AdminApp
+from .ops.metrics import Metrics
+from .ops.tracing import tag_request
+from .replies import gateway_error
+from .routing.compile import compile_table
+from .routing.config import GatewayConfig, load_config
+from .routing.paths import BadPath, match_path
+from .routing.reload import Reloader, TableHolder
+from .routing.table import Route, RouteTable
+from .upstream.forwarders import Forwarders
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
 
-ADMIN_PREFIX = "/_gateway"
-
-
-class ForwarderPool:
-    """One forwarder (and upstream connection pool) per distinct legacy setting.
-
-    A reload that keeps ``legacy:`` unchanged reuses the live forwarder, so its
-    warm connections survive. A changed one gets a new forwarder; the old pool
-    is retired: idle connections close now, busy ones when their response ends.
-    """
-
-    def __init__(self) -> None:
-        self._live: dict[tuple[Any, ...], LegacyForwarder] = {}
-
-    def get(self, legacy: LegacyConfig, trusted: tuple[str, ...]) -> LegacyForwarder:
-        key = (legacy, trusted)
-        fwd = self._live.get(key)
-        if fwd is None:
-            transport = FastTransport(
-                connect_timeout=legacy.connect_timeout,
-                read_timeout=legacy.read_timeout,
-                max_connections=legacy.pool_size,
-            )
-            fwd = LegacyForwarder(legacy.url, transport, trusted_proxies=TrustedProxies(trusted))
-            for old_key, old in list(self._live.items()):
-                del self._live[old_key]
-                self._retire(old)
-            self._live[key] = fwd
-        return fwd
-
-    @staticmethod
-    def _retire(fwd: LegacyForwarder) -> None:
-        # Requests still streaming through the old pool finish undisturbed;
-        # its connections close as they come back (FastTransport.retire).
-        retire = getattr(fwd.transport, "retire", None)
-        if retire is not None:
-            retire()
-
-    def current(self) -> LegacyForwarder | None:
-        return next(iter(self._live.values()), None)
-
-    async def aclose(self) -> None:
-        for fwd in self._live.values():
-            await fwd.aclose()
-        self._live.clear()
-
-
 async def _no_python_here(scope: Scope, receive: Receive, send: Send) -> None:
-    start, body = error_response(409, "X-Gateway-Target: python, but no Python service serves this path")
+    start, body = gateway_error(409, "X-Gateway-Target: python, but no Python service serves this path")
     await send(start)
     await send(body)
 
 
-def compile_table(config: GatewayConfig, registry: Registry, forwarders: ForwarderPool) -> RouteTable:
-    forwarder = forwarders.get(config.legacy, config.trusted_proxies)
-
-    def route_for(prefix: str, target: str, spec: RouteSpec | None) -> Route:
-        service = registry.owner_of(prefix if prefix != "*" else "/")
-        python_app = service.app if service is not None else None
-        if target != "go" and python_app is None:  # validation prevents this
-            raise ValueError(f"no Python service serves {prefix!r}")
-        app = python_app if target == "python" else forwarder
-        return Route(
-            prefix, target, spec.methods if spec else None, app,
-            service.name if service else None, spec.line if spec else 0,
-            go=forwarder, python=python_app, spec=spec,
-        )
-
-    routes = [route_for(spec.prefix, spec.to, spec) for spec in config.routes]
-    return RouteTable(config, routes, route_for("*", config.default, None))
-
-
 @dataclass
-class Settings:
+class GatewaySettings:
     config_path: str
     access_log: bool = True
     redact_prefixes: tuple[str, ...] = ("/api_keys",)
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> "GatewaySettings":
         redact = os.environ.get("GATEWAY_LOG_REDACT_PREFIXES", "/api_keys")
         return cls(
             config_path=os.environ.get("GATEWAY_CONFIG", "routes.yaml"),
@@ -125,10 +61,10 @@ class Settings:
 
 
 class Gateway:
-    def __init__(self, settings: Settings, registry: Registry | None = None):
+    def __init__(self, settings: GatewaySettings, registry: Registry | None = None):
         self.settings = settings
         self.registry = registry or discover()
-        self.forwarders = ForwarderPool()
+        self.forwarders = Forwarders()
         serves, dry_run_ok = self.registry.serves, self.registry.dry_run_ok
         config = load_config(settings.config_path, serves_prefix=serves, dry_run_ok=dry_run_ok)  # fail fast at boot
         self.holder = TableHolder(self.build(config))
@@ -141,11 +77,13 @@ class Gateway:
         self._housekeeping: asyncio.Task[None] | None = None
         self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves,
                                  dry_run_ok=dry_run_ok, on_outcome=self.metrics.reload)
-        self.admin = AdminApp(self)
-        self.started = time.time()
+        self.admin = AdminApp(holder=self.holder, forwarders=self.forwarders, metrics=self.metrics,
+                              rollbacks=self.rollbacks, services=self.registry.services,
+                              config_path=settings.config_path)
 
     def build(self, config: GatewayConfig) -> RouteTable:
-        return compile_table(config, self.registry, self.forwarders)
+        go = self.forwarders.get(config.legacy, config.trusted_proxies)
+        return compile_table(config, self.registry, go)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -164,7 +102,7 @@ class Gateway:
         try:
             path = match_path(raw_path, scope.get("query_string", b""))
         except BadPath as exc:
-            start, body = error_response(400, f"Bad request path: {exc}")
+            start, body = gateway_error(400, f"Bad request path: {exc}")
             start["headers"].append((b"x-request-id", request_id))
             await send(start)
             await send(body)
@@ -201,7 +139,7 @@ class Gateway:
                 return  # the client left mid-request (e.g. ClientDisconnect): logged as 499
             log.exception("%s target for %s %s raised", backend, scope["method"], path)
             if status == 0:
-                start, body = error_response(500, "Internal Server Error")
+                start, body = gateway_error(500, "Internal Server Error")
                 await send_and_watch(start)
                 await send(body)
             else:
@@ -329,4 +267,4 @@ def create_app() -> Any:
     CORS wraps everything: the gateway is the one place CORS is answered, for
     python and go routes alike (see gateway/cors.py).
     """
-    return CORSMiddleware.from_env(Gateway(Settings.from_env()))
+    return CORSMiddleware.from_env(Gateway(GatewaySettings.from_env()))

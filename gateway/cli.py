@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Sequence
 
-from .config import ConfigError, GatewayConfig, load_config
+from .routing.config import ConfigError, GatewayConfig, load_config
 
 DEFAULT_PORT = 1324
 
@@ -26,9 +26,11 @@ def _load(path: str) -> GatewayConfig:
 
 def _table(config: GatewayConfig):
     """The route table the gateway would serve from ``config`` (no sockets opened)."""
-    from .app import ForwarderPool, compile_table
+    from .routing.compile import compile_table
+    from .upstream.forwarders import Forwarders
 
-    return compile_table(config, _registry(), ForwarderPool())
+    go = Forwarders().get(config.legacy, config.trusted_proxies)
+    return compile_table(config, _registry(), go)
 
 
 def _table_lines(config: GatewayConfig) -> list[str]:
@@ -70,8 +72,8 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .admin import explain_dict
-    from .paths import BadPath, match_path
+    from .ops.explain import explain_dict
+    from .routing.paths import BadPath, match_path
 
     try:
         config = _load(args.config)

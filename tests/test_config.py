@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, parse_config
+from gateway.routing.config import ConfigError, parse_config
 
 SERVES = {"/ping", "/users", "/sign-in"}
 

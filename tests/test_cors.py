@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from gateway.cors import ALLOW_HEADERS, ALLOW_METHODS, CORSMiddleware, parse_origins
+from gateway.edge.cors import ALLOW_HEADERS, ALLOW_METHODS, CORSMiddleware, parse_origins
 
 SEEN: list[str] = []
 

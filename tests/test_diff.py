@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from gateway.diff import (
+from gateway.migration.jsonpath import parse_json_path
+from gateway.migration.diff import (
     MISSING,
     MORE_FIELD,
     Answer,
@@ -16,7 +17,6 @@ from gateway.diff import (
     generalise_field,
     is_secret_name,
     noisy_fields,
-    parse_json_path,
     render_diff,
 )
 

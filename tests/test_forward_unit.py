@@ -5,8 +5,8 @@ import httpx
 import pytest
 import respx
 
-from gateway.forward import LegacyForwarder
-from gateway.headers import TrustedProxies
+from gateway.upstream.forwarder import LegacyForwarder
+from gateway.upstream.headers import TrustedProxies
 
 from .asgi_helpers import call, make_scope
 
@@ -164,7 +164,7 @@ def test_missing_host_gets_the_upstream_host():
 
 
 def test_fast_httpx_builders_agree_with_the_public_api():
-    from gateway.httpx_fast import raw_headers, url_with_target
+    from gateway.upstream.httpx_fast import raw_headers, url_with_target
 
     pairs = [(b"Host", b"h"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"X-Odd", b"v, w")]
     fast, slow = raw_headers(pairs), httpx.Headers(pairs)

@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.paths import BadPath, is_under, match_path
+from gateway.routing.paths import BadPath, is_under, match_path
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -4,9 +4,10 @@ import logging
 import os
 from pathlib import Path
 
-from gateway.app import ForwarderPool, compile_table
-from gateway.config import load_config
-from gateway.reload import Reloader, TableHolder
+from gateway.routing.compile import compile_table
+from gateway.upstream.forwarders import Forwarders
+from gateway.routing.config import load_config
+from gateway.routing.reload import Reloader, TableHolder
 from services.registry import Registry, Service
 
 
@@ -22,8 +23,8 @@ PY = "routes:\n  - prefix: /users\n    to: python\n"
 
 
 def make(path: Path):
-    pool = ForwarderPool()
-    build = lambda cfg: compile_table(cfg, REGISTRY, pool)  # noqa: E731
+    pool = Forwarders()
+    build = lambda cfg: compile_table(cfg, REGISTRY, pool.get(cfg.legacy, cfg.trusted_proxies))  # noqa: E731
     holder = TableHolder(build(load_config(path, serves_prefix=SERVES)))
     return holder, Reloader(path, holder, build, serves_prefix=SERVES, interval=0.05)
 

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from gateway.status_page import humanise_age, percent, render_status
+from gateway.ops.status_page import humanise_age, percent, render_status
 
 from .browser import dump_dom, screenshot
 

@@ -1,5 +1,5 @@
-from gateway.app import ForwarderPool, compile_table
-from gateway.config import parse_config
+from gateway.routing.compile import compile_table
+from gateway.routing.config import parse_config
 from services.registry import Registry, Service
 
 
@@ -15,7 +15,7 @@ REGISTRY = Registry({
 
 def table(yaml_text: str):
     serves = lambda p: REGISTRY.owner_of(p) is not None  # noqa: E731
-    return compile_table(parse_config(yaml_text, serves_prefix=serves), REGISTRY, ForwarderPool())
+    return compile_table(parse_config(yaml_text, serves_prefix=serves), REGISTRY, _noop)
 
 
 T = table("""

@@ -11,21 +11,18 @@ fast one in production, respx or ``httpx.MockTransport`` in unit tests. We call
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Callable
 
 import httpx
+from starlette.types import Receive, Scope, Send
+
+from gateway.replies import gateway_error
 
 from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
 from .httpx_fast import raw_headers, url_with_target
 
 log = logging.getLogger("gateway.forward")
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
 
 _WATCH_AFTER = 0.02  # seconds before a running exchange starts watching for a disconnect
 
@@ -68,16 +65,6 @@ _NO_BODY = _NoBody()
 async def _until_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-def error_response(status: int, message: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    body = json.dumps({"message": message}, separators=(",", ":")).encode() + b"\n"
-    start = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    }
-    return start, {"type": "http.response.body", "body": body, "more_body": False}
 
 
 class LegacyForwarder:
@@ -159,7 +146,7 @@ class LegacyForwarder:
                 status, message = self._describe(exc, method, target)
                 scope["gateway.upstream_error"] = type(exc).__name__
                 log.warning("%s %s → %d: %s", method, target.decode("latin-1"), status, message)
-                start, body = error_response(status, message)
+                start, body = gateway_error(status, message)
                 await send(start)
                 await send(body)
                 return

@@ -32,6 +32,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
+from .jsonpath import WILD, Pattern, Segment, any_match, parse_json_path, render_path, render_tokens
+
 RawHeaders = list[tuple[bytes, bytes]]
 
 MAX_TEXT = 200  # characters of any one string before "…(+N chars)"
@@ -123,107 +125,12 @@ def render_diff(diffs: Sequence[Difference]) -> str:
     return "".join(blocks)
 
 
-def generalise_field(field_name: str) -> str:
-    """``body:$.items[3].ts`` → ``body:$.items[*].ts``: the same field in every element."""
-    return _INDEX_RE.sub("[*]", field_name) if field_name.startswith("body:$") else field_name
-
-
-# -- JSON paths ----------------------------------------------------------------
-#
-# A small JSONPath subset: $ . name  .*  [n]  [*]  ["name"]  ..name (any depth).
-# A concrete location is a tuple of segments: str (object key), int (array
-# index) or WILD (an element of an unordered array, rendered "[*]").
-
-class _Wild:
-    def __repr__(self) -> str:
-        return "WILD"
-
-
-WILD = _Wild()
-Segment = Any  # str | int | _Wild
-Token = tuple[str, Any]  # ("key", name|"*") ("index", n) ("any_index", None) ("descend", name|"*")
-Pattern = tuple[Token, ...]
-
-_TOKEN_RE = re.compile(
-    r"""\.\.(?P<descend>[A-Za-z_$][\w$-]*|\*)"""
-    r"""|\.(?P<key>[A-Za-z_$][\w$-]*|\*)"""
-    r"""|\[(?P<index>\d+)\]"""
-    r"""|\[(?P<any>\*)\]"""
-    r"""|\[(?P<quoted>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\]"""
-)
-_PLAIN_KEY_RE = re.compile(r"^[A-Za-z_$][\w$-]*$")
 _INDEX_RE = re.compile(r"\[\d+\]")
 
 
-def parse_json_path(text: str) -> Pattern:
-    """Parse a JSON path; ValueError says where it stops making sense."""
-    if not text.startswith("$"):
-        raise ValueError(f"JSON path {text!r} must start with '$' (e.g. '$.ID', '$[*].CreatedAt')")
-    tokens: list[Token] = []
-    pos = 1
-    while pos < len(text):
-        m = _TOKEN_RE.match(text, pos)
-        if m is None:
-            raise ValueError(
-                f"JSON path {text!r}: can't read {text[pos:]!r} at offset {pos} "
-                "(supported: .name .* [n] [*] [\"name\"] ..name)"
-            )
-        if m["descend"] is not None:
-            tokens.append(("descend", m["descend"]))
-        elif m["key"] is not None:
-            tokens.append(("key", m["key"]))
-        elif m["index"] is not None:
-            tokens.append(("index", int(m["index"])))
-        elif m["any"] is not None:
-            tokens.append(("any_index", None))
-        else:
-            quoted = m["quoted"]
-            name = json.loads(quoted) if quoted[0] == '"' else quoted[1:-1].replace("\\'", "'")
-            tokens.append(("key", name))
-        pos = m.end()
-    return tuple(tokens)
-
-
-def _matches(pattern: Pattern, path: Sequence[Segment], ti: int = 0, si: int = 0) -> bool:
-    while ti < len(pattern):
-        kind, arg = pattern[ti]
-        if kind == "descend":
-            # ..name: the key may sit any number of segments further down.
-            return any(
-                isinstance(path[j], str) and arg in ("*", path[j]) and _matches(pattern, path, ti + 1, j + 1)
-                for j in range(si, len(path))
-            )
-        if si >= len(path):
-            return False
-        seg = path[si]
-        if kind == "key":
-            ok = isinstance(seg, str) and arg in ("*", seg)
-        elif kind == "index":
-            ok = type(seg) is int and seg == arg
-        else:  # any_index
-            ok = type(seg) is int or seg is WILD
-        if not ok:
-            return False
-        ti, si = ti + 1, si + 1
-    return si == len(path)
-
-
-def _any_match(patterns: Iterable[Pattern], path: Sequence[Segment]) -> bool:
-    return any(_matches(p, path) for p in patterns)
-
-
-def render_path(path: Sequence[Segment]) -> str:
-    parts = ["$"]
-    for seg in path:
-        if seg is WILD:
-            parts.append("[*]")
-        elif type(seg) is int:
-            parts.append(f"[{seg}]")
-        elif _PLAIN_KEY_RE.match(seg):
-            parts.append(f".{seg}")
-        else:
-            parts.append(f"[{json.dumps(seg, ensure_ascii=False)}]")
-    return "".join(parts)
+def generalise_field(field_name: str) -> str:
+    """``body:$.items[3].ts`` → ``body:$.items[*].ts``: the same field in every element."""
+    return _INDEX_RE.sub("[*]", field_name) if field_name.startswith("body:$") else field_name
 
 
 # -- redaction and rendering ---------------------------------------------------
@@ -433,15 +340,15 @@ def _normalise(value: Any, path: tuple[Segment, ...], rules: DiffRules) -> Any:
         out = {}
         for k, v in value.items():
             child = (*path, k)
-            if not (rules._ignore and _any_match(rules._ignore, child)):
+            if not (rules._ignore and any_match(rules._ignore, child)):
                 out[k] = _normalise(v, child, rules)
         return out
     if isinstance(value, list):
         items = []
         for i, v in enumerate(value):
             child = (*path, i)
-            items.append(_IGNORED if rules._ignore and _any_match(rules._ignore, child) else _normalise(v, child, rules))
-        if rules._unordered and _any_match(rules._unordered, path):
+            items.append(_IGNORED if rules._ignore and any_match(rules._ignore, child) else _normalise(v, child, rules))
+        if rules._unordered and any_match(rules._unordered, path):
             items = sorted((v for v in items if v is not _IGNORED), key=_canonical)
         return items
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
@@ -469,7 +376,7 @@ def _json_differences(g: Any, p: Any, path: tuple[Segment, ...], rules: DiffRule
         for k in [*g, *(k for k in p if k not in g)]:
             yield from _json_differences(g.get(k, _MISSING), p.get(k, _MISSING), (*path, k), rules)
     elif isinstance(g, list) and isinstance(p, list):
-        if rules._unordered and _any_match(rules._unordered, path):
+        if rules._unordered and any_match(rules._unordered, path):
             yield from _multiset_differences(g, p, path, rules)
         else:
             for i in range(max(len(g), len(p))):
@@ -557,14 +464,7 @@ def _ancestors(field_name: str) -> Iterator[str]:
         except ValueError:
             tokens = ()
         for n in range(len(tokens), -1, -1):
-            text = "body:" + _render_tokens(tokens[:n])
+            text = "body:" + render_tokens(tokens[:n])
             yield text
             yield generalise_field(text)
     yield "body"
-
-
-def _render_tokens(tokens: Pattern) -> str:
-    path: list[Segment] = []
-    for kind, arg in tokens:
-        path.append(WILD if kind == "any_index" else arg)
-    return render_path(path)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import RollbackSpec, RouteSpec
+from gateway.routing.config import RollbackSpec, RouteSpec
 
 log = logging.getLogger("gateway.rollback")
 

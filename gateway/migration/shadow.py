@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from .diff import Answer, DiffRules, compare, noisy_fields, render_diff
-from .metrics import Metrics
+from gateway.ops.metrics import Metrics
 
 log = logging.getLogger("gateway.shadow")
 

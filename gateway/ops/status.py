@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Mapping
 
-from .metrics import aggregate, quantile
+from gateway.migration.rollback import RollbackGuard
+from gateway.routing.table import Route, RouteTable
 
-if TYPE_CHECKING:
-    from .app import Gateway
-    from .table import Route
+from .metrics import Totals, quantile
 
 
-def _backend_stats(totals: Any, prefix: str, target: str) -> dict[str, Any] | None:
+def _backend_stats(totals: Totals, prefix: str, target: str) -> dict[str, Any] | None:
     count = sum(v for (r, t, _), v in totals.requests.items() if r == prefix and t == target)
     if not count:
         return None
@@ -34,7 +33,8 @@ def _backend_stats(totals: Any, prefix: str, target: str) -> dict[str, Any] | No
     }
 
 
-def _route_status(gw: "Gateway", totals: Any, route: "Route", now: float) -> dict[str, Any]:
+def _route_status(totals: Totals, route: Route, rollbacks: RollbackGuard, changed: float | None,
+                  now: float) -> dict[str, Any]:
     prefix = route.prefix
     backends = {}
     for name, target in (("go", "go"), ("python", "python"), ("python (shadow)", "python-shadow")):
@@ -60,7 +60,7 @@ def _route_status(gw: "Gateway", totals: Any, route: "Route", now: float) -> dic
     spec = route.spec
     state = route.target
     if spec is not None and state == "canary":
-        rolled = gw.rollbacks.reason(spec)
+        rolled = rollbacks.reason(spec)
         if rolled:
             at = datetime.fromtimestamp(rolled["at"], timezone.utc).strftime("%H:%M:%S UTC")
             notes.append(f"automatically rolled back to go at {at}: {rolled['reason']}")
@@ -69,7 +69,6 @@ def _route_status(gw: "Gateway", totals: Any, route: "Route", now: float) -> dic
             r = spec.rollback
             notes.append(f"auto-rollback armed: error rate +{r.max_error_rate_increase:.0%}, "
                          f"p99 ×{r.max_p99_ratio:g}, min {r.min_requests} requests per backend")
-    changed = gw.holder.last_change.get(prefix)
     return {
         "prefix": prefix if prefix != "*" else "(default)",
         "methods": sorted(route.methods) if route.methods else None,
@@ -84,14 +83,15 @@ def _route_status(gw: "Gateway", totals: Any, route: "Route", now: float) -> dic
     }
 
 
-def status_data(gw: "Gateway") -> dict[str, Any]:
-    totals = aggregate(gw.metrics.collect())
-    table = gw.holder.table
+def status_data(totals: Totals, table: RouteTable, rollbacks: RollbackGuard,
+                last_change: Mapping[str, float], config_error: str | None = None) -> dict[str, Any]:
+    """The status of every route of ``table`` from the summed metrics."""
     now = time.time()
-    routes = [_route_status(gw, totals, r, now) for r in (*table.routes, table.default)]
+    routes = [_route_status(totals, r, rollbacks, last_change.get(r.prefix), now)
+              for r in (*table.routes, table.default)]
     return {
         "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "table_version": table.version,
-        "config_error": gw.holder.last_error,
+        "config_error": config_error,
         "routes": routes,
     }

@@ -420,7 +420,7 @@ def _parse_block(r: _Reader, node: yaml.Node, key: str, allowed: set[str],
                 r.problem(vnode, where, "must be a list of strings")
                 continue
             if kind == "paths":
-                from .diff import parse_json_path
+                from gateway.migration.jsonpath import parse_json_path
 
                 try:
                     for v in values:

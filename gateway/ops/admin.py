@@ -4,24 +4,36 @@
 - ``/_gateway/ready``   is the legacy backend reachable (503 when not)
 - ``/_gateway/routes``  the live table as JSON
 - ``/_gateway/explain?method=GET&path=/users/7``  which route wins and why
+- ``/_gateway/metrics``  Prometheus text, summed across workers
+- ``/_gateway/status`` (``.json``)  the migration status page
+
+It is handed what it reports on, never the whole gateway.
 """
 from __future__ import annotations
 
 import os
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Mapping
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, Router
+from starlette.types import Receive, Scope, Send
 
-from .metrics import render
-from .paths import BadPath, match_path
+from gateway.migration.rollback import RollbackGuard
+from gateway.routing.paths import BadPath, match_path
+from gateway.routing.reload import TableHolder
+from gateway.upstream.forwarders import Forwarders
+from services.registry import Service
 
-if TYPE_CHECKING:
-    from .app import Gateway
+from .explain import explain_dict
+from .metrics import Metrics, aggregate, render
+from .status import status_data
+from .status_page import render_status
+
+ADMIN_PREFIX = "/_gateway"
 
 
 def _iso(ts: float | None) -> str | None:
@@ -29,29 +41,44 @@ def _iso(ts: float | None) -> str | None:
 
 
 class AdminApp:
-    def __init__(self, gateway: "Gateway"):
-        self.gw = gateway
+    def __init__(
+        self,
+        *,
+        holder: TableHolder,
+        forwarders: Forwarders,
+        metrics: Metrics,
+        rollbacks: RollbackGuard,
+        services: Mapping[str, Service],
+        config_path: str,
+    ) -> None:
+        self.holder = holder
+        self.forwarders = forwarders
+        self.metrics_ = metrics
+        self.rollbacks = rollbacks
+        self.services = services
+        self.config_path = config_path
+        self.started = time.time()
         self.router = Router(
             routes=[
-                Route("/_gateway/health", self.health, methods=["GET"]),
-                Route("/_gateway/ready", self.ready, methods=["GET"]),
-                Route("/_gateway/routes", self.routes, methods=["GET"]),
-                Route("/_gateway/explain", self.explain, methods=["GET"]),
-                Route("/_gateway/metrics", self.metrics, methods=["GET"]),
-                Route("/_gateway/status", self.status, methods=["GET"]),
-                Route("/_gateway/status.json", self.status_json, methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/health", self.health, methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/ready", self.ready, methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/routes", self.routes, methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/explain", self.explain, methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/metrics", self.metrics, methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/status", self.status, methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/status.json", self.status_json, methods=["GET"]),
             ]
         )
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.router(scope, receive, send)
 
     async def health(self, request: Request) -> Response:
-        holder = self.gw.holder
+        holder = self.holder
         body: dict[str, Any] = {
             "status": "ok" if holder.last_error is None else "degraded",
             "config": {
-                "path": self.gw.settings.config_path,
+                "path": self.config_path,
                 "version": holder.table.version,
                 "loaded_at": _iso(holder.loaded_at),
                 "reloads_ok": holder.reloads_ok,
@@ -61,7 +88,7 @@ class AdminApp:
             },
             "upstream": self._pool_stats(),
             "services": self._service_status(),
-            "uptime_s": round(time.time() - self.gw.started, 1),
+            "uptime_s": round(time.time() - self.started, 1),
             "pid": os.getpid(),
         }
         # Liveness stays 200 with a bad edit pending: the last good table serves.
@@ -69,7 +96,7 @@ class AdminApp:
 
     def _service_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, service in sorted(self.gw.registry.services.items()):
+        for name, service in sorted(self.services.items()):
             if service.status is not None:
                 try:
                     out[name] = service.status()
@@ -78,7 +105,7 @@ class AdminApp:
         return out
 
     def _pool_stats(self) -> dict[str, Any]:
-        fwd = self.gw.forwarders.current()
+        fwd = self.forwarders.current()
         transport = getattr(fwd, "transport", None)
         return {
             "url": fwd.base_url if fwd else None,
@@ -87,8 +114,8 @@ class AdminApp:
         }
 
     async def ready(self, request: Request) -> Response:
-        table = self.gw.holder.table
-        forwarder = self.gw.forwarders.get(table.config.legacy, table.config.trusted_proxies)
+        table = self.holder.table
+        forwarder = self.forwarders.get(table.config.legacy, table.config.trusted_proxies)
         url = forwarder.base_url + "/ping"
         try:
             req = httpx.Request("GET", url, headers=[(b"host", forwarder.base.netloc)])
@@ -101,17 +128,17 @@ class AdminApp:
         return JSONResponse({"ready": ok, "legacy": detail}, status_code=200 if ok else 503)
 
     async def metrics(self, request: Request) -> Response:
-        holder = self.gw.holder
+        holder = self.holder
         gauges = {
             "gateway_config_error": ("1 while the last routes.yaml edit was rejected (the last good table serves).",
                                      1.0 if holder.last_error else 0.0),
             "gateway_config_loaded_timestamp_seconds": ("When this worker's live table was loaded.", holder.loaded_at),
         }
-        text = render(self.gw.metrics.collect(), gauges)
+        text = render(self.metrics_.collect(), gauges)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def routes(self, request: Request) -> Response:
-        return JSONResponse(self.gw.holder.table.describe())
+        return JSONResponse(self.holder.table.describe())
 
     async def explain(self, request: Request) -> Response:
         method = request.query_params.get("method", "GET").upper()
@@ -123,51 +150,15 @@ class AdminApp:
         except BadPath as exc:
             return JSONResponse({"message": f"the gateway rejects this path with 400: {exc}"}, status_code=200)
         user = request.query_params.get("user")
-        return JSONResponse(explain_dict(self.gw.holder.table, method, norm, user, self.gw.rollbacks))
+        return JSONResponse(explain_dict(self.holder.table, method, norm, user, self.rollbacks))
 
     def _status_data(self) -> dict[str, Any]:
-        from .status import status_data
-
-        return status_data(self.gw)
+        totals = aggregate(self.metrics_.collect())
+        return status_data(totals, self.holder.table, self.rollbacks, self.holder.last_change,
+                           self.holder.last_error)
 
     async def status_json(self, request: Request) -> Response:
         return JSONResponse(self._status_data())
 
     async def status(self, request: Request) -> Response:
-        from .status_page import render_status
-
         return HTMLResponse(render_status(self._status_data()))
-
-
-def explain_dict(table: Any, method: str, path: str, user: str | None = None,
-                 rollbacks: Any = None) -> dict[str, Any]:
-    """Which route wins, its state, and which backend (this user) would get."""
-    from .canary import CanaryChooser
-
-    match = table.explain(path, method)
-    route = match.route
-    out: dict[str, Any] = {
-        "method": method,
-        "path": path,
-        "route": route.describe(),
-        "state": route.target,
-        "target": route.target,
-        "reason": match.reason,
-        "table_version": table.version,
-    }
-    if route.target in ("go", "python"):
-        out["backend"] = route.target
-    elif route.target == "shadow":
-        out["backend"] = "go"
-        out["note"] = "the client gets Go's answer; the request is replayed to Python and compared"
-    else:
-        rolled = rollbacks.reason(route.spec) if rollbacks is not None else None
-        if rolled:
-            out["backend"] = "go"
-            out["note"] = f"automatically rolled back to go: {rolled['reason']}"
-        elif user:
-            out["backend"] = CanaryChooser.for_user(route.prefix, route.spec.percent, user)
-            out["user"] = user
-        else:
-            out["backend"] = f"python for {route.spec.percent:g}% of users, go for the rest (give a user to know which)"
-    return out

@@ -1,0 +1,54 @@
+"""One forwarder (and upstream connection pool) per distinct legacy setting.
+
+A reload that keeps ``legacy:`` unchanged reuses the live forwarder, so its
+warm connections survive. A changed one gets a new forwarder; the old pool is
+retired: idle connections close now, busy ones when their response ends.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.routing.config import LegacyConfig
+
+from .forwarder import LegacyForwarder
+from .headers import TrustedProxies
+from .transport import FastTransport
+
+
+class Forwarders:
+    """The live forwarder for the current ``legacy:`` settings, and the retiring ones."""
+
+    def __init__(self) -> None:
+        self._live: dict[tuple[Any, ...], LegacyForwarder] = {}
+
+    def get(self, legacy: LegacyConfig, trusted: tuple[str, ...]) -> LegacyForwarder:
+        key = (legacy, trusted)
+        fwd = self._live.get(key)
+        if fwd is None:
+            transport = FastTransport(
+                connect_timeout=legacy.connect_timeout,
+                read_timeout=legacy.read_timeout,
+                max_connections=legacy.pool_size,
+            )
+            fwd = LegacyForwarder(legacy.url, transport, trusted_proxies=TrustedProxies(trusted))
+            for old_key, old in list(self._live.items()):
+                del self._live[old_key]
+                self._retire(old)
+            self._live[key] = fwd
+        return fwd
+
+    @staticmethod
+    def _retire(fwd: LegacyForwarder) -> None:
+        # Requests still streaming through the old pool finish undisturbed;
+        # its connections close as they come back (FastTransport.retire).
+        retire = getattr(fwd.transport, "retire", None)
+        if retire is not None:
+            retire()
+
+    def current(self) -> LegacyForwarder | None:
+        return next(iter(self._live.values()), None)
+
+    async def aclose(self) -> None:
+        for fwd in self._live.values():
+            await fwd.aclose()
+        self._live.clear()

@@ -1,0 +1,150 @@
+"""A lean HTTP/1.1 transport for httpx, built on asyncio protocols and httptools.
+
+Why not httpx's default transport: measured here, a proxy built on httpcore spends
+most of its CPU in the connection pool (which rescans every connection per
+request) and in anyio. This transport keeps httpx as the API — requests and
+responses are ``httpx.Request``/``httpx.Response``, errors are httpx's exception
+classes, so respx and ``httpx.MockTransport`` stand in for it in unit tests —
+but does the I/O with an ``asyncio.Protocol`` per connection (``connection``),
+httptools (llhttp) to parse responses (``http11``), and an O(1) pool of idle
+connections per origin (``pool``).
+
+It is deliberately literal, which is what a transparent proxy needs:
+
+* the request line uses ``url.raw_path`` byte for byte, and exactly the headers
+  given are written, in order (no Host, User-Agent or Accept-* is added);
+* response headers come back as the raw list, in order, with their case, and
+  repeated headers (``Set-Cookie``) stay separate;
+* bodies stream both ways undecoded, with flow control: a slow reader pauses
+  the upstream socket instead of buffering the whole body.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator, Hashable
+
+import httpx
+
+from .connection import Connection, Origin
+from .http11 import encode_head
+from .httpx_fast import raw_headers
+from .pool import ConnectionPool
+
+_RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, conn: Connection, timeout: float):
+        self._conn = conn
+        self._timeout = timeout
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._conn.body(self._timeout):
+                yield chunk
+        except BaseException:
+            self._conn.give_up_reuse()
+            raise
+
+    def at_end(self) -> bool:
+        return self._conn.at_end()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._conn.release()
+
+
+class FastTransport(httpx.AsyncBaseTransport):
+    """Pooled HTTP/1.1 keep-alive transport (plain HTTP; https falls back to httpx's)."""
+
+    def __init__(self, *, connect_timeout: float = 2.0, read_timeout: float = 60.0, max_connections: int = 512):
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self.pool: ConnectionPool[Connection] = ConnectionPool(
+            self._connect, max_connections=max_connections, acquire_timeout=connect_timeout)
+        self._tls: httpx.AsyncHTTPTransport | None = None
+
+    @property
+    def open_connections(self) -> int:
+        return self.pool.open_connections
+
+    @property
+    def idle_connections(self) -> int:
+        return self.pool.idle_connections
+
+    async def _connect(self, key: Hashable) -> Connection:
+        host, port = key  # type: ignore[misc]
+        origin: Origin = (host, port)
+        conn = Connection(self.pool, origin)
+        try:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow an
+            # outer cancel (the client went away) when the connect completes at
+            # the same moment, leaving an abandoned request running upstream.
+            async with asyncio.timeout(self.connect_timeout):
+                await asyncio.get_running_loop().create_connection(lambda: conn, host, port)
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"could not connect to {host}:{port} within {self.connect_timeout:g} s") from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc.strerror or exc}") from None
+        return conn
+
+    # -- httpx.AsyncBaseTransport --------------------------------------------
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme != "http":
+            return await self._tls_transport().handle_async_request(request)
+        key = (url.host, url.port or 80)
+        head, body_mode = encode_head(request)
+        attempt = 0
+        while True:
+            attempt += 1
+            conn, reused = await self.pool.acquire(key)
+            try:
+                try:
+                    await conn.send(request, head, body_mode, self.read_timeout)
+                except httpx.WriteError:
+                    # The upstream answered early and closed while we were still
+                    # sending (Go does this past 256 KiB unread): the answer wins.
+                    if not (conn.headers_done.done() and conn.headers_done.exception() is None):
+                        raise
+                await conn.receive_head(self.read_timeout)
+            except (httpx.RemoteProtocolError, httpx.WriteError) as exc:
+                conn.close()
+                # A reused keep-alive socket the upstream closed while idle: retry
+                # once on a fresh one — only for safe methods without a body,
+                # which can't have had an effect upstream.
+                if (reused and body_mode == "none" and request.method in _RETRYABLE
+                        and not conn.got_bytes and attempt == 1):
+                    continue
+                raise exc
+            except BaseException:
+                conn.close()
+                raise
+            return httpx.Response(
+                conn.status,
+                headers=raw_headers(conn.headers),
+                stream=_ResponseStream(conn, self.read_timeout),
+                extensions={"http_version": b"HTTP/1.1"},
+                request=request,
+            )
+
+    def _tls_transport(self) -> httpx.AsyncHTTPTransport:
+        if self._tls is None:
+            self._tls = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=self.max_connections),
+                retries=0,
+            )
+        return self._tls
+
+    def retire(self) -> None:
+        """No new work (a reload replaced this pool): close idle connections now,
+        busy ones when their response is done — never under a request."""
+        self.pool.retire()
+
+    async def aclose(self) -> None:
+        self.pool.close_all()
+        if self._tls is not None:
+            await self._tls.aclose()
