@@ -3,9 +3,18 @@
 Each worker keeps a window of outcomes per canary route and backend, starting
 when the route's current spec went live. Once both backends have at least
 ``min_requests`` in the window, Python is judged against Go on the same route:
-its 5xx rate may exceed Go's by at most ``max_error_rate_increase`` and its p99
-may be at most ``max_p99_ratio`` times Go's. A route that fails is moved back to
-Go and stays there — no flapping — until ops change that route in routes.yaml.
+its 5xx rate may exceed Go's by at most ``max_error_rate_increase`` and its tail
+latency may be at most ``max_p99_ratio`` times Go's.
+
+The tail is the p99 only once a window holds enough samples for one: with n
+samples the p99 is the maximum while n < 100, so a single hiccup (a GC pause, a
+cold cache) would roll a healthy route back. With fewer than ``MIN_TAIL``
+samples above it, the highest quantile the window supports, ``1 - MIN_TAIL/n``,
+is compared instead (the median at 20 requests, p90 at 100, p99 from 1000 on).
+And a tail quantile of a few hundred samples is itself noisy, so Python counts
+as slower only when it is *clearly* so: the lower end of its quantile's
+confidence band (``Z`` standard deviations of the order statistic) above the
+upper end of Go's, times the ratio.
 
 The verdict is written to a state file shared by the workers of a gateway
 (``GATEWAY_STATE_DIR``, default: the metrics directory), so every worker
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -28,6 +38,8 @@ from gateway.routing.config import RollbackSpec, RouteSpec
 log = logging.getLogger("gateway.rollback")
 
 WINDOW = 2000  # most recent outcomes kept per backend
+MIN_TAIL = 10  # samples above a latency quantile before it may decide anything
+Z = 2.0  # width of a quantile's confidence band, in standard deviations of its rank
 
 
 def spec_key(spec: RouteSpec) -> str:
@@ -53,9 +65,20 @@ class Window:
     def error_rate(self) -> float:
         return sum(self.errors) / len(self.errors) if self.errors else 0.0
 
-    def p99(self) -> float:
+    def quantile(self, q: float, z: float = 0.0) -> float:
+        """The q-quantile; with ``z``, that many standard deviations of its
+        rank above (z > 0) or below (z < 0) it: an end of its confidence band."""
         ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
+        if not ordered:
+            return 0.0
+        n = len(ordered)
+        rank = int(n * q + z * math.sqrt(n * q * (1 - q)))
+        return ordered[max(0, min(n - 1, rank))]
+
+
+def tail_quantile(samples: int) -> float:
+    """The highest quantile ``samples`` latencies support, capped at p99."""
+    return min(0.99, 1 - MIN_TAIL / samples) if samples > 2 * MIN_TAIL else 0.5
 
 
 def verdict(rule: RollbackSpec, go: Window, py: Window) -> str | None:
@@ -66,10 +89,12 @@ def verdict(rule: RollbackSpec, go: Window, py: Window) -> str | None:
     if py_err > go_err + rule.max_error_rate_increase:
         return (f"python error rate {py_err:.1%} > go {go_err:.1%} + {rule.max_error_rate_increase:.1%} "
                 f"over {py.count}/{go.count} requests")
-    go_p99, py_p99 = go.p99(), py.p99()
-    if go_p99 > 0 and py_p99 > go_p99 * rule.max_p99_ratio:
-        return (f"python p99 {py_p99 * 1000:.1f} ms > {rule.max_p99_ratio:g} × go p99 {go_p99 * 1000:.1f} ms "
-                f"over {py.count}/{go.count} requests")
+    q = tail_quantile(min(go.count, py.count))
+    go_tail, py_tail = go.quantile(q, +Z), py.quantile(q, -Z)
+    if go_tail > 0 and py_tail > go_tail * rule.max_p99_ratio:
+        name = f"p{q * 100:.3g}"
+        return (f"python {name} {py_tail * 1000:.1f} ms > {rule.max_p99_ratio:g} × go {name} "
+                f"{go_tail * 1000:.1f} ms over {py.count}/{go.count} requests")
     return None
 
 
