@@ -73,9 +73,12 @@ func (s *Server) signOut(c echo.Context) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusInternalServerError, "failed to get session")
 	}
-	// The legacy's sign-out cookie: an empty session, expired, Secure,
-	// SameSite=None, no HttpOnly (see vectors' signout_set_cookie).
-	sess.Values = map[interface{}]interface{}{}
+	// The legacy's sign-out cookie: the session it *read*, re-encoded with a
+	// fresh timestamp (so a signed-in request's cookie still holds userEmail
+	// and would pass /auth-test for 30 days if a client kept it), expired,
+	// Secure, SameSite=None, no HttpOnly. The legacy never clears the values;
+	// the vectors' signout_set_cookie is empty only because it was minted
+	// without a session.
 	sess.Options = &sessions.Options{
 		Path:     "/",
 		MaxAge:   -1,

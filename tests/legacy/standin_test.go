@@ -247,6 +247,20 @@ func TestSignInCookie(t *testing.T) {
 	if strip(so) != strip(v.SignoutSetCookie) || !strings.Contains(so, "Expires=Thu, 01 Jan 1970 00:00:01 GMT") {
 		t.Errorf("sign-out cookie %q vs vector %q", so, v.SignoutSetCookie)
 	}
+	// Its value is the session that was read, re-encoded (the legacy never
+	// clears it): it still holds userEmail and passes /auth-test if kept.
+	out := regexp.MustCompile(`^session=([A-Za-z0-9_=-]+);`).FindStringSubmatch(so)
+	if out == nil {
+		t.Fatalf("sign-out cookie %q", so)
+	}
+	values, err = decodeSession(t, "dev-secret", out[1])
+	if err != nil || values["userEmail"] != "ada@example.com" || len(values) != 1 {
+		t.Errorf("sign-out value decodes to %v %v, want the signed-in session", values, err)
+	}
+	rec = te.do("GET", "/auth-test", "", "Cookie", "session="+out[1])
+	if rec.Code != 200 || jsonBody(t, rec)["userEmail"] != "ada@example.com" {
+		t.Errorf("kept sign-out value on /auth-test: %d %s", rec.Code, rec.Body.String())
+	}
 }
 
 func TestSignInErrors(t *testing.T) {
