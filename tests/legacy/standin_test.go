@@ -303,3 +303,26 @@ func TestCORSPreflight(t *testing.T) {
 		t.Errorf("disallowed preflight: %d %v", rec.Code, rec.Header())
 	}
 }
+
+// /llm/generate binds before it checks GEMINI_API_KEY, and a bind failure
+// answers the binder's own err.Error() text (contract, Routes).
+func TestLLMGenerateBindsBeforeTheKeyCheck(t *testing.T) {
+	te := newTestEnv(t, nil) // no GEMINI_API_KEY
+	rec := te.do("POST", "/sign-in", `{"email":"ada@example.com","password":"pw"}`)
+	m := sessionCookieRE.FindStringSubmatch(setCookie(rec, "session"))
+	if m == nil {
+		t.Fatalf("sign-in: %d %s", rec.Code, rec.Body.String())
+	}
+	cookie := "session=" + m[1] + "; csrf=t"
+	cases := []struct{ body, want string }{
+		{`{"contents":`, `{"error":"code=400, message=unexpected EOF, internal=unexpected EOF"}`},
+		{`{"model":5}`, `{"error":"code=400, message=Unmarshal type error: expected=string, got=number, field=model, offset=10, internal=json: cannot unmarshal number into Go struct field GeminiRequest.model of type string"}`},
+		{`{}`, `{"error":"GEMINI_API_KEY environment variable is not set"}`},
+	}
+	for _, tc := range cases {
+		rec := te.do("POST", "/llm/generate", tc.body, "Cookie", cookie)
+		if got := strings.TrimSuffix(rec.Body.String(), "\n"); got != tc.want {
+			t.Errorf("%s: %d %s, want %s", tc.body, rec.Code, got, tc.want)
+		}
+	}
+}
