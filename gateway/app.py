@@ -22,6 +22,7 @@ from .cors import CORSMiddleware
 from .config import GatewayConfig, LegacyConfig, RouteSpec, load_config
 from .forward import LegacyForwarder, Receive, Scope, Send, error_response
 from .headers import TrustedProxies
+from .httpdate import add_date, http_date
 from .canary import CanaryChooser
 from .metrics import Metrics
 from .overrides import take_override
@@ -87,6 +88,17 @@ async def _no_python_here(scope: Scope, receive: Receive, send: Send) -> None:
     start, body = error_response(409, "X-Gateway-Target: python, but no Python service serves this path")
     await send(start)
     await send(body)
+
+
+def _send_with_date(send: Send) -> Send:
+    """``send`` that stamps a Date on answers lacking one (off the hot path)."""
+    async def dated(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = add_date(list(message.get("headers", [])))
+        await send(message)
+
+    return dated
 
 
 def compile_table(config: GatewayConfig, registry: Registry, forwarders: ForwarderPool) -> RouteTable:
@@ -165,13 +177,13 @@ class Gateway:
             path = match_path(raw_path, scope.get("query_string", b""))
         except BadPath as exc:
             start, body = error_response(400, f"Bad request path: {exc}")
-            start["headers"].append((b"x-request-id", request_id))
+            start["headers"] += [(b"x-request-id", request_id), (b"date", http_date())]
             await send(start)
             await send(body)
             self._done(scope, 400, started, None, request_id, trace_id)
             return
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-            await self.admin(scope, receive, send)
+            await self.admin(scope, receive, _send_with_date(send))
             return
         route = self.holder.table.lookup(path, scope["method"])
         app, backend, cookie = self._choose(route, scope, path)
@@ -188,8 +200,18 @@ class Gateway:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = message["headers"] = list(message.get("headers", []))
-                if not any(n.lower() == b"x-request-id" for n, _ in headers):
+                # One pass over the headers for both checks: this is the hot path.
+                has_request_id = dated = False
+                for name, _ in headers:
+                    name = name.lower()
+                    if name == b"x-request-id":
+                        has_request_id = True
+                    elif name == b"date":
+                        dated = True  # a proxied answer: keep the backend's own
+                if not has_request_id:
                     headers.append((b"x-request-id", request_id))
+                if not dated:
+                    headers.append((b"date", http_date()))
                 if cookie is not None:
                     headers.append((b"set-cookie", cookie))
             await send(message)
