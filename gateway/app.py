@@ -48,8 +48,9 @@ class ForwarderPool:
     is retired: idle connections close now, busy ones when their response ends.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, debug_errors: bool = False) -> None:
         self._live: dict[tuple[Any, ...], LegacyForwarder] = {}
+        self._debug_errors = debug_errors
 
     def get(self, legacy: LegacyConfig, trusted: tuple[str, ...]) -> LegacyForwarder:
         key = (legacy, trusted)
@@ -60,7 +61,8 @@ class ForwarderPool:
                 read_timeout=legacy.read_timeout,
                 max_connections=legacy.pool_size,
             )
-            fwd = LegacyForwarder(legacy.url, transport, trusted_proxies=TrustedProxies(trusted))
+            fwd = LegacyForwarder(legacy.url, transport, trusted_proxies=TrustedProxies(trusted),
+                                  debug_errors=self._debug_errors)
             for old_key, old in list(self._live.items()):
                 del self._live[old_key]
                 self._retire(old)
@@ -125,6 +127,9 @@ class Settings:
     config_path: str
     access_log: bool = True
     redact_prefixes: tuple[str, ...] = ("/api_keys",)
+    # Development only: 502/504 bodies also carry the backend's URL and the
+    # exception, which otherwise only the log gets.
+    debug_errors: bool = False
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -133,6 +138,7 @@ class Settings:
             config_path=os.environ.get("GATEWAY_CONFIG", "routes.yaml"),
             access_log=os.environ.get("GATEWAY_ACCESS_LOG", "1") not in ("0", "false", "no"),
             redact_prefixes=tuple(p.strip().rstrip("/") for p in redact.split(",") if p.strip()),
+            debug_errors=os.environ.get("GATEWAY_DEBUG_ERRORS", "0") in ("1", "true", "yes", "on"),
         )
 
 
@@ -140,7 +146,7 @@ class Gateway:
     def __init__(self, settings: Settings, registry: Registry | None = None):
         self.settings = settings
         self.registry = registry or discover()
-        self.forwarders = ForwarderPool()
+        self.forwarders = ForwarderPool(debug_errors=settings.debug_errors)
         serves, dry_run_ok = self.registry.serves, self.registry.dry_run_ok
         config = load_config(settings.config_path, serves_prefix=serves, dry_run_ok=dry_run_ok)  # fail fast at boot
         self.holder = TableHolder(self.build(config))
