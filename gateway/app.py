@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from services.registry import Registry, discover
 
 from .edge.cors import CORSMiddleware
+from .httpdate import add_date, http_date
 from .migration.canary import CanaryChooser
 from .migration.override import take_override
 from .migration.rollback import RollbackGuard
@@ -38,6 +39,17 @@ from .upstream.forwarders import Forwarders
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
 
+def _send_with_date(send: Send) -> Send:
+    """``send`` that stamps a Date on answers lacking one (off the hot path)."""
+    async def dated(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = add_date(list(message.get("headers", [])))
+        await send(message)
+
+    return dated
+
+
 async def _no_python_here(scope: Scope, receive: Receive, send: Send) -> None:
     start, body = gateway_error(409, "X-Gateway-Target: python, but no Python service serves this path")
     await send(start)
@@ -49,6 +61,9 @@ class GatewaySettings:
     config_path: str
     access_log: bool = True
     redact_prefixes: tuple[str, ...] = ("/api_keys",)
+    # Development only: 502/504 bodies also carry the backend's URL and the
+    # exception, which otherwise only the log gets.
+    debug_errors: bool = False
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
@@ -57,6 +72,7 @@ class GatewaySettings:
             config_path=os.environ.get("GATEWAY_CONFIG", "routes.yaml"),
             access_log=os.environ.get("GATEWAY_ACCESS_LOG", "1") not in ("0", "false", "no"),
             redact_prefixes=tuple(p.strip().rstrip("/") for p in redact.split(",") if p.strip()),
+            debug_errors=os.environ.get("GATEWAY_DEBUG_ERRORS", "0") in ("1", "true", "yes", "on"),
         )
 
 
@@ -64,7 +80,7 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, registry: Registry | None = None):
         self.settings = settings
         self.registry = registry or discover()
-        self.forwarders = Forwarders()
+        self.forwarders = Forwarders(debug_errors=settings.debug_errors)
         serves, dry_run_ok = self.registry.serves, self.registry.dry_run_ok
         config = load_config(settings.config_path, serves_prefix=serves, dry_run_ok=dry_run_ok)  # fail fast at boot
         self.holder = TableHolder(self.build(config))
@@ -103,13 +119,13 @@ class Gateway:
             path = match_path(raw_path, scope.get("query_string", b""))
         except BadPath as exc:
             start, body = gateway_error(400, f"Bad request path: {exc}")
-            start["headers"].append((b"x-request-id", request_id))
+            start["headers"] += [(b"x-request-id", request_id), (b"date", http_date())]
             await send(start)
             await send(body)
             self._done(scope, 400, started, None, request_id, trace_id)
             return
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-            await self.admin(scope, receive, send)
+            await self.admin(scope, receive, _send_with_date(send))
             return
         route = self.holder.table.lookup(path, scope["method"])
         app, backend, cookie = self._choose(route, scope, path)
@@ -126,8 +142,18 @@ class Gateway:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = message["headers"] = list(message.get("headers", []))
-                if not any(n.lower() == b"x-request-id" for n, _ in headers):
+                # One pass over the headers for both checks: this is the hot path.
+                has_request_id = dated = False
+                for name, _ in headers:
+                    name = name.lower()
+                    if name == b"x-request-id":
+                        has_request_id = True
+                    elif name == b"date":
+                        dated = True  # a proxied answer: keep the backend's own
+                if not has_request_id:
                     headers.append((b"x-request-id", request_id))
+                if not dated:
+                    headers.append((b"date", http_date()))
                 if cookie is not None:
                     headers.append((b"set-cookie", cookie))
             await send(message)

@@ -180,6 +180,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=args.graceful_timeout,
         proxy_headers=False,  # X-Forwarded-* trust is the gateway's job (trusted_proxies)
         server_header=False,  # the backend's own Server header, if any, passes through
+        # Proxied answers carry the Go backend's Date; the gateway adds one to
+        # the answers it makes itself (gateway/httpdate.py), never a second one.
         date_header=False,
     )
     return 0

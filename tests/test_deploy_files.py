@@ -7,6 +7,7 @@ service names and data paths are kept, every variable is documented.
 """
 from __future__ import annotations
 
+import ast
 import fnmatch
 import re
 import shutil
@@ -449,6 +450,203 @@ def test_every_env_var_the_code_reads_is_in_env_example():
 def test_every_variable_of_the_brief_is_in_env_example():
     missing = DOCUMENTED_ENV - env_example_names()
     assert not missing, sorted(missing)
+
+
+# --------------------------------------------------------------------------
+# .env.example: documented defaults are the code's defaults
+# --------------------------------------------------------------------------
+#
+# Convention (the file's header says it): a commented-out ``# VAR=value`` line
+# shows the default, an empty value meaning "unset". Active ``VAR=value`` lines
+# are the template's settings, not defaults. The code's defaults are found by
+# reading the code (ast): the second argument of every env read, module
+# constants resolved, ``read("X", "") or CONSTANT`` followed to the constant,
+# and helpers such as ``_env_float("X", 5.0)`` recognised as reads.
+
+ENV_DEFAULT_LINE = re.compile(r"^#\s*([A-Z][A-Z0-9_]*)=(.*)$")
+ENV_ACTIVE_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=")
+UNRESOLVED = object()
+
+# Reads whose own default argument is a sentinel for "use this module constant"
+# (the code then falls back in a later statement the scan does not follow).
+COMPUTED_DEFAULTS = {
+    "LLM_TIMEOUT_SECONDS": ("services/llm/app.py", "DEFAULT_TIMEOUT"),  # "" → DEFAULT_TIMEOUT
+}
+
+
+def documented_defaults(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        m = ENV_DEFAULT_LINE.match(line.strip())
+        if m:
+            name, value = m.group(1), re.sub(r"\s+#.*$", "", m.group(2)).strip()
+            assert name not in found, f".env.example:{number}: a second default line for {name}"
+            found[name] = value
+    return found
+
+
+def active_settings(text: str) -> set[str]:
+    return {m.group(1) for line in text.splitlines() if (m := ENV_ACTIVE_LINE.match(line.strip()))}
+
+
+def _module_constants(tree: ast.Module) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return out
+
+
+def _is_env_mapping(node: ast.AST) -> bool:
+    """``os.environ``, ``environ`` or a local ``env`` mapping."""
+    return (isinstance(node, ast.Attribute) and node.attr == "environ") or \
+        (isinstance(node, ast.Name) and node.id in ("environ", "env"))
+
+
+def _env_read(call: ast.Call, helpers: set[str]) -> tuple[ast.expr, ast.expr | None] | None:
+    """(name expression, default expression or None) when ``call`` reads the environment."""
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr == "get" and _is_env_mapping(func.value) \
+            or isinstance(func, ast.Attribute) and func.attr == "getenv" \
+            or isinstance(func, ast.Name) and func.id in helpers:
+        if call.args:
+            return call.args[0], call.args[1] if len(call.args) > 1 else None
+    return None
+
+
+def _env_helpers(tree: ast.Module) -> set[str]:
+    """Functions that read the variable named by their first parameter."""
+    helpers = set()
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef) and fn.args.args:
+            first = fn.args.args[0].arg
+            for call in ast.walk(fn):
+                read = isinstance(call, ast.Call) and _env_read(call, set())
+                if read and isinstance(read[0], ast.Name) and read[0].id == first:
+                    helpers.add(fn.name)
+    return helpers
+
+
+def code_env_defaults() -> dict[str, list[tuple[Any, str]]]:
+    """For every env var the code reads with a literal name: (default, where) per read.
+
+    The default is None for a read without one (``environ.get("X")``: "unset"),
+    or UNRESOLVED when the scan cannot tell (a test below then fails)."""
+    found: dict[str, list[tuple[Any, str]]] = {}
+    for folder in ("gateway", "services"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            constants, helpers = _module_constants(tree), _env_helpers(tree)
+            where = str(path.relative_to(ROOT))
+
+            def value_of(node: ast.expr | None) -> Any:
+                if node is None:
+                    return None
+                if isinstance(node, ast.Constant):
+                    return node.value
+                if isinstance(node, ast.Name):
+                    return constants.get(node.id, UNRESOLVED)
+                return UNRESOLVED
+
+            # ``read("X", "") or FALLBACK``: an empty read means the fallback, a
+            # constant, or another variable (``read("X") or read("Y")``: unset).
+            # Any other right-hand side is a condition, not a default.
+            fallbacks: dict[int, ast.expr | None] = {}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and len(node.values) == 2:
+                    left, right = node.values
+                    if isinstance(left, ast.Call) and isinstance(right, (ast.Constant, ast.Name)):
+                        fallbacks[id(left)] = right
+                    elif isinstance(left, ast.Call) and isinstance(right, ast.Call) and _env_read(right, helpers):
+                        fallbacks[id(left)] = None
+            for node in ast.walk(tree):
+                read = isinstance(node, ast.Call) and _env_read(node, helpers)
+                if not read or not isinstance(read[0], ast.Constant) or not isinstance(read[0].value, str):
+                    continue
+                name, default = read[0].value, value_of(read[1])
+                if not default and id(node) in fallbacks:
+                    default = value_of(fallbacks[id(node)])
+                if name in COMPUTED_DEFAULTS and where == COMPUTED_DEFAULTS[name][0]:
+                    default = constants.get(COMPUTED_DEFAULTS[name][1], UNRESOLVED)
+                found.setdefault(name, []).append((default, f"{where}:{node.lineno}"))
+    return found
+
+
+def compose_defaults() -> dict[str, set[str]]:
+    """``${VAR:-default}`` in the compose files."""
+    found: dict[str, set[str]] = {}
+    for path in (COMPOSE, COMPOSE_DEV):
+        for name, default in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?-([^}]*)\}", path.read_text()):
+            found.setdefault(name, set()).add(default)
+    return found
+
+
+def _same(documented: str, code: Any) -> bool:
+    if code is None or code == "":
+        return documented == ""
+    try:
+        return float(documented) == float(code)
+    except (TypeError, ValueError):
+        return documented == str(code)
+
+
+def default_mismatches(text: str) -> list[str]:
+    """Every way ``text`` (an .env.example) disagrees with the code's defaults."""
+    documented, active = documented_defaults(text), active_settings(text)
+    code, compose = code_env_defaults(), compose_defaults()
+    problems = []
+    for name, reads in sorted(code.items()):
+        if name in active:
+            continue  # a setting of the template (e.g. the required secret)
+        if name not in documented:
+            problems.append(f"{name}: read by the code but .env.example has no '# {name}=<default>' line")
+            continue
+        unresolved = [w for d, w in reads if d is UNRESOLVED]
+        if unresolved:
+            problems.append(f"{name}: cannot tell the code's default at {unresolved}; "
+                            "name it in COMPUTED_DEFAULTS")
+            continue
+        # Reads without a default only ask "is it set?"; the others must agree.
+        with_default = [(d, w) for d, w in reads if d is not None] or reads
+        for default, where in with_default:
+            if not _same(documented[name], default):
+                problems.append(f"{name}: .env.example says {documented[name]!r}, {where} uses {default!r}")
+    for name, defaults in sorted(compose.items()):
+        if name in documented and any(not _same(documented[name], d) for d in defaults):
+            problems.append(f"{name}: .env.example says {documented[name]!r}, compose uses {sorted(defaults)}")
+    for name in sorted(set(documented) - set(code) - set(compose)):
+        problems.append(f"{name}: a documented default that neither the code nor compose reads")
+    return problems
+
+
+def test_the_default_scan_sees_the_code():
+    # Guards the scan: each way of reading a default must be found, or the
+    # comparison below could pass by seeing nothing.
+    code = code_env_defaults()
+    assert {d for d, _ in code["OTEL_BATCH_SIZE"]} == {"1000"}             # int(environ.get(X, "1000"))
+    assert {d for d, _ in code["GATEWAY_PORT"]} == {1324}                  # a module constant
+    assert {d for d, _ in code["OTEL_POLL_INTERVAL"]} == {5.0}             # through _env_float
+    assert {d for d, _ in code["JUNJO_SQLITE_PATH"]} == {"data/app_data.db"}  # "" or DEFAULT_SQLITE_PATH
+    assert {d for d, _ in code["LLM_TIMEOUT_SECONDS"]} == {60.0}           # COMPUTED_DEFAULTS
+    assert len(documented_defaults(ENV_EXAMPLE.read_text())) >= 30
+    assert set(code) >= set(code_env_reads()), "the ast scan missed reads the regex scan finds"
+
+
+def test_documented_defaults_are_the_codes():
+    problems = default_mismatches(ENV_EXAMPLE.read_text())
+    assert not problems, "\n".join(problems)
+
+
+def test_a_wrong_documented_default_is_caught():
+    # The mismatch that shipped once: .env.example said 100, the poller asks for 1000.
+    text = ENV_EXAMPLE.read_text().replace("# OTEL_BATCH_SIZE=1000", "# OTEL_BATCH_SIZE=100")
+    assert "# OTEL_BATCH_SIZE=100 " in text
+    assert any(p.startswith("OTEL_BATCH_SIZE: .env.example says '100'") for p in default_mismatches(text))
+    text = ENV_EXAMPLE.read_text().replace("# JUNJO_TAG=latest", "# JUNJO_TAG=1.4.0")
+    assert any(p.startswith("JUNJO_TAG:") for p in default_mismatches(text))
 
 
 # --------------------------------------------------------------------------

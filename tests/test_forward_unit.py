@@ -129,22 +129,48 @@ def test_head_gets_no_body():
     assert res.status == 200 and res.body == b"" and res.completed
 
 
-@pytest.mark.parametrize("exc,status,words", [
-    (httpx.ConnectError("connection refused"), 502, ["Bad gateway", BASE, "unreachable", "connection refused", "legacy.url"]),
-    (httpx.ConnectTimeout("timed out"), 504, ["Gateway timeout", BASE, "connection"]),
-    (httpx.ReadTimeout("timed out"), 504, ["Gateway timeout", "did not answer GET /slow", "read_timeout"]),
-    (httpx.RemoteProtocolError("garbage"), 502, ["Bad gateway", "failed while answering"]),
-])
-def test_upstream_failures_are_502_or_504_with_an_actionable_message(exc, status, words):
+FAILURES = [  # (exception, status, what any client is told, what only the log says)
+    (httpx.ConnectError("connection refused"), 502, "Bad gateway: the legacy Go backend is unreachable.",
+     ["unreachable", "connection refused", "legacy.url"]),
+    (httpx.ConnectTimeout("timed out"), 504,
+     "Gateway timeout: the legacy Go backend did not accept a connection in time.", ["connection", "timed out"]),
+    (httpx.ReadTimeout("timed out"), 504, "Gateway timeout: the legacy Go backend did not answer in time.",
+     ["did not answer GET /slow", "read_timeout"]),
+    (httpx.RemoteProtocolError("garbage"), 502, "Bad gateway: the legacy Go backend failed while answering.",
+     ["failed while answering GET /slow", "garbage"]),
+]
+REQUEST_ID = b"req-4711"
+
+
+@pytest.mark.parametrize("exc,status,summary,details", FAILURES)
+def test_upstream_failures_tell_the_client_what_failed_and_the_log_where(exc, status, summary, details, caplog):
     import json
     router = respx.Router()
     router.route().mock(side_effect=exc)
-    res = run(call(forwarder(router), make_scope(raw_path=b"/slow")))
+    scope = make_scope(raw_path=b"/slow", headers=[(b"host", b"h"), (b"x-request-id", REQUEST_ID)])
+    with caplog.at_level("WARNING", logger="gateway.forward"):
+        res = run(call(forwarder(router), scope))
     assert res.status == status
     assert res.header(b"content-type") == [b"application/json"]
     message = json.loads(res.body)["message"]
-    for w in words:
-        assert w in message
+    assert message == f"{summary} Request id req-4711 — the gateway's log has the details."
+    assert BASE not in message and "legacy.internal" not in message
+    log_line = "\n".join(r.getMessage() for r in caplog.records)
+    for word in [BASE, "req-4711", *details]:
+        assert word in log_line
+
+
+@pytest.mark.parametrize("exc,status,summary,details", FAILURES)
+def test_debug_errors_put_the_detail_in_the_body(exc, status, summary, details):
+    import json
+    router = respx.Router()
+    router.route().mock(side_effect=exc)
+    fwd = LegacyForwarder(BASE, httpx.MockTransport(router.async_handler), debug_errors=True)
+    res = run(call(fwd, make_scope(raw_path=b"/slow")))
+    message = json.loads(res.body)["message"]
+    assert res.status == status and message.startswith(summary) and BASE in message
+    for word in details:
+        assert word in message
 
 
 def test_no_cookie_jar_between_users():

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from .gateway_proc import routes_yaml
+from .waiting import until
 
 
 def raw_request(port: int, head: bytes, body: bytes = b"", read: bool = True, timeout: float = 10) -> bytes:
@@ -150,14 +151,18 @@ def test_upstream_reset_mid_body_aborts_the_client_connection(gateway):
             r.read()
 
 
-def test_legacy_down_is_502_with_a_message_that_says_what_to_do(gateway_factory):
+def test_legacy_down_is_502_naming_the_request_not_the_backend(gateway_factory):
     from .standin import free_port
     dead = f"http://127.0.0.1:{free_port()}"
     gw = gateway_factory(routes_yaml(dead))
-    r = httpx.get(gw.url + "/users")
+    r = httpx.get(gw.url + "/users", headers={"X-Request-Id": "req-down-1"})
     assert r.status_code == 502
-    msg = r.json()["message"]
-    assert dead in msg and "unreachable" in msg and "legacy.url" in msg
+    assert r.json() == {"message": "Bad gateway: the legacy Go backend is unreachable. "
+                                   "Request id req-down-1 — the gateway's log has the details."}
+    assert dead not in r.text and "127.0.0.1" not in r.text
+    # Ops find the address, the exception and what to check by the request id.
+    until(lambda: any("req-down-1" in line and dead in line and "legacy.url" in line
+                      for line in gw.output().splitlines()), what="the 502's log line")
     assert httpx.get(gw.url + "/_gateway/ready").status_code == 503
 
 
@@ -165,7 +170,22 @@ def test_slow_legacy_is_504(gateway_factory, standin):
     gw = gateway_factory(routes_yaml(standin.url, read_timeout=0.3))
     r = httpx.get(gw.url + "/_standin/slow?ms=3000", timeout=10)
     assert r.status_code == 504
-    assert "read_timeout" in r.json()["message"]
+    request_id = r.headers["x-request-id"]
+    assert r.json() == {"message": "Gateway timeout: the legacy Go backend did not answer in time. "
+                                   f"Request id {request_id} — the gateway's log has the details."}
+    until(lambda: any(request_id in line and "read_timeout" in line and standin.url in line
+                      for line in gw.output().splitlines()), what="the 504's log line")
+
+
+def test_debug_errors_show_the_detail_in_the_body(gateway_factory):
+    from .standin import free_port
+    dead = f"http://127.0.0.1:{free_port()}"
+    gw = gateway_factory(routes_yaml(dead), env={"GATEWAY_DEBUG_ERRORS": "1"})
+    r = httpx.get(gw.url + "/users")
+    assert r.status_code == 502
+    message = r.json()["message"]
+    assert message.startswith("Bad gateway: the legacy Go backend is unreachable. Request id ")
+    assert dead in message and "legacy.url" in message
 
 
 def test_large_download_streams_without_buffering(gateway):

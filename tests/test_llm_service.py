@@ -123,34 +123,46 @@ def test_provider_receives_the_legacy_struct_re_marshalled(mock, body, sent):
     assert route.calls.last.request.content == sent
 
 
-@pytest.mark.parametrize("body,ctype", [
-    (b"{nope", "application/json"),
-    (b'{"contents":', "application/json"),
-    (b"   ", "application/json"),
-    (b"[]", "application/json"),
-    (b'{"model":5}', "application/json"),
-    (b'{"contents":{}}', "application/json"),
-    (b'{"contents":[{"parts":[{"text":1}]}]}', "application/json"),
-    (b'{"generationConfig":{"temperature":"hot"}}', "application/json"),
-    (b'{"generationConfig":{"topK":1.5}}', "application/json"),
-    (b'{"generationConfig":{"topK":99999999999999999999}}', "application/json"),
-    (b'{"generationConfig":{"temperature":1e400}}', "application/json"),
-    (b'{"generationConfig":{"temperature":NaN}}', "application/json"),
-    (b'{"contents":[]}', "text/plain"),
-    (b'{"contents":[]}', None),
+# Echo's err.Error() texts (checked against the stand-in, which runs Echo's binder).
+UNEXPECTED_EOF = "code=400, message=unexpected EOF, internal=unexpected EOF"
+UNSUPPORTED = "code=415, message=Unsupported Media Type"
+MODEL_IS_A_NUMBER = ("code=400, message=Unmarshal type error: expected=string, got=number, field=model, "
+                     "offset=10, internal=json: cannot unmarshal number into Go struct field "
+                     "GeminiRequest.model of type string")
+
+
+@pytest.mark.parametrize("body,ctype,text", [
+    (b"{nope", "application/json", None),
+    (b'{"contents":', "application/json", UNEXPECTED_EOF),
+    (b"   ", "application/json", "code=400, message=EOF, internal=EOF"),
+    (b"[]", "application/json", None),
+    (b'{"model":5}', "application/json", MODEL_IS_A_NUMBER),
+    (b'{"contents":{}}', "application/json", None),
+    (b'{"contents":[{"parts":[{"text":1}]}]}', "application/json", None),
+    (b'{"generationConfig":{"temperature":"hot"}}', "application/json", None),
+    (b'{"generationConfig":{"topK":1.5}}', "application/json", None),
+    (b'{"generationConfig":{"topK":99999999999999999999}}', "application/json", None),
+    (b'{"generationConfig":{"temperature":1e400}}', "application/json", None),
+    (b'{"generationConfig":{"temperature":NaN}}', "application/json", None),
+    (b'{"contents":[]}', "text/plain", UNSUPPORTED),
+    (b'{"contents":[]}', None, UNSUPPORTED),
 ])
-def test_unbindable_body_is_400_error_invalid_request_body(mock, body, ctype):
+@pytest.mark.parametrize("api_key", ["k", ""], ids=["with-key", "without-key"])
+def test_unbindable_body_is_400_with_echos_error_text_before_the_key_check(mock, body, ctype, text, api_key):
     route = mock.post(url__regex=r".*").respond(200, content=b"{}")
-    r = post(make(), content=body, ctype=ctype)
-    assert (r.status_code, r.content) == (400, b'{"error":"Invalid request body"}\n')
+    r = post(make(api_key=api_key), content=body, ctype=ctype)
+    assert r.status_code == 400 and list(r.json()) == ["error"]
+    if text is not None:
+        assert r.content == json.dumps({"error": text}, separators=(",", ":")).encode() + b"\n"
+    assert r.json()["error"].startswith(("code=400, message=", "code=415, message="))
     assert not route.called
 
 
 # --- configuration and failures -----------------------------------------------------------
 
-def test_missing_api_key_is_500_before_the_body_is_read(mock):
+def test_missing_api_key_is_500_once_the_body_binds(mock):
     route = mock.post(url__regex=r".*").respond(200, content=b"{}")
-    for content in (b"{nope", json.dumps(BODY).encode()):
+    for content in (b"", json.dumps(BODY).encode()):
         r = post(make(api_key=""), content=content)
         assert r.status_code == 500
         assert r.content == b'{"error":"GEMINI_API_KEY environment variable is not set"}\n'

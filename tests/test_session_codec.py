@@ -36,6 +36,9 @@ def test_every_vector_decodes(vector):
 
 
 def test_signout_vector_is_an_empty_session_map():
+    # Minted by the gorilla code for a request without a session. The legacy's
+    # sign-out of a signed-in request re-encodes that session instead; Python
+    # always sends this empty map (docs/auth.md).
     codec = SessionCodec([b"dev-secret"])
     assert codec.decode_values(SIGNOUT_VALUE, now=TS) == {}
     assert codec.decode(SIGNOUT_VALUE, now=TS) is None

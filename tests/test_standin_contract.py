@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from services.common.session_codec import SessionCodec
+
 from .standin import start_standin
 from .waiting import until
 
@@ -244,7 +246,13 @@ def test_sign_out_expiry_cookie(user_api):
     c = set_cookie(r, "session")
     assert attrs(c) == ["Path=/", "Expires=Thu, 01 Jan 1970 00:00:01 GMT", "Max-Age=0",
                         "Secure", "SameSite=None"]
-    assert cookie_value(r, "session")  # an (empty) encoded session, not ""
+    # The value is the session the request carried, re-encoded with a fresh
+    # timestamp (the legacy never clears it; contract, "The session cookie"):
+    # it still holds userEmail, so a client that kept it stays signed in.
+    value = cookie_value(r, "session")
+    assert SessionCodec([SECRET.encode()]).decode_values(value) == {"userEmail": EMAIL}
+    r = user_api.get("/auth-test", cookies={"session": value})
+    assert r.status_code == 200 and r.json() == {"userEmail": EMAIL}
     # Stateless sessions: the old cookie still works after sign-out.
     assert user_api.get("/auth-test").status_code == 200
 

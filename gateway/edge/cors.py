@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 from typing import Any, Awaitable, Callable, Mapping, MutableMapping, Sequence
 
+from gateway.httpdate import http_date
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -78,6 +80,8 @@ class CORSMiddleware:
                     (b"access-control-allow-methods", ALLOW_METHODS.encode()),
                     (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
                 ]
+            # The gateway answers the preflight itself: it owes the Date too.
+            ours.append((b"date", http_date()))
             await send({"type": "http.response.start", "status": 204, "headers": ours})
             await send({"type": "http.response.body", "body": b""})
             return

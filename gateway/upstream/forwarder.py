@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
 import httpx
@@ -67,6 +68,31 @@ async def _until_disconnect(receive: Receive) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class UpstreamFailure:
+    """Why the legacy backend gave no answer, said twice: ``summary`` for any
+    client (what failed, nothing about the backend's address), ``detail`` for
+    the gateway's log (where, the exception, what to check)."""
+
+    status: int  # 502 or 504
+    summary: str
+    detail: str
+
+    def client_message(self, request_id: str, debug: bool = False) -> str:
+        text = f"{self.summary} Request id {request_id} — the gateway's log has the details."
+        if debug:  # GATEWAY_DEBUG_ERRORS: development only, the body names internal URLs
+            text += f" Details: {self.detail}"
+        return text
+
+
+def _request_id(scope: Scope) -> str:
+    """The id the gateway put on the request (gateway/tracing.py), for log lookups."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            return value.decode("latin-1")
+    return "-"
+
+
 class LegacyForwarder:
     """ASGI app for routes whose target is ``go``."""
 
@@ -79,12 +105,14 @@ class LegacyForwarder:
         *,
         trusted_proxies: TrustedProxies | None = None,
         backend_name: str = "legacy Go backend",
+        debug_errors: bool = False,
     ):
         self.base = httpx.URL(base_url)
         self.base_url = base_url
         self.transport = transport
         self.trusted = trusted_proxies or TrustedProxies()
         self.backend_name = backend_name
+        self.debug_errors = debug_errors  # 502/504 bodies carry the log's detail too
         self._default_host = self.base.netloc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,11 +170,14 @@ class LegacyForwarder:
                 scope["gateway.client_gone"] = True
                 return
             except httpx.TransportError as exc:
-                target = request.url.raw_path
-                status, message = self._describe(exc, method, target)
+                target = request.url.raw_path.decode("latin-1")
+                failure = self._describe(exc, method, target)
+                request_id = _request_id(scope)
                 scope["gateway.upstream_error"] = type(exc).__name__
-                log.warning("%s %s → %d: %s", method, target.decode("latin-1"), status, message)
-                start, body = gateway_error(status, message)
+                log.warning("%s %s → %d (request id %s): %s", method, target, failure.status,
+                            request_id, failure.detail)
+                start, body = gateway_error(failure.status,
+                                            failure.client_message(request_id, self.debug_errors))
                 await send(start)
                 await send(body)
                 return
@@ -207,15 +238,26 @@ class LegacyForwarder:
         raw_path = scope.get("raw_path") or scope["path"].encode()
         return url_with_target(self.base, raw_path, scope.get("query_string") or b"")
 
-    def _describe(self, exc: httpx.TransportError, method: str, target: bytes) -> tuple[int, str]:
-        where = f"the {self.backend_name} at {self.base_url}"
+    def _describe(self, exc: httpx.TransportError, method: str, target: str) -> UpstreamFailure:
+        name, where = self.backend_name, f"the {self.backend_name} at {self.base_url}"
         if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-            return 504, f"Gateway timeout: {where} did not accept a connection in time ({exc}). Check that it is running and not overloaded."
+            return UpstreamFailure(
+                504, f"Gateway timeout: the {name} did not accept a connection in time.",
+                f"{where} did not accept a connection in time ({exc!r}). "
+                "Check that it is running and not overloaded.")
         if isinstance(exc, httpx.TimeoutException):
-            return 504, f"Gateway timeout: {where} did not answer {method} {target.decode('latin-1')} in time ({exc}). Raise legacy.read_timeout in routes.yaml if this request is expected to be slow."
+            return UpstreamFailure(
+                504, f"Gateway timeout: the {name} did not answer in time.",
+                f"{where} did not answer {method} {target} in time ({exc!r}). "
+                "Raise legacy.read_timeout in routes.yaml if this request is expected to be slow.")
         if isinstance(exc, httpx.ConnectError):
-            return 502, f"Bad gateway: {where} is unreachable ({exc}). Check that it is running and that legacy.url in routes.yaml (or LEGACY_URL) points to it."
-        return 502, f"Bad gateway: {where} failed while answering {method} {target.decode('latin-1')} ({exc})."
+            return UpstreamFailure(
+                502, f"Bad gateway: the {name} is unreachable.",
+                f"{where} is unreachable ({exc!r}). Check that it is running and that "
+                "legacy.url in routes.yaml (or LEGACY_URL) points to it.")
+        return UpstreamFailure(
+            502, f"Bad gateway: the {name} failed while answering.",
+            f"{where} failed while answering {method} {target} ({exc!r}).")
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -18,8 +18,9 @@ from .transport import FastTransport
 class Forwarders:
     """The live forwarder for the current ``legacy:`` settings, and the retiring ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, debug_errors: bool = False) -> None:
         self._live: dict[tuple[Any, ...], LegacyForwarder] = {}
+        self._debug_errors = debug_errors
 
     def get(self, legacy: LegacyConfig, trusted: tuple[str, ...]) -> LegacyForwarder:
         key = (legacy, trusted)
@@ -30,7 +31,8 @@ class Forwarders:
                 read_timeout=legacy.read_timeout,
                 max_connections=legacy.pool_size,
             )
-            fwd = LegacyForwarder(legacy.url, transport, trusted_proxies=TrustedProxies(trusted))
+            fwd = LegacyForwarder(legacy.url, transport, trusted_proxies=TrustedProxies(trusted),
+                                  debug_errors=self._debug_errors)
             for old_key, old in list(self._live.items()):
                 del self._live[old_key]
                 self._retire(old)

@@ -25,7 +25,7 @@ from services.common.protect import LegacyProtection
 from services.common.responses import error_response, json_response
 from services.common.settings import Settings, get_settings
 
-from services.common.gobind import STRING, BindError, Struct, echo_bind
+from services.common.gobind import STRING, BindError, Struct, echo_bind, is_chunked
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ class ApiKeysService:
         body = await request.body()
         try:
             bound = echo_bind(body, request.headers.get("content-type", ""), CREATE_REQUEST,
-                              query=request.scope.get("query_string", b""), method=request.method)
+                              query=request.scope.get("query_string", b""), method=request.method,
+                              chunked=is_chunked(request.headers.items()))
         except BindError as exc:
             return error_response(400, f"Invalid request body: {exc}")
         name = bound["Name"]

@@ -21,6 +21,7 @@ from . import passwords
 from .binding import BindError, bind_credentials, validate_sign_in
 from .limiter import SignInLimiter
 from services.common.echo_router import EchoRoute, EchoRouter
+from services.common.gobind import is_chunked
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ class AuthService:
 
     async def _credentials(self, request: Request, struct: str):
         body = await request.body()
-        return bind_credentials(body, request.headers.get("content-type", ""), struct)
+        return bind_credentials(body, request.headers.get("content-type", ""), struct,
+                                chunked=is_chunked(request.headers.items()))
 
     async def _hash(self, password: str) -> str:
         return await run_in_threadpool(passwords.hash_password, password, self.bcrypt_cost)

@@ -26,12 +26,12 @@ class Credentials:
     password: str = ""
 
 
-def bind_credentials(body: bytes, content_type: str, struct: str) -> Credentials:
+def bind_credentials(body: bytes, content_type: str, struct: str, *, chunked: bool = False) -> Credentials:
     """``c.Bind(&req)`` into the legacy's ``{Email, Password}`` struct, through the
     shared Echo binder (media types, Go's JSON rules and error texts, XML)."""
     typ = Struct(struct, "auth", (("Email", "email", STRING), ("Password", "password", STRING)))
     try:
-        bound = echo_bind(body, content_type, typ)
+        bound = echo_bind(body, content_type, typ, chunked=chunked)
     except GoBindError as exc:
         raise BindError(str(exc)) from None
     return Credentials(email=bound["Email"] or "", password=bound["Password"] or "")

@@ -1,8 +1,10 @@
 """Echo v4.13.3's ``c.Bind`` for request bodies, with Go ``encoding/json`` semantics.
 
 The legacy handlers bind into small Go structs and put the binder's error text
-in their answers (``"Invalid request body: " + err.Error()``), so a drop-in has
-to decide the same things Go does and say them the same way:
+in their answers (``"Invalid request body: " + err.Error()`` on /api_keys,
+``{"error": err.Error()}`` on /llm/generate, ``echo.NewHTTPError(400,
+err.Error())`` in auth), so a drop-in has to decide the same things Go does and
+say them the same way (``str(BindError)`` is that ``err.Error()``):
 
 * ``Content-Length: 0`` (empty body) → nothing bound, whatever the type;
 * the media type (before ``;``, trimmed, **case-sensitive**) selects the
@@ -28,11 +30,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Iterable, Union
 
 __all__ = [
     "BindError", "Struct", "Slice", "Ptr", "STRING", "FLOAT64", "INT", "echo_bind",
-    "decode_json", "go_quote",
+    "decode_json", "go_quote", "is_chunked",
 ]
 
 MAX_NESTING_DEPTH = 10000
@@ -669,15 +671,28 @@ def _bind_xml(body: bytes, typ: Struct) -> dict[str, Any]:
     return out
 
 
+def is_chunked(headers: Iterable[tuple[str, str]]) -> bool:
+    """The request's length is unknown to Go (``ContentLength == -1``)."""
+    return any(k.lower() == "transfer-encoding" and "chunked" in v.lower() for k, v in headers)
+
+
 def echo_bind(body: bytes, content_type: str, typ: Struct, *, query: bytes = b"",
-              method: str = "POST") -> dict[str, Any]:
-    """``c.Bind(&req)`` for a POST/PUT/PATCH body: the bound struct as a dict."""
-    if not body:
+              method: str = "POST", chunked: bool = False) -> dict[str, Any]:
+    """``c.Bind(&req)`` for a POST/PUT/PATCH body: the bound struct as a dict.
+
+    Raises :class:`BindError`, whose ``str()`` is Echo's ``err.Error()``.
+    ``chunked``: Echo skips binding only when ``ContentLength == 0``; a chunked
+    request's length is unknown, so an empty chunked body is decoded, and fails
+    with ``EOF`` as JSON or XML (see :func:`is_chunked`).
+    """
+    if not body and not chunked:
         return typ.zero()
     mediatype = content_type.split(";", 1)[0].strip()
     if mediatype == "application/json":
         return decode_json(body, typ)
     if mediatype in ("application/xml", "text/xml"):
+        if not body.strip():  # encoding/xml's Decode finds no token: io.EOF
+            raise BindError(400, "EOF", "EOF")
         return _bind_xml(body, typ)
     if mediatype == "application/x-www-form-urlencoded":
         problem = None

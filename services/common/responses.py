@@ -48,9 +48,14 @@ def json_response(
 
 def error_response(status_code: int, message: str, *, method: str = "GET",
                    headers: Iterable[tuple[str, str]] = ()) -> Response:
-    """Echo's default HTTP error handler for ``echo.NewHTTPError(status, message)``."""
+    """Echo's default HTTP error handler for ``echo.NewHTTPError(status, message)``.
+
+    For HEAD it calls ``c.NoContent(code)``: no body, no Content-Type, and Go's
+    net/http writes no Content-Length for an empty HEAD answer either.
+    """
     if method == "HEAD":
         response = Response(b"", status_code=status_code)
+        response.raw_headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
         for name, val in headers:
             response.raw_headers.append((name.lower().encode("latin-1"), val.encode("latin-1")))
         return response

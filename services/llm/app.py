@@ -2,10 +2,11 @@
 
 What the Go handler does, step by step (checked against the Go stand-in):
 
-1. ``GEMINI_API_KEY`` unset → 500 ``{"error":"GEMINI_API_KEY environment variable is not set"}``
-   (before the body is read).
-2. ``c.Bind`` into the legacy ``GeminiRequest`` struct; any bind error → 400
-   ``{"error":"Invalid request body"}``.
+1. ``c.Bind`` into the legacy ``GeminiRequest`` struct; any bind error → 400
+   ``{"error":"<err.Error()>"}``, Echo's text, e.g. ``code=400, message=unexpected
+   EOF, internal=unexpected EOF`` or ``code=415, message=Unsupported Media Type``.
+2. Only then: ``GEMINI_API_KEY`` unset → 500
+   ``{"error":"GEMINI_API_KEY environment variable is not set"}``.
 3. ``model`` defaults to ``gemini-2.5-flash``; the struct is re-marshalled
    (unknown fields dropped, Go's ``omitempty`` rules, ``"contents":null`` when
    absent) and POSTed to ``{base}/v1beta/models/{model}:generateContent`` with
@@ -35,7 +36,8 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.common.gobind import FLOAT64, INT, STRING, BindError, Ptr, Slice, Struct, echo_bind
+from services.common.gobind import (FLOAT64, INT, STRING, BindError, Ptr, Slice, Struct, echo_bind,
+                                     is_chunked)
 from services.common.echo_router import EchoRoute, EchoRouter
 from services.common.protect import LegacyProtection
 from services.common.responses import go_json, json_response
@@ -47,7 +49,6 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_MODEL = "gemini-2.5-flash"
 DEFAULT_TIMEOUT = 60.0
 MSG_NO_KEY = "GEMINI_API_KEY environment variable is not set"
-MSG_BAD_BODY = "Invalid request body"
 MIME_JSON = "application/json"
 
 # The legacy's schemas.go (package llm).
@@ -185,15 +186,18 @@ class LlmService:
             self._client = None
 
     async def generate(self, request: Request) -> Response:
-        settings = self._settings()
-        if not settings.api_key:
-            return _error(500, MSG_NO_KEY)
+        # Go binds first and checks the key only then: a bad body is a 400
+        # carrying Echo's err.Error() text, with or without a key.
         body = await request.body()
         try:
             req = echo_bind(body, request.headers.get("content-type", ""), GEMINI_REQUEST,
-                            query=request.scope.get("query_string", b""), method=request.method)
-        except BindError:
-            return _error(400, MSG_BAD_BODY)
+                            query=request.scope.get("query_string", b""), method=request.method,
+                            chunked=is_chunked(request.headers.items()))
+        except BindError as exc:
+            return _error(400, str(exc))
+        settings = self._settings()
+        if not settings.api_key:
+            return _error(500, MSG_NO_KEY)
         if not req["Model"]:
             req["Model"] = DEFAULT_MODEL
         payload = provider_body(req)

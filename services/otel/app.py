@@ -13,6 +13,7 @@ from typing import Callable
 from urllib.parse import unquote, unquote_to_bytes
 
 from services.common.protect import protect
+from services.common.responses import error_response
 from services.registry import ASGIApp, Receive, Scope, Send
 
 from . import gojson
@@ -62,12 +63,10 @@ def _has_pretty(query: bytes) -> bool:
     return False
 
 
-async def _send(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] = (),
-                head: bool = False) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               *extra]
+async def _send(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})
+    await send({"type": "http.response.body", "body": body})
 
 
 class OtelApp:
@@ -84,11 +83,12 @@ class OtelApp:
         found = match(segments) if segments is not None else None
         method = scope["method"]
         if found is None:
-            await _send(send, 404, gojson.dumps({"message": "Not Found"}), head=method == "HEAD")
+            await error_response(404, "Not Found", method=method)(scope, receive, send)
             return
-        if method != "GET":
-            await _send(send, 405, gojson.dumps({"message": "Method Not Allowed"}),
-                        [(b"allow", b"OPTIONS, GET")], head=method == "HEAD")
+        if method != "GET":  # Echo registers no HEAD: HEAD is a 405 too
+            response = error_response(405, "Method Not Allowed", method=method,
+                                      headers=[("Allow", "OPTIONS, GET")])
+            await response(scope, receive, send)
             return
         route, params = found
         for name, value in params.items():

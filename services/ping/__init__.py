@@ -1,8 +1,15 @@
-"""``GET /ping`` → 200 ``pong``, byte for byte what the legacy Echo handler sends."""
+"""``GET /ping`` → 200 ``pong``, byte for byte what the legacy Echo handler sends.
+
+Served like every other feature: Echo's router (``HEAD /ping`` is a 405 with
+``Allow: OPTIONS, GET``, as Echo registers no HEAD routes) inside the legacy
+middleware, so the answer carries the ``csrf`` cookie and ``Vary: Cookie`` the
+legacy's CSRF middleware adds to ``/ping`` too (the route is public: no session).
+"""
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, Router
 
+from services.common.echo_router import EchoRoute, EchoRouter
+from services.common.protect import protect
 from services.registry import Service
 
 
@@ -14,5 +21,5 @@ async def ping(request: Request) -> Response:
 SERVICE = Service(
     name="ping",
     prefixes=("/ping",),
-    app=Router(routes=[Route("/ping", ping, methods=["GET"])]),
+    app=protect(EchoRouter([EchoRoute("/ping", {"GET": ping})])),
 )

@@ -73,9 +73,12 @@ func (s *Server) signOut(c echo.Context) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusInternalServerError, "failed to get session")
 	}
-	// The legacy's sign-out cookie: an empty session, expired, Secure,
-	// SameSite=None, no HttpOnly (see vectors' signout_set_cookie).
-	sess.Values = map[interface{}]interface{}{}
+	// The legacy's sign-out cookie: the session it *read*, re-encoded with a
+	// fresh timestamp (so a signed-in request's cookie still holds userEmail
+	// and would pass /auth-test for 30 days if a client kept it), expired,
+	// Secure, SameSite=None, no HttpOnly. The legacy never clears the values;
+	// the vectors' signout_set_cookie is empty only because it was minted
+	// without a session.
 	sess.Options = &sessions.Options{
 		Path:     "/",
 		MaxAge:   -1,
@@ -251,16 +254,18 @@ func (s *Server) deleteAPIKey(c echo.Context) error {
 
 // ---- llm ------------------------------------------------------------------
 
-type geminiPart struct {
+// The legacy's schemas (package llm), with its type names: they appear in
+// bind errors ("Go struct field GeminiRequest.contents ...").
+type GeminiPart struct {
 	Text string `json:"text"`
 }
 
-type geminiContent struct {
+type GeminiContent struct {
 	Role  string       `json:"role,omitempty"`
-	Parts []geminiPart `json:"parts"`
+	Parts []GeminiPart `json:"parts"`
 }
 
-type generationConfig struct {
+type GenerationConfig struct {
 	StopSequences    []string `json:"stopSequences,omitempty"`
 	ResponseMimeType string   `json:"responseMimeType,omitempty"`
 	Temperature      float64  `json:"temperature,omitempty"`
@@ -268,26 +273,28 @@ type generationConfig struct {
 	TopK             int      `json:"topK,omitempty"`
 }
 
-type systemInstruction struct {
-	Parts []geminiPart `json:"parts"`
+type SystemInstruction struct {
+	Parts []GeminiPart `json:"parts"`
 }
 
-// geminiRequest is the legacy's request schema; it is re-marshalled (model
+// GeminiRequest is the legacy's request schema; it is re-marshalled (model
 // included) and sent as the provider body, so unknown fields are dropped.
-type geminiRequest struct {
+type GeminiRequest struct {
 	Model             string             `json:"model,omitempty"`
-	Contents          []geminiContent    `json:"contents"`
-	GenerationConfig  *generationConfig  `json:"generationConfig,omitempty"`
-	SystemInstruction *systemInstruction `json:"system_instruction,omitempty"`
+	Contents          []GeminiContent    `json:"contents"`
+	GenerationConfig  *GenerationConfig  `json:"generationConfig,omitempty"`
+	SystemInstruction *SystemInstruction `json:"system_instruction,omitempty"`
 }
 
 func (s *Server) llmGenerate(c echo.Context) error {
+	// The legacy binds first and answers the binder's own text, and checks the
+	// key only after: a bad body is a 400 whether or not a key is set.
+	var req GeminiRequest
+	if err := c.Bind(&req); err != nil {
+		return c.JSON(http.StatusBadRequest, map[string]string{"error": err.Error()})
+	}
 	if s.cfg.GeminiAPIKey == "" {
 		return c.JSON(http.StatusInternalServerError, map[string]string{"error": "GEMINI_API_KEY environment variable is not set"})
-	}
-	var req geminiRequest
-	if err := c.Bind(&req); err != nil {
-		return c.JSON(http.StatusBadRequest, map[string]string{"error": "Invalid request body"})
 	}
 	if req.Model == "" {
 		req.Model = "gemini-2.5-flash"

@@ -247,6 +247,20 @@ func TestSignInCookie(t *testing.T) {
 	if strip(so) != strip(v.SignoutSetCookie) || !strings.Contains(so, "Expires=Thu, 01 Jan 1970 00:00:01 GMT") {
 		t.Errorf("sign-out cookie %q vs vector %q", so, v.SignoutSetCookie)
 	}
+	// Its value is the session that was read, re-encoded (the legacy never
+	// clears it): it still holds userEmail and passes /auth-test if kept.
+	out := regexp.MustCompile(`^session=([A-Za-z0-9_=-]+);`).FindStringSubmatch(so)
+	if out == nil {
+		t.Fatalf("sign-out cookie %q", so)
+	}
+	values, err = decodeSession(t, "dev-secret", out[1])
+	if err != nil || values["userEmail"] != "ada@example.com" || len(values) != 1 {
+		t.Errorf("sign-out value decodes to %v %v, want the signed-in session", values, err)
+	}
+	rec = te.do("GET", "/auth-test", "", "Cookie", "session="+out[1])
+	if rec.Code != 200 || jsonBody(t, rec)["userEmail"] != "ada@example.com" {
+		t.Errorf("kept sign-out value on /auth-test: %d %s", rec.Code, rec.Body.String())
+	}
 }
 
 func TestSignInErrors(t *testing.T) {
@@ -287,5 +301,65 @@ func TestCORSPreflight(t *testing.T) {
 	rec = te.do("OPTIONS", "/users", "", "Origin", "http://evil.example", "Access-Control-Request-Method", "POST")
 	if rec.Code != 204 || rec.Header().Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("disallowed preflight: %d %v", rec.Code, rec.Header())
+	}
+}
+
+// /llm/generate binds before it checks GEMINI_API_KEY, and a bind failure
+// answers the binder's own err.Error() text (contract, Routes).
+func TestLLMGenerateBindsBeforeTheKeyCheck(t *testing.T) {
+	te := newTestEnv(t, nil) // no GEMINI_API_KEY
+	cookie := te.signedIn()
+	cases := []struct{ body, want string }{
+		{`{"contents":`, `{"error":"code=400, message=unexpected EOF, internal=unexpected EOF"}`},
+		{`{"model":5}`, `{"error":"code=400, message=Unmarshal type error: expected=string, got=number, field=model, offset=10, internal=json: cannot unmarshal number into Go struct field GeminiRequest.model of type string"}`},
+		{`{}`, `{"error":"GEMINI_API_KEY environment variable is not set"}`},
+	}
+	for _, tc := range cases {
+		rec := te.do("POST", "/llm/generate", tc.body, "Cookie", cookie)
+		if got := strings.TrimSuffix(rec.Body.String(), "\n"); got != tc.want {
+			t.Errorf("%s: %d %s, want %s", tc.body, rec.Code, got, tc.want)
+		}
+	}
+}
+
+// signedIn signs the seeded user in and returns a Cookie header value.
+func (te *testEnv) signedIn() string {
+	te.t.Helper()
+	rec := te.do("POST", "/sign-in", `{"email":"ada@example.com","password":"pw"}`)
+	m := sessionCookieRE.FindStringSubmatch(setCookie(rec, "session"))
+	if m == nil {
+		te.t.Fatalf("sign-in: %d %s", rec.Code, rec.Body.String())
+	}
+	return "session=" + m[1] + "; csrf=t"
+}
+
+// Echo routes on the raw path when Go keeps URL.RawPath, i.e. when the
+// request's escaping differs from Go's own (upper-case hex): a param written
+// with lower-case escapes stays escaped and finds nothing (contract, Routes).
+func TestOtelParamsStayEscapedWhenTheEscapingIsNotGos(t *testing.T) {
+	te := newTestEnv(t, nil)
+	fixture := filepath.Join(t.TempDir(), "spans.json")
+	row := `[{"trace_id":"t1","span_id":"s1","parent_span_id":null,"service_name":"\u2713 svc",` +
+		`"junjo_span_type":"workflow","start_time":"2025-01-02T03:04:05Z","end_time":"2025-01-02T03:04:06Z"}]`
+	if err := os.WriteFile(fixture, []byte(row), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spans, err := loadSpans(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	te.srv.spans = spans
+	cookie := te.signedIn()
+	for path, rows := range map[string]int{
+		"/otel/service/%E2%9C%93%20svc/root-spans": 1, // Go's own escaping: decoded
+		"/otel/service/%e2%9c%93%20svc/root-spans": 0, // lower-case hex: raw text
+		"/otel/spans/type/workflow/%E2%9C%93%20svc": 1,
+		"/otel/spans/type/workflow/%e2%9c%93%20svc": 0,
+	} {
+		rec := te.do("GET", path, "", "Cookie", cookie)
+		var got []interface{}
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); rec.Code != 200 || err != nil || len(got) != rows {
+			t.Errorf("%s: %d %s, want %d row(s)", path, rec.Code, rec.Body.String(), rows)
+		}
 	}
 }
