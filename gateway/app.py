@@ -1,24 +1,28 @@
-"""The gateway's ASGI app: normalise the path, pick a route, hand the scope over.
+"""The gateway's ASGI app: normalise the path, pick a route, hand the request over.
 
 One request takes one straight path: ``match_path`` → ``holder.table`` (read
-once: the request keeps the table it started with) → ``route.app``. Python
-routes call the service's ASGI app in process; go routes call the forwarder.
+once: the request keeps the table it started with) → the route's state picks
+the backend → the legacy forwarder or the Python service serves it. What the
+gateway learns on the way (who answered, the status, a client that left, an
+upstream failure) is kept in the request's ``RequestContext`` and read once at
+the end for metrics, rollback windows and the access log.
 """
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from services.registry import Registry, discover
+from services.registry import Registry, Service, discover
 
+from .context import RequestContext
 from .edge.cors import CORSMiddleware
 from .httpdate import add_date, http_date
 from .migration.canary import CanaryChooser
@@ -39,9 +43,12 @@ from .upstream.forwarders import Forwarders
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
 
+SHUTDOWN_TIMEOUT = 10.0  # seconds each service's shutdown hook may take
+
+
 def _send_with_date(send: Send) -> Send:
     """``send`` that stamps a Date on answers lacking one (off the hot path)."""
-    async def dated(message: dict[str, Any]) -> None:
+    async def dated(message: Message) -> None:
         if message["type"] == "http.response.start":
             message = dict(message)
             message["headers"] = add_date(list(message.get("headers", [])))
@@ -50,24 +57,18 @@ def _send_with_date(send: Send) -> Send:
     return dated
 
 
-async def _no_python_here(scope: Scope, receive: Receive, send: Send) -> None:
-    start, body = gateway_error(409, "X-Gateway-Target: python, but no Python service serves this path")
-    await send(start)
-    await send(body)
-
-
 @dataclass
 class GatewaySettings:
     config_path: str
     access_log: bool = True
-    redact_prefixes: tuple[str, ...] = ("/api_keys",)
+    redact_prefixes: tuple[str, ...] = ()  # beyond what services declare secret
     # Development only: 502/504 bodies also carry the backend's URL and the
     # exception, which otherwise only the log gets.
     debug_errors: bool = False
 
     @classmethod
     def from_env(cls) -> "GatewaySettings":
-        redact = os.environ.get("GATEWAY_LOG_REDACT_PREFIXES", "/api_keys")
+        redact = os.environ.get("GATEWAY_LOG_REDACT_PREFIXES", "")
         return cls(
             config_path=os.environ.get("GATEWAY_CONFIG", "routes.yaml"),
             access_log=os.environ.get("GATEWAY_ACCESS_LOG", "1") not in ("0", "false", "no"),
@@ -90,6 +91,7 @@ class Gateway:
         self.rollbacks = RollbackGuard(os.environ.get("GATEWAY_STATE_DIR") or os.environ.get("GATEWAY_METRICS_DIR"),
                                        self.metrics)
         self.admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or None
+        self.redact_prefixes = tuple(p.rstrip("/") for p in (*self.registry.secret_paths, *settings.redact_prefixes))
         self._housekeeping: asyncio.Task[None] | None = None
         self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves,
                                  dry_run_ok=dry_run_ok, on_outcome=self.metrics.reload)
@@ -111,10 +113,11 @@ class Gateway:
             # The legacy API has no websocket routes; refuse the handshake.
             await send({"type": "websocket.close", "code": 1008})
 
+    # -- one request -----------------------------------------------------------
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        raw_path = scope.get("raw_path") or scope["path"].encode()
         request_id, trace_id = tag_request(scope)
+        ctx = RequestContext(request_id, trace_id)
+        raw_path = scope.get("raw_path") or scope["path"].encode()
         try:
             path = match_path(raw_path, scope.get("query_string", b""))
         except BadPath as exc:
@@ -122,25 +125,24 @@ class Gateway:
             start["headers"] += [(b"x-request-id", request_id), (b"date", http_date())]
             await send(start)
             await send(body)
-            self._done(scope, 400, started, None, request_id, trace_id)
+            ctx.status = 400
+            self._done(ctx, scope)
             return
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             await self.admin(scope, receive, _send_with_date(send))
             return
-        route = self.holder.table.lookup(path, scope["method"])
-        app, backend, cookie = self._choose(route, scope, path)
-        status = 0
+        route = ctx.route = self.holder.table.lookup(path, scope["method"])
+        service, cookie = self._choose(ctx, route, scope, path)
 
-        async def receive_and_watch() -> dict[str, Any]:
+        async def receive_and_watch() -> Message:
             message = await receive()
             if message["type"] == "http.disconnect":
-                scope["gateway.client_gone"] = True
+                ctx.client_gone = True
             return message
 
-        async def send_and_watch(message: dict[str, Any]) -> None:
-            nonlocal status
+        async def send_and_watch(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
+                ctx.status = message["status"]
                 headers = message["headers"] = list(message.get("headers", []))
                 # One pass over the headers for both checks: this is the hot path.
                 has_request_id = dated = False
@@ -159,55 +161,65 @@ class Gateway:
             await send(message)
 
         try:
-            await app(scope, receive_and_watch, send_and_watch)
+            if ctx.backend == "go":
+                if route.state == "shadow":
+                    await self.shadow.serve(ctx, route, scope, receive_and_watch, send_and_watch)
+                else:
+                    await route.go.forward(ctx, scope, receive_and_watch, send_and_watch)
+            elif service is not None:
+                await service.app(scope, receive_and_watch, send_and_watch)
+            else:
+                start, body = gateway_error(
+                    409, "X-Gateway-Backend: python, but no Python service serves this path")
+                await send_and_watch(start)
+                await send(body)
         except Exception:
-            if scope.get("gateway.client_gone") and status == 0:
+            if ctx.client_gone and ctx.status == 0:
                 return  # the client left mid-request (e.g. ClientDisconnect): logged as 499
-            log.exception("%s target for %s %s raised", backend, scope["method"], path)
-            if status == 0:
+            log.exception("%s backend for %s %s raised", ctx.backend, scope["method"], path)
+            if ctx.status == 0:
                 start, body = gateway_error(500, "Internal Server Error")
                 await send_and_watch(start)
                 await send(body)
             else:
                 raise
         finally:
-            self._done(scope, status, started, route, request_id, trace_id, backend)
+            self._done(ctx, scope)
 
-    def _choose(self, route: Route, scope: Scope, path: str) -> tuple[Any, str, bytes | None]:
-        """The ASGI app that answers, the backend it is, and a Set-Cookie to add."""
+    def _choose(self, ctx: RequestContext, route: Route, scope: Scope, path: str) -> tuple[Service | None, bytes | None]:
+        """Set ``ctx.backend``; return the Python service (when it answers) and a Set-Cookie to add."""
         forced = take_override(scope, self.admin_token)  # also strips the headers
-        if forced is not None:
-            if forced == "go":
-                return route.go, "go", None
-            if forced == "python":
-                # The service that owns this very path, whatever the route says.
-                service = self.registry.owner_of(path)
-                if service is None:
-                    return _no_python_here, "gateway", None
-                return service.app, "python", None
-        state = route.target
-        if state == "go" or state == "python":
-            return route.app, state, None
-        if state == "shadow":
-            return partial(self.shadow.serve, route), "go", None
-        # canary
-        if self.rollbacks.is_rolled_back(route.spec):
-            return route.go, "go", None
+        if forced == "go":
+            ctx.backend = "go"
+            return None, None
+        if forced == "python":
+            # The service that owns this very path, whatever the route says.
+            service = self.registry.owner_of(path)
+            ctx.backend = "python" if service is not None else "gateway"
+            return service, None
+        state = route.state
+        if state == "python":
+            ctx.backend = "python"
+            return route.service, None
+        if state != "canary" or self.rollbacks.is_rolled_back(route.spec):
+            ctx.backend = "go"  # go, shadow (Go answers the client), or a rolled-back canary
+            return None, None
         backend, cookie = self.canary.choose(route.prefix, route.spec.percent, scope)
-        return (route.python if backend == "python" else route.go), backend, cookie
+        ctx.backend = backend
+        return (route.service if backend == "python" else None), cookie
 
-    def _done(self, scope: Scope, status: int, started: float, route: Route | None,
-              request_id: bytes, trace_id: bytes, backend: str = "gateway") -> None:
-        elapsed = time.perf_counter() - started
+    def _done(self, ctx: RequestContext, scope: Scope) -> None:
+        elapsed = time.perf_counter() - ctx.started
+        route = ctx.route
         prefix = route.prefix if route else "(rejected)"
-        if status == 0 and scope.get("gateway.client_gone"):
+        status = ctx.status
+        if status == 0 and ctx.client_gone:
             status = 499  # nginx's "client closed request"
-        self.metrics.observe(prefix, backend, status, elapsed)
-        if route is not None and route.target == "canary" and backend in ("go", "python"):
-            self.rollbacks.record(route.spec, backend, status, elapsed)
-        upstream_error = scope.get("gateway.upstream_error")
-        if upstream_error:
-            self.metrics.upstream_error(prefix, upstream_error)
+        self.metrics.observe(prefix, ctx.backend, status, elapsed)
+        if route is not None and route.state == "canary" and ctx.backend in ("go", "python"):
+            self.rollbacks.record(route.spec, ctx.backend, status, elapsed)
+        if ctx.upstream_error:
+            self.metrics.upstream_error(prefix, ctx.upstream_error)
         if not self.settings.access_log or not access_log.isEnabledFor(logging.INFO):
             return
         client = scope.get("client")
@@ -217,15 +229,15 @@ class Gateway:
             "status": status,
             "ms": round(elapsed * 1000, 2),
             "route": prefix,
-            "state": route.target if route else None,
-            "target": backend,
-            "backend": self._backend_name(route, backend),
+            "state": route.state if route else None,
+            "backend": ctx.backend,
+            "service": route.service.name if route and route.service and ctx.backend == "python" else None,
             "client": client[0] if client else None,
-            "request_id": request_id.decode("latin-1"),
-            "trace_id": trace_id.decode("latin-1"),
+            "request_id": ctx.request_id_text,
+            "trace_id": ctx.trace_id.decode("latin-1"),
         }
-        if upstream_error:
-            record["upstream_error"] = upstream_error
+        if ctx.upstream_error:
+            record["upstream_error"] = ctx.upstream_error
         access_log.info(json.dumps(record, separators=(",", ":")))
 
     def _loggable_path(self, scope: Scope) -> str:
@@ -234,19 +246,13 @@ class Gateway:
         The prefix is checked on the decoded path too, so ``/api%5Fkeys/<key>``
         is cut as well."""
         raw = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
-        for prefix in self.settings.redact_prefixes:
+        for prefix in self.redact_prefixes:
             for path in (raw, scope["path"]):
                 if path.startswith(prefix + "/") and len(path) > len(prefix) + 1:
                     return prefix + "/<redacted>"
         return raw
 
-    def _backend_name(self, route: Route | None, backend: str) -> str:
-        if route is None or backend == "gateway":
-            return "gateway"
-        if backend == "python":
-            return f"python:{route.service}"
-        return getattr(route.go, "base_url", backend)
-
+    # -- lifespan ----------------------------------------------------------------
     def _start_services(self) -> None:
         for service in self.registry.services.values():
             if service.startup is not None:
@@ -254,6 +260,20 @@ class Gateway:
                     service.startup()
                 except Exception:  # one feature's failure must not stop the gateway
                     log.exception("startup of service %r failed; its routes may answer errors", service.name)
+
+    async def _stop_services(self) -> None:
+        """Each service's shutdown hook, bounded: a stuck one can't hold the stop."""
+        for service in self.registry.services.values():
+            if service.shutdown is None:
+                continue
+            try:
+                result = service.shutdown()
+                if inspect.isawaitable(result):
+                    async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                        await result
+                log.info("service %r stopped", service.name)
+            except Exception:
+                log.exception("shutdown of service %r failed", service.name)
 
     async def _tick(self) -> None:
         """Once a second: publish this worker's metrics, adopt other workers' rollbacks."""
@@ -281,6 +301,7 @@ class Gateway:
                 if self._housekeeping is not None:
                     self._housekeeping.cancel()
                 await self.shadow.stop()
+                await self._stop_services()
                 self.metrics.publish()
                 await self.forwarders.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -291,6 +312,6 @@ def create_app() -> Any:
     """uvicorn factory (``--factory gateway.app:create_app``): settings from env.
 
     CORS wraps everything: the gateway is the one place CORS is answered, for
-    python and go routes alike (see gateway/cors.py).
+    python and go routes alike (see gateway/edge/cors.py).
     """
     return CORSMiddleware.from_env(Gateway(GatewaySettings.from_env()))

@@ -128,7 +128,7 @@ def owner_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
 
     def owner(table, path: str, method: str) -> str:
         route = table.lookup(path, method)
-        return route.spec.state if route.spec is not None else f"{route.target} (default)"
+        return f"{route.state} (default)" if route.spec.is_default else route.spec.describe_state()
 
     probes: set[tuple[str, frozenset[str] | None]] = {(s.prefix, s.methods) for s in (*old.routes, *new.routes)}
     out = []

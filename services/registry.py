@@ -11,14 +11,25 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+# Set by the registry while a shadow replay of a write runs: nothing may commit.
+# The shared database layer (services.common.db) rolls back instead; a feature
+# that writes anywhere else checks ``in_dry_run()``.
+_DRY_RUN: ContextVar[bool] = ContextVar("gateway_dry_run", default=False)
+
+
+def in_dry_run() -> bool:
+    """True while this request is a shadowed write replayed to Python."""
+    return _DRY_RUN.get()
+
+
+# Who is making a request (e.g. the signed-in email), for sticky canaries.
+Identity = Callable[[Scope], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -26,17 +37,32 @@ class Service:
     name: str
     prefixes: tuple[str, ...]
     app: ASGIApp
-    # True when the app honours scope["gateway.dry_run"] (shadowed writes must
-    # not commit); only such services may shadow unsafe methods.
+    # True when the feature commits nothing in a dry run (its writes go through
+    # services.common.db, or it checks in_dry_run()); only such services may be
+    # replayed shadowed writes (routes.yaml shadow.writes).
     dry_run: bool = False
     # Called once per worker at gateway startup (e.g. start a background poller).
     startup: Callable[[], Any] | None = None
+    # Called once per worker at a graceful stop; may be async (close clients,
+    # dispose engines, stop pollers).
+    shutdown: Callable[[], Awaitable[None] | None] | None = None
     # A small JSON-able dict for /_gateway/health (e.g. pipeline lag). Must not block.
     status: Callable[[], dict[str, Any]] | None = None
+    # Who is signed in, for sticky canaries; at most one service provides it.
+    identity: Identity | None = None
+    # Prefixes whose path tail is a secret (/api_keys/<key>): cut from access logs.
+    secret_paths: tuple[str, ...] = ()
 
+    async def call(self, scope: Scope, receive: Receive, send: Send, *, dry_run: bool = False) -> None:
+        """Run the feature for one request; ``dry_run`` for a replayed write.
 
-# Who is making a request (e.g. the signed-in email), for sticky canaries.
-Identity = Callable[[Scope], "str | None"]
+        The gateway calls every service through here when a write is replayed,
+        so dry-run mode holds for every feature, however its app is built."""
+        token = _DRY_RUN.set(dry_run)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _DRY_RUN.reset(token)
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -49,7 +75,15 @@ def _under(path: str, prefix: str) -> bool:
 @dataclass(frozen=True)
 class Registry:
     services: Mapping[str, Service]
-    identity: Identity | None = None  # from the first module that exports IDENTITY
+
+    @property
+    def identity(self) -> Identity | None:
+        """The one identity provider, if a service declares it."""
+        return next((s.identity for s in self.services.values() if s.identity is not None), None)
+
+    @property
+    def secret_paths(self) -> tuple[str, ...]:
+        return tuple(p for s in self.services.values() for p in s.secret_paths)
 
     def owner_of(self, prefix: str) -> Service | None:
         """The service whose longest declared prefix covers ``prefix``, if any."""
@@ -79,7 +113,6 @@ def discover(packages: Iterable[str] | None = None) -> Registry:
         extra = os.environ.get("GATEWAY_SERVICE_PACKAGES", "")
         packages = ["services", *(p.strip() for p in extra.split(",") if p.strip())]
     found: dict[str, Service] = {}
-    identity: Identity | None = None
     for package in packages:
         pkg = importlib.import_module(package)
         for info in pkgutil.iter_modules(pkg.__path__):
@@ -92,5 +125,8 @@ def discover(packages: Iterable[str] | None = None) -> Registry:
                     raise ValueError(f"two service modules are named {service.name!r}: "
                                      f"{found[service.name].app!r} and {module.__name__}")
                 found[service.name] = service
-            identity = identity or getattr(module, "IDENTITY", None)
-    return Registry(found, identity)
+    providers = sorted(s.name for s in found.values() if s.identity is not None)
+    if len(providers) > 1:
+        raise ValueError(f"services {', '.join(providers)} each declare an identity provider; "
+                         "sticky canaries need exactly one")
+    return Registry(found)

@@ -90,14 +90,15 @@ class Stack:
                 f"routes.yaml version {want} never went live (still {live['version']}):\n"
                 + self.flip.output()[-2000:])
             time.sleep(0.05)
-        targets = {r["prefix"]: r["target"] for r in live["routes"]}
+        targets = {r["prefix"]: r["state"] for r in live["routes"]}
         assert targets == {p: ("python" if p in python else "go") for p in AUTH_ROUTES}
         self.python = python
 
     def target(self, gw: GatewayProc, method: str, path: str) -> str:
+        """The state of the route that serves ``method path`` (go or python here)."""
         r = httpx.get(gw.url + "/_gateway/explain", params={"method": method, "path": path}, timeout=5)
         assert r.status_code == 200, r.text
-        return r.json()["target"]
+        return r.json()["state"]
 
 
 GATEWAY_ENV = {

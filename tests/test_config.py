@@ -49,7 +49,7 @@ def test_legacy_url_env_override():
 
 def test_unknown_target_names_line_and_key_with_a_suggestion():
     assert problems("routes:\n  - prefix: /ping\n    to: pyton\n") == [
-        "routes.yaml:3: routes[0].to: unknown target 'pyton' (did you mean 'python'?); expected one of: go, python, shadow, canary"]
+        "routes.yaml:3: routes[0].to: unknown state 'pyton' (did you mean 'python'?); expected one of: go, python, shadow, canary"]
 
 
 def test_unknown_keys_are_errors_not_ignored():
@@ -125,7 +125,7 @@ def test_check_cli_prints_table_or_errors(tmp_path: Path):
     bad.write_text("routes:\n  - prefix: /ping\n    to: pyton\n")
     out = _gateway("check", str(bad))
     assert out.returncode == 1
-    assert f"{bad}:3: routes[0].to: unknown target 'pyton'" in out.stderr
+    assert f"{bad}:3: routes[0].to: unknown state 'pyton'" in out.stderr
 
 
 def test_explain_cli(tmp_path: Path):

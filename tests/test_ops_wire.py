@@ -35,11 +35,11 @@ def test_metrics_are_scraped_after_real_traffic(gateway_factory, standin):
             assert c.get("/_standin/small").status_code == 200
         assert c.get("/_standin/status/503").status_code == 503
         text = c.get("/_gateway/metrics").text
-    assert metric(text, "gateway_requests_total", route="/ping", target="python", status="2xx") == 5
-    assert metric(text, "gateway_requests_total", route="*", target="go", status="2xx") == 3
-    assert metric(text, "gateway_requests_total", route="*", target="go", status="5xx") == 1
-    assert metric(text, "gateway_request_duration_seconds_count", route="/ping", target="python") == 5
-    assert metric(text, "gateway_request_duration_seconds_bucket", route="/ping", target="python", le="+Inf") == 5
+    assert metric(text, "gateway_requests_total", route="/ping", backend="python", status="2xx") == 5
+    assert metric(text, "gateway_requests_total", route="*", backend="go", status="2xx") == 3
+    assert metric(text, "gateway_requests_total", route="*", backend="go", status="5xx") == 1
+    assert metric(text, "gateway_request_duration_seconds_count", route="/ping", backend="python") == 5
+    assert metric(text, "gateway_request_duration_seconds_bucket", route="/ping", backend="python", le="+Inf") == 5
     assert "# TYPE gateway_request_duration_seconds histogram" in text
     assert metric(text, "gateway_config_reloads_total", outcome="error") == 0
 
@@ -59,7 +59,7 @@ def test_upstream_errors_and_reloads_are_counted(gateway_factory):
     assert metric(text, "gateway_config_reloads_total", outcome="error") == 1
     assert metric(text, "gateway_config_error") == 1
     health = httpx.get(gw.url + "/_gateway/health").json()
-    assert "routes.yaml:3: routes[0].to: unknown target 'nowhere'" in health["config"]["error"]
+    assert "routes.yaml:3: routes[0].to: unknown state 'nowhere'" in health["config"]["error"]
 
 
 def test_request_id_and_traceparent(gateway):
@@ -95,10 +95,11 @@ def test_access_log_is_json_and_names_the_backend(gateway_factory, standin):
 
     _until(lambda: {"req-py", "req-go"} <= set(lines()))
     recs = lines()
-    assert recs["req-py"]["backend"] == "python:ping" and recs["req-py"]["route"] == "/ping"
-    assert recs["req-go"]["backend"] == standin.url and recs["req-go"]["target"] == "go"
+    assert recs["req-py"]["backend"] == "python" and recs["req-py"]["service"] == "ping"
+    assert recs["req-py"]["route"] == "/ping" and recs["req-py"]["state"] == "python"
+    assert recs["req-go"]["backend"] == "go" and recs["req-go"]["state"] == "go"
     for rec in recs.values():
-        assert {"method", "path", "status", "ms", "route", "target", "trace_id"} <= set(rec)
+        assert {"method", "path", "status", "ms", "route", "state", "backend", "trace_id"} <= set(rec)
 
 
 
@@ -135,7 +136,7 @@ def test_two_workers_converge_on_a_reload_and_metrics_add_up(gateway_factory, st
             assert c.get(gw.url + "/ping").text == "pong"
     # Each worker publishes within a second; a scrape from either sees the sum.
     _until(lambda: metric(httpx.get(gw.url + "/_gateway/metrics").text,
-                          "gateway_requests_total", route="/ping", target="python") == n)
+                          "gateway_requests_total", route="/ping", backend="python") == n)
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits(gateway_factory, standin):
@@ -197,6 +198,6 @@ def test_sighup_reloads_even_when_the_file_looks_unchanged(gateway_factory, stan
     os.utime(gw.config, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert os.stat(gw.config).st_size == st.st_size
     time.sleep(0.6)  # several poll intervals
-    assert httpx.get(gw.url + "/_gateway/routes").json()["routes"][0]["target"] == "go"
+    assert httpx.get(gw.url + "/_gateway/routes").json()["routes"][0]["state"] == "go"
     gw.proc.send_signal(signal.SIGHUP)
-    _until(lambda: httpx.get(gw.url + "/_gateway/routes").json()["routes"][0]["target"] == "python")
+    _until(lambda: httpx.get(gw.url + "/_gateway/routes").json()["routes"][0]["state"] == "python")

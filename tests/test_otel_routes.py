@@ -107,8 +107,7 @@ def pipeline(tmp_path_factory):
 def client(pipeline):
     settings = settings_from_env({"JUNJO_SESSION_SECRET": SECRET})
     app = protect(OtelApp(lambda: pipeline), codec=CODEC, settings=lambda: settings)
-    with TestClient(app) as c:
-        yield c
+    yield TestClient(app)  # no lifespan: the gateway runs the pipeline's start/stop hooks
 
 
 def get(client, path, **kw):

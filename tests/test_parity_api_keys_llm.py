@@ -256,7 +256,7 @@ JSON = {"Content-Type": "application/json"}
 def test_gateways_route_as_configured(stack: Stack):
     for gw, target in ((stack.go, "go"), (stack.py, "python")):
         table = httpx.get(gw.url + "/_gateway/routes").json()
-        targets = {r["prefix"]: r["target"] for r in table["routes"]}
+        targets = {r["prefix"]: r["state"] for r in table["routes"]}
         assert targets["/api_keys"] == targets["/llm"] == target
 
 
@@ -564,7 +564,7 @@ def flip(gw: GatewayProc, config: str) -> None:
 
 def _targets_match(table: dict, config: str) -> bool:
     want = dict(re.findall(r"- prefix: (\S+)\n\s+to: (\S+)", config))
-    have = {r["prefix"]: r["target"] for r in table["routes"]}
+    have = {r["prefix"]: r["state"] for r in table["routes"]}
     return all(have.get(p) == t for p, t in want.items())
 
 

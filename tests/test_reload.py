@@ -37,7 +37,7 @@ async def until(predicate, timeout=5.0):
 
 
 def target(holder):
-    return holder.table.lookup("/users/1", "GET").target
+    return holder.table.lookup("/users/1", "GET").state
 
 
 def test_valid_edit_swaps_and_logs_one_line_per_changed_route(tmp_path, caplog):
@@ -53,7 +53,7 @@ def test_valid_edit_swaps_and_logs_one_line_per_changed_route(tmp_path, caplog):
             path.write_text(PY + "  - prefix: /ping\n    to: python\n")
             await until(lambda: target(holder) == "python")
             # The table object a request already holds is never mutated.
-            assert old_table.lookup("/users/1", "GET").target == "go"
+            assert old_table.lookup("/users/1", "GET").state == "go"
         finally:
             await reloader.stop()
         return holder
@@ -75,7 +75,7 @@ def test_invalid_edit_keeps_last_good_table_and_reports_until_fixed(tmp_path, ca
             path.write_text("routes:\n  - prefix: /users\n    to: pyton\n")
             await until(lambda: holder.last_error is not None)
             assert target(holder) == "go"
-            assert f"{path}:3: routes[0].to: unknown target 'pyton'" in holder.last_error
+            assert f"{path}:3: routes[0].to: unknown state 'pyton'" in holder.last_error
             path.write_text(PY)
             await until(lambda: holder.last_error is None)
             assert target(holder) == "python"

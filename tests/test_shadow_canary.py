@@ -212,14 +212,17 @@ def test_auto_rollback_does_not_fire_on_noise(gateway_factory, standin):
 def test_override_header_needs_the_admin_token_which_never_reaches_go(gateway_factory, standin):
     gw = gateway_factory(routes_yaml(standin.url), env={"GATEWAY_ADMIN_TOKEN": "t0ken"})
     with httpx.Client(base_url=gw.url) as c:
-        r = c.get("/_standin/echo", headers={"X-Gateway-Target": "python"})
+        r = c.get("/_standin/echo", headers={"X-Gateway-Backend": "python"})
         assert _side(r) == "go"  # no token: ignored
-        r = c.get("/_standin/echo", headers={"X-Gateway-Target": "python", "X-Gateway-Admin-Token": "wrong"})
+        r = c.get("/_standin/echo", headers={"X-Gateway-Backend": "python", "X-Gateway-Admin-Token": "wrong"})
         assert _side(r) == "go"
         assert "wrong" not in r.text and "x-gateway" not in r.text.lower()
-        r = c.get("/_standin/echo", headers={"X-Gateway-Target": "python", "X-Gateway-Admin-Token": "t0ken"})
+        r = c.get("/_standin/echo", headers={"X-Gateway-Backend": "python", "X-Gateway-Admin-Token": "t0ken"})
         assert _side(r) == "python"
-        r = c.get("/users", headers={"X-Gateway-Target": "python", "X-Gateway-Admin-Token": "t0ken"})
+        # The header's old name is stripped but no longer honoured.
+        r = c.get("/_standin/echo", headers={"X-Gateway-Target": "python", "X-Gateway-Admin-Token": "t0ken"})
+        assert _side(r) == "go"
+        r = c.get("/users", headers={"X-Gateway-Backend": "python", "X-Gateway-Admin-Token": "t0ken"})
         assert r.status_code in (401, 409)  # python auth answers, or no python service: never silently go
 
 
@@ -275,3 +278,24 @@ def test_a_shadowed_api_key_creation_is_compared_and_python_commits_nothing(gate
         assert sorted(k["Name"] for k in listed) == ["key 0", "key 1", "key 2"]
     finally:
         go.stop()
+
+
+def test_a_feature_without_protect_commits_nothing_in_a_shadowed_write(gateway_factory, standin, tmp_path):
+    """Dry runs are the registry's job (Service.call), not something a feature
+    gets only by wrapping itself in services.common.protect."""
+    import sqlite3
+
+    db = tmp_path / "python.db"
+    routes = "  - prefix: /_standin/echo/bare\n    to: shadow\n    shadow: {writes: true}\n"
+    gw = gateway_factory(routes_yaml(standin.url, routes),
+                         env={"JUNJO_SQLITE_PATH": str(db), "GATEWAY_ADMIN_TOKEN": "t0ken"})
+    r = httpx.post(gw.url + "/_standin/echo/bare/users", content=b"shadowed@example.com")
+    assert r.status_code == 200 and "created" not in r.text  # Go's echo answered the client
+    _until(lambda: (s := _status(gw)["/_standin/echo/bare"])["parity"] and s["parity"]["shadowed"] == 1)
+    # The same feature called for real (forced to Python) does commit: the check below can fail.
+    forced = httpx.post(gw.url + "/_standin/echo/bare/users", content=b"real@example.com",
+                        headers={"X-Gateway-Backend": "python", "X-Gateway-Admin-Token": "t0ken"})
+    assert forced.json() == {"created": "real@example.com", "dry_run": False}
+    with sqlite3.connect(db) as conn:
+        emails = [row[0] for row in conn.execute("SELECT email FROM users")]
+    assert emails == ["real@example.com"]

@@ -38,7 +38,7 @@ routes:
 
 
 def target(method, path):
-    return T.lookup(path, method).target
+    return T.lookup(path, method).state
 
 
 def test_longest_prefix_on_segment_boundaries():
@@ -60,8 +60,8 @@ def test_methods_then_fall_back_to_shorter_prefixes_and_default():
 
 
 def test_python_routes_point_at_the_owning_service():
-    assert T.lookup("/users/7", "GET").service == "auth"
-    assert T.lookup("/ping", "GET").service == "ping"
+    assert T.lookup("/users/7", "GET").service.name == "auth"
+    assert T.lookup("/ping", "GET").service.name == "ping"
 
 
 def test_explain_says_why():
@@ -75,4 +75,4 @@ def test_explain_says_why():
 def test_catch_all_slash_route():
     t = table("routes:\n  - prefix: /\n    to: go\n  - prefix: /ping\n    to: python\n")
     assert t.lookup("/anything/else", "GET").prefix == "/"
-    assert t.lookup("/ping", "GET").target == "python"
+    assert t.lookup("/ping", "GET").state == "python"

@@ -8,8 +8,11 @@ can cost nothing but its own replay. Replays that don't fit the queue are
 dropped and counted, never hidden.
 
 Only safe methods are replayed unless the route opts in with ``shadow.writes``;
-then the Python module gets ``scope["gateway.dry_run"] = True`` and must not
-commit anything (services declare support with ``Service.dry_run``).
+then the Python service runs in dry-run mode (``Service.call(dry_run=True)``:
+nothing commits) — only services that declare ``Service.dry_run`` may get them.
+
+Replays are not requests anybody was served: they are counted in the
+``gateway_shadow_*`` metrics only, never in ``gateway_requests_total``.
 """
 from __future__ import annotations
 
@@ -18,10 +21,15 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .diff import Answer, DiffRules, compare, noisy_fields, render_diff
+from gateway.context import RequestContext
 from gateway.ops.metrics import Metrics
+from services.registry import Service
+
+if TYPE_CHECKING:
+    from gateway.routing.table import Route
 
 log = logging.getLogger("gateway.shadow")
 
@@ -73,7 +81,7 @@ class ShadowJob:
     body: bytes
     go: Answer
     go_app: Any
-    python_app: Any
+    service: Service
     timeout: float
 
 
@@ -100,14 +108,15 @@ class ShadowRunner:
         self._workers: list[asyncio.Task[None]] = []
 
     # -- the request path -------------------------------------------------------
-    async def serve(self, route: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def serve(self, ctx: RequestContext, route: "Route", scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve ``route`` from Go for the client; queue a replay to Python."""
-        spec = route.spec
+        spec, service = route.spec, route.service
+        assert service is not None  # config validation: a shadow route has a Python owner
         method = scope["method"]
         replay = (method in SAFE_METHODS or spec.shadow.writes) and (
             spec.shadow.sample >= 1 or random.random() < spec.shadow.sample)
         if not replay:
-            await route.go(scope, receive, send)
+            await route.go.forward(ctx, scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -123,7 +132,7 @@ class ShadowRunner:
 
         capture = Capture()
         replay_scope = _copy_scope(scope)  # before the forwarder sees the scope
-        await route.go(scope, tee_receive, capture.wrap_send(send))
+        await route.go.forward(ctx, scope, tee_receive, capture.wrap_send(send))
         # The client has its whole answer now; everything below is off its path.
         if size > MAX_REQUEST_BODY:
             self.metrics.inc("gateway_shadow_skipped_total", {"route": route.prefix, "reason": "body_too_large"})
@@ -136,7 +145,7 @@ class ShadowRunner:
             noise=spec.shadow.noise and method in SAFE_METHODS,
             dry_run=method not in SAFE_METHODS,
             scope=replay_scope, body=b"".join(chunks), go=capture.answer(),
-            go_app=route.go, python_app=route.python, timeout=spec.shadow.timeout,
+            go_app=route.go, service=service, timeout=spec.shadow.timeout,
         )
         self.submit(job)
 
@@ -168,24 +177,22 @@ class ShadowRunner:
     async def run(self, job: ShadowJob) -> list[Any] | None:
         labels = {"route": job.prefix}
         scope = dict(job.scope)
-        scope["gateway.shadow"] = True
-        if job.dry_run:
-            scope["gateway.dry_run"] = True
         capture = Capture()
         started = time.perf_counter()
         try:
             async with asyncio.timeout(job.timeout):
-                await job.python_app(scope, _replay_receive(job.body), capture.wrap_send(None))
+                await job.service.call(scope, _replay_receive(job.body), capture.wrap_send(None),
+                                       dry_run=job.dry_run)
         except TimeoutError:
             self.metrics.inc("gateway_shadow_python_errors_total", {**labels, "kind": "timeout"})
-            self.metrics.observe(job.prefix, "python-shadow", 0, time.perf_counter() - started)
+            self.metrics.observe_shadow(job.prefix, 0, time.perf_counter() - started)
             return None
         except Exception as exc:
             log.warning("shadow replay of %s %s raised %s: %s", scope["method"], scope["path"], type(exc).__name__, exc)
             self.metrics.inc("gateway_shadow_python_errors_total", {**labels, "kind": "exception"})
-            self.metrics.observe(job.prefix, "python-shadow", 0, time.perf_counter() - started)
+            self.metrics.observe_shadow(job.prefix, 0, time.perf_counter() - started)
             return None
-        self.metrics.observe(job.prefix, "python-shadow", capture.status, time.perf_counter() - started)
+        self.metrics.observe_shadow(job.prefix, capture.status, time.perf_counter() - started)
         noise: frozenset[str] = frozenset()
         if job.noise:
             again = Capture()
@@ -217,7 +224,7 @@ class ShadowRunner:
 
 
 def _copy_scope(scope: dict[str, Any]) -> dict[str, Any]:
-    copy = {k: v for k, v in scope.items() if not k.startswith("gateway.")}
+    copy = dict(scope)
     copy["headers"] = list(scope["headers"])
     copy["state"] = {}
     return copy

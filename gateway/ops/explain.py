@@ -22,14 +22,13 @@ def explain_dict(table: RouteTable, method: str, path: str, user: str | None = N
         "method": method,
         "path": path,
         "route": route.describe(),
-        "state": route.target,
-        "target": route.target,
+        "state": route.state,
         "reason": match.reason,
         "table_version": table.version,
     }
-    if route.target in ("go", "python"):
-        out["backend"] = route.target
-    elif route.target == "shadow":
+    if route.state in ("go", "python"):
+        out["backend"] = route.state
+    elif route.state == "shadow":
         out["backend"] = "go"
         out["note"] = "the client gets Go's answer; the request is replayed to Python and compared"
     else:

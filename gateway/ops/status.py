@@ -17,12 +17,21 @@ from gateway.routing.table import Route, RouteTable
 from .metrics import Totals, quantile
 
 
-def _backend_stats(totals: Totals, prefix: str, target: str) -> dict[str, Any] | None:
-    count = sum(v for (r, t, _), v in totals.requests.items() if r == prefix and t == target)
+def _backend_stats(totals: Totals, prefix: str, backend: str) -> dict[str, Any] | None:
+    classes = {k: v for (r, b, k), v in totals.requests.items() if r == prefix and b == backend}
+    return _stats(classes, totals.latency.get((prefix, backend)))
+
+
+def _shadow_stats(totals: Totals, prefix: str) -> dict[str, Any] | None:
+    classes = {k: v for (r, k), v in totals.shadow_replies.items() if r == prefix}
+    return _stats(classes, totals.shadow_latency.get(prefix))
+
+
+def _stats(classes: dict[str, float], hist: list[float] | None) -> dict[str, Any] | None:
+    count = sum(classes.values())
     if not count:
         return None
-    errors = sum(v for (r, t, k), v in totals.requests.items() if r == prefix and t == target and k in ("5xx", "aborted"))
-    hist = totals.latency.get((prefix, target))
+    errors = classes.get("5xx", 0) + classes.get("aborted", 0)
     p50 = quantile(hist, 0.5) if hist else None
     p99 = quantile(hist, 0.99) if hist else None
     return {
@@ -37,8 +46,9 @@ def _route_status(totals: Totals, route: Route, rollbacks: RollbackGuard, change
                   now: float) -> dict[str, Any]:
     prefix = route.prefix
     backends = {}
-    for name, target in (("go", "go"), ("python", "python"), ("python (shadow)", "python-shadow")):
-        stats = _backend_stats(totals, prefix, target)
+    for name, stats in (("go", _backend_stats(totals, prefix, "go")),
+                        ("python", _backend_stats(totals, prefix, "python")),
+                        ("python (shadow)", _shadow_stats(totals, prefix))):
         if stats:
             backends[name] = stats
     served = {b: backends.get(b, {}).get("requests", 0) for b in ("go", "python")}
@@ -58,8 +68,8 @@ def _route_status(totals: Totals, route: Route, rollbacks: RollbackGuard, change
     samples = totals.samples.get(prefix, {})
     notes: list[str] = []
     spec = route.spec
-    state = route.target
-    if spec is not None and state == "canary":
+    state = route.state
+    if state == "canary":
         rolled = rollbacks.reason(spec)
         if rolled:
             at = datetime.fromtimestamp(rolled["at"], timezone.utc).strftime("%H:%M:%S UTC")
@@ -70,10 +80,10 @@ def _route_status(totals: Totals, route: Route, rollbacks: RollbackGuard, change
             notes.append(f"auto-rollback armed: error rate +{r.max_error_rate_increase:.0%}, "
                          f"p99 ×{r.max_p99_ratio:g}, min {r.min_requests} requests per backend")
     return {
-        "prefix": prefix if prefix != "*" else "(default)",
+        "prefix": "(default)" if spec.is_default else prefix,
         "methods": sorted(route.methods) if route.methods else None,
         "state": state,
-        "canary_percent": spec.percent if spec is not None and route.target == "canary" else None,
+        "canary_percent": spec.percent if route.state == "canary" else None,
         "share": {b: (n / total if total else 0.0) for b, n in served.items()},
         "parity": parity,
         "backends": backends,

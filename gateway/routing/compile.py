@@ -1,8 +1,8 @@
 """Bind a validated config to its backends: the route table the gateway serves.
 
-Each route gets the ASGI app of its state (the legacy forwarder for ``go``,
-the owning service for ``python``) plus both backends, which ``shadow`` and
-``canary`` routes choose between per request.
+Each route carries both backends it may need: the legacy forwarder and the
+Python service that owns its prefix (``shadow`` and ``canary`` choose between
+them per request).
 """
 from __future__ import annotations
 
@@ -17,17 +17,10 @@ from .table import Route, RouteTable
 def compile_table(config: GatewayConfig, registry: Registry, go: ASGIApp) -> RouteTable:
     """The table for ``config``: ``go`` answers for the legacy backend."""
 
-    def route_for(prefix: str, target: str, spec: RouteSpec | None) -> Route:
-        service = registry.owner_of(prefix if prefix != "*" else "/")
-        python_app = service.app if service is not None else None
-        if target != "go" and python_app is None:  # validation prevents this
-            raise ValueError(f"no Python service serves {prefix!r}")
-        app = python_app if target == "python" else go
-        return Route(
-            prefix, target, spec.methods if spec else None, app,
-            service.name if service else None, spec.line if spec else 0,
-            go=go, python=python_app, spec=spec,
-        )
+    def route_for(spec: RouteSpec) -> Route:
+        service = registry.owner_of("/" if spec.is_default else spec.prefix)
+        if spec.to != "go" and service is None:  # validation prevents this
+            raise ValueError(f"no Python service serves {spec.prefix!r}")
+        return Route(spec, go, service)
 
-    routes = [route_for(spec.prefix, spec.to, spec) for spec in config.routes]
-    return RouteTable(config, routes, route_for("*", config.default, None))
+    return RouteTable(config, [route_for(spec) for spec in config.routes], route_for(config.default_route))

@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
-TARGETS = ("go", "python")  # what `default:` may be
-ROUTE_TARGETS = ("go", "python", "shadow", "canary")  # what a route's `to:` may be
+DEFAULT_STATES = ("go", "python")  # what `default:` may be
+ROUTE_STATES = ("go", "python", "shadow", "canary")  # what a route's `to:` may be
 NEEDS_PYTHON = frozenset({"python", "shadow", "canary"})
 HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
 RESERVED_PREFIX = "/_gateway"
+DEFAULT_PREFIX = "*"  # the default route's prefix: below every other route
 
 TOP_KEYS = {"legacy", "default", "routes", "trusted_proxies"}
 LEGACY_KEYS = {"url", "connect_timeout", "read_timeout", "pool_size"}
@@ -93,7 +94,11 @@ class RouteSpec:
     rollback: RollbackSpec | None = None  # canary only; None = no automatic rollback
 
     @property
-    def state(self) -> str:
+    def is_default(self) -> bool:
+        return self.prefix == DEFAULT_PREFIX
+
+    def describe_state(self) -> str:
+        """``go``, ``python``, ``shadow`` or ``canary 25%``."""
         return f"canary {self.percent:g}%" if self.to == "canary" else self.to
 
     def describe_methods(self) -> str:
@@ -108,6 +113,12 @@ class GatewayConfig:
     trusted_proxies: tuple[str, ...] = ()
     source: str = "<defaults>"
     version: str = ""  # sha256 of the file's bytes, first 12 hex digits
+    default_line: int = 0
+
+    @property
+    def default_route(self) -> RouteSpec:
+        """``default:`` as a route: it serves what no prefix covers."""
+        return RouteSpec(prefix=DEFAULT_PREFIX, to=self.default, line=self.default_line)
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -229,12 +240,13 @@ def parse_config(
 
     top = r.mapping(root, "", TOP_KEYS)
     legacy = _parse_legacy(r, top.get("legacy"), env)
-    default = "go"
+    default, default_line = "go", 0
     if "default" in top:
         _, dnode = top["default"]
+        default_line = dnode.start_mark.line + 1
         value = r.scalar(dnode) if isinstance(dnode, yaml.ScalarNode) else None
-        if value not in TARGETS:
-            r.problem(dnode, "default", f"unknown target {value!r}{_did_you_mean(str(value), TARGETS)}; expected one of: {', '.join(TARGETS)}")
+        if value not in DEFAULT_STATES:
+            r.problem(dnode, "default", f"unknown state {value!r}{_did_you_mean(str(value), DEFAULT_STATES)}; expected one of: {', '.join(DEFAULT_STATES)}")
         elif value == "python" and serves_prefix is not None and not serves_prefix("/"):
             r.problem(dnode, "default", "no Python service serves every path; the default must be 'go'")
         else:
@@ -253,6 +265,7 @@ def parse_config(
     return GatewayConfig(
         legacy=legacy,
         default=default,
+        default_line=default_line,
         routes=tuple(routes),
         trusted_proxies=trusted,
         source=file,
@@ -333,8 +346,8 @@ def _parse_routes(r: _Reader, node: yaml.Node, serves_prefix: ServesPrefix | Non
         if "to" in fields:
             tnode = fields["to"][1]
             to = r.scalar(tnode) if isinstance(tnode, yaml.ScalarNode) else None
-            if to not in ROUTE_TARGETS:
-                r.problem(tnode, f"{key}.to", f"unknown target {to!r}{_did_you_mean(str(to), ROUTE_TARGETS)}; expected one of: {', '.join(ROUTE_TARGETS)}")
+            if to not in ROUTE_STATES:
+                r.problem(tnode, f"{key}.to", f"unknown state {to!r}{_did_you_mean(str(to), ROUTE_STATES)}; expected one of: {', '.join(ROUTE_STATES)}")
                 to = None
             elif to in NEEDS_PYTHON and prefix is not None and serves_prefix is not None and not serves_prefix(prefix):
                 r.problem(tnode, f"{key}.to", f"no Python service module serves {prefix!r}; add one under services/ or route it to 'go'")

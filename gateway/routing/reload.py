@@ -37,7 +37,7 @@ class TableHolder:
     last_error_at: float | None = None
     reloads_ok: int = 0
     reloads_failed: int = 0
-    last_change: dict[str, float] = field(default_factory=dict)  # prefix → when its target changed
+    last_change: dict[str, float] = field(default_factory=dict)  # prefix → when its state changed
 
     def swap(self, table: RouteTable) -> list[str]:
         changes = describe_changes(self.table, table)
@@ -58,8 +58,8 @@ class TableHolder:
 
 
 def describe_changes(old: RouteTable, new: RouteTable) -> list[tuple[str, str]]:
-    """One ``(prefix, "prefix: go → python")`` pair per route whose target changed."""
-    before, after = old.targets_by_prefix(), new.targets_by_prefix()
+    """One ``(prefix, "prefix: go → python")`` pair per route whose state changed."""
+    before, after = old.states_by_prefix(), new.states_by_prefix()
     out = []
     for key in sorted(set(before) | set(after)):
         prefix, methods = key
@@ -70,7 +70,7 @@ def describe_changes(old: RouteTable, new: RouteTable) -> list[tuple[str, str]]:
         if a is None:
             out.append((prefix, f"{label}: (new route) → {b}"))
         elif b is None:
-            out.append((prefix, f"{label}: {a} → (route removed; default '{new.default.target}' serves it)"))
+            out.append((prefix, f"{label}: {a} → (route removed; default {new.default.state!r} serves it)"))
         else:
             out.append((prefix, f"{label}: {a} → {b}"))
     return out

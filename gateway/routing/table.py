@@ -4,11 +4,19 @@ A table is built once per valid ``routes.yaml`` and never mutated; the reloader
 swaps the whole object. Lookup walks the path's own prefixes from longest to
 shortest with one dict probe each, so its cost does not grow with the number of
 routes.
+
+Words: a route's *state* (``go``, ``python``, ``shadow``, ``canary``) is what
+routes.yaml says; the *backend* is who answers one request (``go``,
+``python``, or the ``gateway`` itself).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
+
+from starlette.types import ASGIApp
+
+from services.registry import Service
 
 from .config import GatewayConfig, RouteSpec
 from .paths import is_under
@@ -16,30 +24,37 @@ from .paths import is_under
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    prefix: str  # "*" for the default route
-    target: str  # the route's state: "go" | "python" | "shadow" | "canary"
-    methods: frozenset[str] | None
-    app: Any  # the ASGI app for plain go/python routes (the forwarder or the service)
-    service: str | None = None  # the Python service that owns the prefix, if any
-    line: int = 0
-    go: Any = None  # the legacy forwarder
-    python: Any = None  # the owning service's ASGI app (None when no service owns it)
-    spec: RouteSpec | None = None  # percent, shadow, diff, rollback settings
+    spec: RouteSpec  # what routes.yaml says (the default route's prefix is "*")
+    go: ASGIApp  # the legacy forwarder
+    service: Service | None  # the Python feature that owns the prefix, if any
+
+    @property
+    def prefix(self) -> str:
+        return self.spec.prefix
+
+    @property
+    def state(self) -> str:
+        return self.spec.to
+
+    @property
+    def methods(self) -> frozenset[str] | None:
+        return self.spec.methods
 
     def describe(self) -> dict[str, Any]:
+        spec = self.spec
         out: dict[str, Any] = {
-            "prefix": self.prefix,
-            "target": self.target,
-            "methods": sorted(self.methods) if self.methods else None,
-            "service": self.service,
-            "line": self.line or None,
+            "prefix": spec.prefix,
+            "state": spec.to,
+            "methods": sorted(spec.methods) if spec.methods else None,
+            "service": self.service.name if self.service else None,
+            "line": spec.line or None,
         }
-        if self.target == "canary" and self.spec is not None:
-            out["percent"] = self.spec.percent
-            out["rollback"] = asdict(self.spec.rollback) if self.spec.rollback else None
-        if self.target == "shadow" and self.spec is not None:
-            out["shadow"] = asdict(self.spec.shadow)
-            out["diff"] = asdict(self.spec.diff)
+        if spec.to == "canary":
+            out["percent"] = spec.percent
+            out["rollback"] = asdict(spec.rollback) if spec.rollback else None
+        if spec.to == "shadow":
+            out["shadow"] = asdict(spec.shadow)
+            out["diff"] = asdict(spec.diff)
         return out
 
 
@@ -58,9 +73,11 @@ class RouteTable:
         by_prefix: dict[str, list[Route]] = {}
         for route in self.routes:
             by_prefix.setdefault(route.prefix, []).append(route)
-        # Method-restricted entries are tried before the catch-all of the same prefix.
-        self._by_prefix: Mapping[str, tuple[Route, ...]] = {
-            p: tuple(sorted(rs, key=lambda r: r.methods is None)) for p, rs in by_prefix.items()
+        # Method-restricted entries are tried before the catch-all of the same
+        # prefix; the methods ride along so a lookup touches no spec.
+        self._by_prefix: Mapping[str, tuple[tuple[frozenset[str] | None, Route], ...]] = {
+            p: tuple((r.methods, r) for r in sorted(rs, key=lambda r: r.methods is None))
+            for p, rs in by_prefix.items()
         }
 
     def lookup(self, path: str, method: str) -> Route:
@@ -69,8 +86,8 @@ class RouteTable:
         while True:
             routes = by_prefix.get(candidate)
             if routes is not None:
-                for route in routes:
-                    if route.methods is None or method in route.methods:
+                for methods, route in routes:
+                    if methods is None or method in methods:
                         return route
             if candidate == "/":
                 return self.default
@@ -83,9 +100,9 @@ class RouteTable:
         won = len(route.prefix) if route is not self.default else 0
         skipped = [r for r in self.routes if is_under(path, r.prefix) and len(r.prefix) > won]
         if route is self.default:
-            reason = f"no route prefix covers {method} {path}; the default target '{route.target}' serves it"
+            reason = f"no route prefix covers {method} {path}; the default state '{route.state}' serves it"
         else:
-            reason = f"longest matching prefix {route.prefix!r} (line {route.line})"
+            reason = f"longest matching prefix {route.prefix!r} (line {route.spec.line})"
             if route.methods:
                 reason += f", {method} is in its methods [{_methods(route)}]"
         if skipped:
@@ -99,14 +116,14 @@ class RouteTable:
             "version": self.version,
             "source": self.config.source,
             "legacy": self.config.legacy.url,
-            "default": self.default.target,
+            "default": self.default.state,
             "routes": [r.describe() for r in self.routes],
         }
 
-    def targets_by_prefix(self) -> dict[tuple[str, str], str]:
-        """(prefix, methods) → target: what a reload compares to log changes."""
-        out = {(r.prefix, ",".join(sorted(r.methods)) if r.methods else "*"): r.target for r in self.routes}
-        out[("(default)", "*")] = self.default.target
+    def states_by_prefix(self) -> dict[tuple[str, str], str]:
+        """(prefix, methods) → state: what a reload compares to log changes."""
+        out = {(r.prefix, r.spec.describe_methods()): r.state for r in self.routes}
+        out[("(default)", "*")] = self.default.state
         return out
 
 

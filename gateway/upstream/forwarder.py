@@ -18,6 +18,7 @@ from typing import AsyncIterator, Callable
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from gateway.context import RequestContext
 from gateway.replies import gateway_error
 
 from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
@@ -85,16 +86,19 @@ class UpstreamFailure:
         return text
 
 
-def _request_id(scope: Scope) -> str:
-    """The id the gateway put on the request (gateway/tracing.py), for log lookups."""
+def _request_id(scope: Scope) -> bytes:
+    """The id the gateway put on the request (gateway/ops/tracing.py), for log lookups."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
-            return value.decode("latin-1")
-    return "-"
+            return bytes(value)
+    return b"-"
 
 
 class LegacyForwarder:
-    """ASGI app for routes whose target is ``go``."""
+    """Relays a request to the legacy backend: the ``go`` backend of every route.
+
+    The gateway calls :meth:`forward` with the request's context; as a plain
+    ASGI app (replays, tests) it makes a context of its own."""
 
     name = "go"
 
@@ -116,6 +120,9 @@ class LegacyForwarder:
         self._default_host = self.base.netloc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.forward(RequestContext(_request_id(scope), b"-"), scope, receive, send)
+
+    async def forward(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
         client = scope.get("client")
         headers, body_mode = request_headers_for_upstream(
@@ -167,13 +174,13 @@ class LegacyForwarder:
             try:
                 response = await self.transport.handle_async_request(request)
             except ClientDisconnected:
-                scope["gateway.client_gone"] = True
+                ctx.client_gone = True
                 return
             except httpx.TransportError as exc:
                 target = request.url.raw_path.decode("latin-1")
                 failure = self._describe(exc, method, target)
-                request_id = _request_id(scope)
-                scope["gateway.upstream_error"] = type(exc).__name__
+                request_id = ctx.request_id_text
+                ctx.upstream_error = type(exc).__name__
                 log.warning("%s %s → %d (request id %s): %s", method, target, failure.status,
                             request_id, failure.detail)
                 start, body = gateway_error(failure.status,
@@ -209,7 +216,7 @@ class LegacyForwarder:
                 # abort the client connection (returning without the final
                 # body message makes uvicorn close it) so the client sees a
                 # truncated transfer, not a short body that looks complete.
-                scope["gateway.upstream_error"] = type(exc).__name__
+                ctx.upstream_error = type(exc).__name__
                 log.warning("%s %s: upstream failed mid-body (%s); aborting the client connection",
                             method, request.url.raw_path.decode("latin-1"), exc)
                 return
@@ -221,7 +228,7 @@ class LegacyForwarder:
                 raise
             # The client went away: the upstream exchange was cancelled and its
             # connection is closed below rather than returned to the pool.
-            scope["gateway.client_gone"] = True
+            ctx.client_gone = True
             if task is not None:
                 task.uncancel()
         finally:

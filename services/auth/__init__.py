@@ -4,18 +4,17 @@ Serves ``/sign-in``, ``/sign-out``, ``/auth-test``, ``/csrf`` and ``/users/...``
 exactly as the Go backend does, minting gorilla-compatible ``session`` cookies
 so either side can serve any request. See docs/auth.md.
 """
-from services.common import ConfigError, get_cookie, get_settings
-from services.registry import Scope, Service
+from starlette.types import Scope
+
+from services.common import ConfigError, close_database, get_cookie, get_settings
+from services.registry import Service
 
 from .app import AuthService, create_app
 
 PREFIXES = ("/sign-in", "/sign-out", "/auth-test", "/csrf", "/users")
 
-SERVICE = Service(name="auth", prefixes=PREFIXES, app=create_app())
 
-
-
-def IDENTITY(scope: Scope) -> str | None:  # noqa: N802 - the registry's hook name
+def signed_in_email(scope: Scope) -> str | None:
     """The signed-in user's email, for sticky canaries; None when not signed in."""
     value = get_cookie(scope, "session")
     if not value:
@@ -26,4 +25,7 @@ def IDENTITY(scope: Scope) -> str | None:  # noqa: N802 - the registry's hook na
         return None  # no session secret configured: nobody is signed in as far as we can tell
 
 
-__all__ = ["SERVICE", "IDENTITY", "AuthService", "create_app", "PREFIXES"]
+SERVICE = Service(name="auth", prefixes=PREFIXES, app=create_app(), identity=signed_in_email,
+                  shutdown=close_database)
+
+__all__ = ["SERVICE", "AuthService", "create_app", "PREFIXES", "signed_in_email"]

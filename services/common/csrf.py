@@ -2,9 +2,8 @@
 
 Echo accepts *any* value in the ``csrf`` cookie (the cookie extractor compares
 the cookie with itself), so the check is only "a ``csrf`` cookie is present".
-What the gateway adds: the tokens it issues are signed with itsdangerous so a
-token can be recognised as ours (``CsrfTokens.is_genuine``) — e.g. for logging
-or a future stricter mode. Signing is never enforced, because the Go backend
+What the gateway adds: the tokens it issues are signed with itsdangerous, so a
+token can be recognised as ours (a future stricter mode). Signing is never enforced, because the Go backend
 issues unsigned 32-char tokens that browsers keep sending. The key is
 ``GATEWAY_SECRET`` (never the session secret: an unauthenticated ``GET /csrf``
 would otherwise give anyone a signature to test session-secret guesses against).
@@ -19,7 +18,7 @@ import string
 import time
 from typing import Sequence
 
-from itsdangerous import BadSignature, Signer
+from itsdangerous import Signer
 
 from .cookies import format_set_cookie
 
@@ -34,7 +33,7 @@ _SALT = b"junjo-gateway-csrf"
 
 
 class CsrfTokens:
-    """Issue and recognise gateway CSRF tokens. ``keys[0]`` signs, all verify."""
+    """Issue gateway CSRF tokens, signed with ``keys[0]``."""
 
     def __init__(self, keys: Sequence[bytes]) -> None:
         if not keys:
@@ -44,15 +43,6 @@ class CsrfTokens:
     def issue(self) -> str:
         raw = "".join(_secrets.choice(_ALPHABET) for _ in range(TOKEN_LENGTH))
         return self._signers[0].sign(raw).decode("ascii")
-
-    def is_genuine(self, token: str) -> bool:
-        for signer in self._signers:
-            try:
-                signer.unsign(token)
-                return True
-            except BadSignature:
-                continue
-        return False
 
 
 def csrf_set_cookie(token: str, now: float | None = None) -> str:

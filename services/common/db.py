@@ -24,7 +24,6 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, TypeVar
@@ -34,10 +33,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from services.registry import in_dry_run
+
 from .settings import Settings, get_settings
 
-# Set (by services.common.protect) for a shadow replay of a write: nothing commits.
-DRY_RUN: ContextVar[bool] = ContextVar("db_dry_run", default=False)
 
 T = TypeVar("T")
 
@@ -218,7 +217,7 @@ class Database:
     def _write(self) -> Iterator[Connection]:
         """A write transaction — rolled back instead of committed in a dry run
         (a shadowed write replayed to Python must change nothing)."""
-        if not DRY_RUN.get():
+        if not in_dry_run():
             with self.engine.begin() as conn:
                 yield conn
             return
@@ -328,6 +327,12 @@ def get_database() -> Database:
         if _database is None:
             _database = Database.from_url(database_url())
         return _database
+
+
+def close_database() -> None:
+    """Dispose of the process-wide database's connections (a graceful stop).
+    Idempotent: every feature that uses the database lists it as its shutdown."""
+    set_database(None)
 
 
 def set_database(db: Database | None) -> None:

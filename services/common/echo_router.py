@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.common.responses import error_response
-from services.registry import Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -26,10 +26,9 @@ import logging
 import time
 from typing import Any, Callable, Iterable
 
-from services.registry import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .cookies import get_cookie
-from .db import DRY_RUN
 from .csrf import COOKIE_NAME as CSRF_COOKIE, SAFE_METHODS, CsrfTokens, csrf_set_cookie
 from .responses import PRETTY, error_response, wants_pretty
 from .session_codec import COOKIE_NAME as SESSION_COOKIE, SessionCodec
@@ -91,7 +90,6 @@ class LegacyProtection:
             await self.app(scope, receive, send)
             return
         pretty = PRETTY.set(wants_pretty(scope.get("query_string", b"")))
-        dry_run = DRY_RUN.set(bool(scope.get("gateway.dry_run")))
         try:
             await self._handle(scope, receive, send)
         except ConfigError as exc:
@@ -99,7 +97,6 @@ class LegacyProtection:
             await error_response(500, str(exc), method=scope["method"])(scope, receive, send)
         finally:
             PRETTY.reset(pretty)
-            DRY_RUN.reset(dry_run)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]

@@ -13,7 +13,10 @@ from .app import (GEMINI_REQUEST, LlmService, LlmSettings, create_app, get_llm_s
 
 PREFIXES = ("/llm",)
 
-SERVICE = Service(name="llm", prefixes=PREFIXES, app=create_app())
+_APP = create_app()
+
+# shutdown: close the provider client's pooled connections at a graceful stop.
+SERVICE = Service(name="llm", prefixes=PREFIXES, app=_APP, shutdown=_APP.service.aclose)
 
 __all__ = ["SERVICE", "PREFIXES", "GEMINI_REQUEST", "LlmService", "LlmSettings", "create_app",
            "get_llm_settings", "llm_settings_from_env", "provider_body", "reset_llm_settings"]

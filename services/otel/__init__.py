@@ -7,11 +7,13 @@ queries to it over a Unix socket. ``auth_service.py`` is the
 ``InternalAuthService.ValidateApiKey`` gRPC server the ingestion service dials.
 See docs/migrating-traces.md.
 
-The pipeline starts on the first /otel request, or when the gateway calls
-:func:`start` at startup (recommended: the poller then runs from boot).
+The pipeline starts on the first /otel request, or at gateway startup when
+``INGESTION_ADDR`` is set (the poller then runs from boot); it stops, with a
+DuckDB checkpoint, when the gateway stops.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -46,16 +48,14 @@ def pipeline_status() -> dict[str, Any]:
     return pipeline.local_status()
 
 
-async def pipeline_status_async() -> dict[str, Any]:
-    """As :func:`pipeline_status`, and a follower also asks the owner for its poller's figures."""
-    pipeline = get_pipeline(start=False)
-    if pipeline is None:
-        return {"role": "not started"}
-    return await pipeline.status()
+async def stop() -> None:
+    """Gateway shutdown hook: stop the poller and the owner socket, checkpoint
+    and close DuckDB (in a thread: joining the poller may take a moment)."""
+    await asyncio.to_thread(set_pipeline, None)
 
 
 SERVICE = Service(name="otel", prefixes=PREFIXES, app=create_app(),
-                  startup=_start_at_boot, status=pipeline_status)
+                  startup=_start_at_boot, shutdown=stop, status=pipeline_status)
 
 __all__ = ["SERVICE", "PREFIXES", "Pipeline", "create_app", "get_pipeline", "pipeline_status",
-           "pipeline_status_async", "set_pipeline", "start"]
+           "set_pipeline", "start", "stop"]

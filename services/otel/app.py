@@ -14,7 +14,7 @@ from urllib.parse import unquote, unquote_to_bytes
 
 from services.common.protect import protect
 from services.common.responses import error_response
-from services.registry import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import gojson
 from .owner import Pipeline, Unavailable, get_pipeline
@@ -74,9 +74,6 @@ class OtelApp:
         self._pipeline = pipeline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
         if scope["type"] != "http":
             return
         segments = _segments(scope)
@@ -107,17 +104,6 @@ class OtelApp:
             status = 503
         await _send(send, status, body)
 
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        """Start the pipeline at boot when a host passes lifespan events down."""
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self._pipeline()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
 
 def create_app(pipeline: Callable[[], Pipeline | None] = get_pipeline) -> ASGIApp:

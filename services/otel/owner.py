@@ -12,7 +12,7 @@ host sharing ``OTEL_DUCKDB_PATH``) exactly one process must hold it:
   the next follower to try takes over (within ~0.5 s plus DuckDB's open).
 * **Followers** — forward each /otel query over the socket: one connection per
   query, frame = 4-byte big-endian length + payload. Request payload = JSON
-  ``{"op": "answer", "route", "params", "pretty"}`` (or ``{"op": "status"}``);
+  ``{"op": "answer", "route", "params", "pretty"}``;
   reply payload = 2-byte status + body (the exact response bytes).
 * **Bounds** — DuckDB work runs in threads; at most ``OTEL_DB_CONCURRENCY``
   queries at once in the owner, whoever asked (store.py).
@@ -24,7 +24,6 @@ followers' queries.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import fcntl
 import hashlib
 import json
@@ -97,11 +96,8 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             (size,) = _LEN.unpack(_read_exact(sock, 4))
             request = json.loads(_read_exact(sock, size))
-            if request.get("op") == "status":
-                status, body = 200, json.dumps(pipeline.local_status()).encode()
-            else:
-                status, body = answer_local(pipeline.store, request["route"], request["params"],
-                                            bool(request.get("pretty")))
+            status, body = answer_local(pipeline.store, request["route"], request["params"],
+                                        bool(request.get("pretty")))
             payload = _STATUS.pack(status) + body
             sock.sendall(_LEN.pack(len(payload)) + payload)
         except (ConnectionError, OSError, ValueError, KeyError) as exc:
@@ -269,17 +265,6 @@ class Pipeline:
             out["poller"] = self.poller.status.as_dict()
         return out
 
-    async def status(self) -> dict[str, Any]:
-        local = self.local_status()
-        if self.role == "owner":
-            return local
-        try:
-            _, body = await asyncio.wait_for(self._ask_owner({"op": "status"}), 1.0)
-            local["owner"] = json.loads(body)
-        except Exception as exc:
-            local["owner"] = {"error": f"owner unreachable: {exc}"}
-        return local
-
 
 _pipeline: Pipeline | None = None
 _pipeline_lock = threading.Lock()
@@ -291,7 +276,6 @@ def get_pipeline(start: bool = True) -> Pipeline | None:
     with _pipeline_lock:
         if _pipeline is None and start:
             _pipeline = Pipeline().start()
-            atexit.register(_pipeline.stop)
         return _pipeline
 
 

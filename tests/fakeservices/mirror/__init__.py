@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, Router
 
-from services.registry import Service
+from services.registry import Service, in_dry_run
 
 WRITES: list[dict] = []  # (in the gateway process) what write replays saw
 
@@ -25,7 +25,7 @@ async def mirror(request: Request) -> JSONResponse:
     if tail == "hang":
         await asyncio.sleep(3600)
     if request.method not in ("GET", "HEAD"):
-        WRITES.append({"path": request.url.path, "dry_run": bool(request.scope.get("gateway.dry_run"))})
+        WRITES.append({"path": request.url.path, "dry_run": in_dry_run()})
     raw = request.scope.get("raw_path") or request.url.path.encode()
     qs = request.scope.get("query_string", b"")
     uri = (raw + (b"?" + qs if qs else b"")).decode()

@@ -1,0 +1,36 @@
+"""What the gateway knows about one request, handed to whoever serves it.
+
+One object per request, passed explicitly: the forwarder records that the
+client left or the upstream failed here, and the access log, metrics and
+rollback windows read it when the request is done. Nothing travels as ad-hoc
+keys in the ASGI scope.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.routing.table import Route
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: bytes
+    trace_id: bytes
+    started: float = field(default_factory=time.perf_counter)
+    route: "Route | None" = None  # None: refused before routing (bad path)
+    backend: str = "gateway"  # who answers: "go", "python" or the "gateway" itself
+    status: int = 0  # the status sent; 0 while nothing was
+    client_gone: bool = False  # the client disconnected before the answer was complete
+    upstream_error: str | None = None  # why the legacy backend gave no (whole) answer
+
+    @property
+    def request_id_text(self) -> str:
+        return self.request_id.decode("latin-1")
+
+    @classmethod
+    def detached(cls) -> "RequestContext":
+        """For a request that is not the gateway's own (a replay, a test)."""
+        return cls(b"-", b"-")
