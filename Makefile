@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed-stamp
 STANDIN = .build/legacy-standin
 STANDIN_SRC = $(shell find tests/legacy -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: install run test test-go test-py bench demo standin clean check
+.PHONY: install run test test-go test-py test-unit browser bench demo standin clean check
 
 install: $(STAMP)
 
@@ -35,23 +35,39 @@ run: install
 check: install
 	$(BIN)/gateway check routes.yaml
 
-test: install standin test-go test-py
+test: install standin browser test-go test-py
+
+# Headless Chromium for the tests that look at a page (tests/journey): Debian's
+# package, installed here (never from pytest) when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test-go: standin
 	cd tests/legacy && go test ./...
 
+# Four worker processes on two cores: the wire and journey tests mostly wait
+# on child processes and sockets. Each test file stays on one worker
+# (--dist loadfile) so module-scoped gateways and stand-ins are shared.
 test-py: install standin
-	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q
+	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q -n 4 --dist loadfile
+
+# The unit layer alone: seconds, no processes or sockets.
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
 
 # Spans for the trace pipeline benchmark (1M takes several minutes; lower it for a quick look).
 OTEL_BENCH_SPANS ?= 1000000
 
 bench: install standin
-	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tests.bench.run
-	$(BIN)/python -m tests.bench.otel_bench --spans $(OTEL_BENCH_SPANS)
+	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.run
+	$(BIN)/python -m tools.bench.otel_bench --spans $(OTEL_BENCH_SPANS)
 
 demo: install standin
-	$(BIN)/python -m tests.demo
+	$(BIN)/python -m tools.demo
 
 clean:
 	rm -rf $(VENV) .build

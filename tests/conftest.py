@@ -6,8 +6,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from .gateway_proc import GatewayProc, routes_yaml, start_gateway
-from .standin import StandIn, start_standin
+from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
+from tests.support.standin import StandIn, start_standin
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,14 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
         gw.stop()
 
 
-@pytest.fixture
-def gateway(gateway_factory, standin) -> GatewayProc:
-    """The gateway in front of the stand-in, everything routed to Go."""
-    return gateway_factory(routes_yaml(standin.url))
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[GatewayProc]:
+    """The gateway in front of the stand-in, everything routed to Go; shared by
+    the tests of a module, so only for tests that change nothing in it (a test
+    that edits routes.yaml or measures the process's memory uses
+    ``gateway_factory``)."""
+    gw = start_gateway(routes_yaml(standin.url), tmp_path_factory.mktemp("gateway"))
+    try:
+        yield gw
+    finally:
+        gw.stop()

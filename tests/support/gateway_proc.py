@@ -1,0 +1,109 @@
+"""Run the real gateway (``gateway serve``) in a subprocess on a free loopback port."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from .standin import free_port
+from .waiting import until
+
+START_TIMEOUT = 20.0
+ADMIN_TOKEN = "test-admin-token"  # GATEWAY_ADMIN_TOKEN of every test gateway unless env= says otherwise
+
+
+def config_version(text: str) -> str:
+    """The table version the gateway reports for a routes.yaml with this text."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class GatewayProc:
+    url: str
+    port: int
+    proc: subprocess.Popen
+    config: Path
+    log_path: Path
+    admin_token: str = ADMIN_TOKEN
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def write_config(self, text: str) -> None:
+        self.config.write_text(text)
+
+    def admin_get(self, path: str, **params: str) -> httpx.Response:
+        """GET on the gateway's own surface, with its admin token."""
+        return httpx.get(self.url + path, params=params or None, timeout=5,
+                         headers={"X-Gateway-Admin-Token": self.admin_token})
+
+    def apply_config(self, text: str, timeout: float = 15.0) -> None:
+        """Write routes.yaml and wait until this gateway serves from it."""
+        want = config_version(text)
+        self.write_config(text)
+        until(lambda: self.admin_get("/_gateway/routes").json()["version"] == want, timeout,
+              what=f"routes.yaml version {want} live (log tail: {self.output()[-500:]!r})")
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def rss_kib(self, field: str = "VmRSS") -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
+
+
+def routes_yaml(legacy_url: str, routes: str = "", *, read_timeout: float = 60, default: str = "go",
+                extra_legacy: str = "") -> str:
+    return (f"legacy:\n  url: {legacy_url}\n  connect_timeout: 2\n  read_timeout: {read_timeout}\n{extra_legacy}"
+            f"default: {default}\nroutes:\n{routes or '  []'}\n")
+
+
+def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None = None,
+                  args: list[str] | None = None) -> GatewayProc:
+    config = tmp_dir / "routes.yaml"
+    config.write_text(config_text)
+    port = free_port()
+    child_env = dict(os.environ)
+    child_env.pop("LEGACY_URL", None)
+    child_env["JUNJO_SESSION_SECRET"] = "test-secret"  # the stand-in's default; env= overrides
+    child_env["GATEWAY_SERVICE_PACKAGES"] = "tests.fakeservices"
+    child_env["GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
+    child_env.update(env or {})
+    fd, log_name = tempfile.mkstemp(prefix="gateway-", suffix=".log", dir=tmp_dir)
+    log = os.fdopen(fd, "wb")
+    cmd = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port), *(args or [])]
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(cmd, cwd=repo, env=child_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    gw = GatewayProc(f"http://127.0.0.1:{port}", port, proc, config, Path(log_name),
+                     child_env.get("GATEWAY_ADMIN_TOKEN", ""))
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited with {proc.returncode}:\n{gw.output()}")
+        try:
+            with urllib.request.urlopen(gw.url + "/_gateway/health", timeout=1) as r:
+                if r.status == 200:
+                    return gw
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.05)
+    gw.stop()
+    raise RuntimeError(f"gateway did not come up within {START_TIMEOUT}s:\n{gw.output()}")

@@ -1,0 +1,204 @@
+"""Unit tests of the legacy forwarder's edges, with respx standing in for the network."""
+import asyncio
+
+import httpx
+import pytest
+import respx
+
+from gateway.upstream.forwarder import LegacyForwarder
+from gateway.upstream.headers import TrustedProxies
+
+from tests.support.asgi_helpers import call, make_scope
+
+BASE = "http://legacy.internal:1323"
+
+
+def forwarder(router: respx.Router, trusted=()) -> LegacyForwarder:
+    return LegacyForwarder(BASE, httpx.MockTransport(router.async_handler), trusted_proxies=TrustedProxies(trusted))
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_path_query_and_headers_pass_byte_for_byte_with_nothing_injected():
+    router = respx.Router()
+    route = router.route().respond(200, text="ok")
+    scope = make_scope("GET", b"/otel/service/a%2Fb/%7e'x", b"a=1&a=2&b=%20&c", headers=[
+        (b"host", b"api.example.com"), (b"cookie", b"session=abc"), (b"x-custom", b"1"), (b"x-custom", b"2"),
+    ])
+    res = run(call(forwarder(router), scope))
+    assert res.status == 200 and res.body == b"ok"
+    sent: httpx.Request = route.calls.last.request
+    assert sent.url.raw_path == b"/otel/service/a%2Fb/%7e'x?a=1&a=2&b=%20&c"
+    assert sent.headers.raw == [
+        (b"host", b"api.example.com"), (b"cookie", b"session=abc"), (b"x-custom", b"1"), (b"x-custom", b"2"),
+        (b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-proto", b"http"), (b"x-forwarded-host", b"api.example.com"),
+    ]
+    for injected in (b"user-agent", b"accept", b"accept-encoding", b"content-length"):
+        assert injected not in [n for n, _ in sent.headers.raw]
+
+
+def test_hop_by_hop_headers_are_removed_both_ways():
+    router = respx.Router()
+    route = router.route().mock(return_value=httpx.Response(200, headers=[
+        (b"Connection", b"X-Secret, close"), (b"X-Secret", b"1"), (b"Keep-Alive", b"timeout=5"),
+        (b"Proxy-Authenticate", b"Basic"), (b"Trailer", b"X"), (b"Upgrade", b"h2c"), (b"X-Keep", b"yes"),
+    ], content=b"x"))
+    scope = make_scope("GET", b"/x", headers=[
+        (b"host", b"h"), (b"connection", b"keep-alive, x-drop-me"), (b"x-drop-me", b"1"), (b"keep-alive", b"300"),
+        (b"te", b"trailers"), (b"proxy-authorization", b"Basic eA=="), (b"upgrade", b"websocket"), (b"x-keep", b"1"),
+    ])
+    res = run(call(forwarder(router), scope))
+    sent = [n for n, _ in route.calls.last.request.headers.raw]
+    assert sent == [b"host", b"x-keep", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"]
+    assert [n for n, _ in res.headers if n.lower() != b"content-length"] == [b"X-Keep"]
+
+
+def test_repeated_set_cookie_headers_arrive_separately_and_identical():
+    cookies = [b"a=1; Path=/", b"b=2; Path=/; HttpOnly", b'c="x,y"; Expires=Wed, 21 Oct 2026 07:28:00 GMT']
+    router = respx.Router()
+    router.route().mock(return_value=httpx.Response(200, headers=[(b"Set-Cookie", c) for c in cookies], content=b""))
+    res = run(call(forwarder(router), make_scope()))
+    assert res.header(b"set-cookie") == cookies
+
+
+def test_forwarded_headers_trusted_only_from_configured_proxies():
+    def sent_for(client_ip, trusted):
+        router = respx.Router()
+        route = router.route().respond(204)
+        scope = make_scope(headers=[(b"host", b"h"), (b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-proto", b"https"),
+                                    (b"x-forwarded-host", b"public.example")], client=(client_ip, 1))
+        run(call(forwarder(router, trusted), scope))
+        return [(n, v) for n, v in route.calls.last.request.headers.raw if n.startswith(b"x-forwarded")]
+
+    # An arbitrary client cannot spoof its address or scheme.
+    assert sent_for("198.51.100.7", ()) == [
+        (b"x-forwarded-for", b"198.51.100.7"), (b"x-forwarded-proto", b"http"), (b"x-forwarded-host", b"h")]
+    # A trusted proxy's chain is kept, and its own address appended rightmost.
+    assert sent_for("10.0.0.5", ("10.0.0.0/8",)) == [
+        (b"x-forwarded-proto", b"https"), (b"x-forwarded-host", b"public.example"), (b"x-forwarded-for", b"1.1.1.1, 10.0.0.5")]
+
+
+def test_request_body_streams_with_content_length_kept():
+    router = respx.Router()
+    seen = {}
+
+    async def handler(request: httpx.Request):
+        seen["body"] = await request.aread()
+        seen["headers"] = request.headers.raw
+        return httpx.Response(201)
+
+    router.route().mock(side_effect=handler)
+    scope = make_scope("POST", b"/api_keys", headers=[(b"host", b"h"), (b"content-length", b"11"), (b"content-type", b"application/json")])
+    res = run(call(forwarder(router), scope, [b'{"name"', b':"x"}']))
+    assert res.status == 201
+    assert seen["body"] == b'{"name":"x"}'
+    assert (b"content-length", b"11") in seen["headers"]
+    assert b"transfer-encoding" not in [n for n, _ in seen["headers"]]
+
+
+def test_chunked_request_is_rechunked_upstream():
+    router = respx.Router()
+    route = router.route().respond(200)
+    scope = make_scope("POST", b"/x", headers=[(b"host", b"h"), (b"transfer-encoding", b"chunked")])
+    run(call(forwarder(router), scope, [b"ab", b"cd"]))
+    assert (b"transfer-encoding", b"chunked") in route.calls.last.request.headers.raw
+
+
+def test_response_body_is_not_decoded():
+    import gzip
+    raw = gzip.compress(b"hello " * 100)
+    router = respx.Router()
+    router.route().mock(return_value=httpx.Response(200, headers=[(b"Content-Encoding", b"gzip")], content=raw))
+    res = run(call(forwarder(router), make_scope()))
+    assert res.body == raw and res.header(b"content-encoding") == [b"gzip"]
+
+
+def test_redirects_are_not_followed():
+    router = respx.Router()
+    router.route().respond(302, headers={"Location": "/elsewhere"})
+    res = run(call(forwarder(router), make_scope()))
+    assert res.status == 302 and res.header(b"location") == [b"/elsewhere"]
+
+
+def test_head_gets_no_body():
+    router = respx.Router()
+    router.route().respond(200, headers={"Content-Length": "5"}, content=b"hello")
+    res = run(call(forwarder(router), make_scope("HEAD")))
+    assert res.status == 200 and res.body == b"" and res.completed
+
+
+FAILURES = [  # (exception, status, what any client is told, what only the log says)
+    (httpx.ConnectError("connection refused"), 502, "Bad gateway: the legacy Go backend is unreachable.",
+     ["unreachable", "connection refused", "legacy.url"]),
+    (httpx.ConnectTimeout("timed out"), 504,
+     "Gateway timeout: the legacy Go backend did not accept a connection in time.", ["connection", "timed out"]),
+    (httpx.ReadTimeout("timed out"), 504, "Gateway timeout: the legacy Go backend did not answer in time.",
+     ["did not answer GET /slow", "read_timeout"]),
+    (httpx.RemoteProtocolError("garbage"), 502, "Bad gateway: the legacy Go backend failed while answering.",
+     ["failed while answering GET /slow", "garbage"]),
+]
+REQUEST_ID = b"req-4711"
+
+
+@pytest.mark.parametrize("exc,status,summary,details", FAILURES)
+def test_upstream_failures_tell_the_client_what_failed_and_the_log_where(exc, status, summary, details, caplog):
+    import json
+    router = respx.Router()
+    router.route().mock(side_effect=exc)
+    scope = make_scope(raw_path=b"/slow", headers=[(b"host", b"h"), (b"x-request-id", REQUEST_ID)])
+    with caplog.at_level("WARNING", logger="gateway.forward"):
+        res = run(call(forwarder(router), scope))
+    assert res.status == status
+    assert res.header(b"content-type") == [b"application/json"]
+    message = json.loads(res.body)["message"]
+    assert message == f"{summary} Request id req-4711 — the gateway's log has the details."
+    assert BASE not in message and "legacy.internal" not in message
+    log_line = "\n".join(r.getMessage() for r in caplog.records)
+    for word in [BASE, "req-4711", *details]:
+        assert word in log_line
+
+
+@pytest.mark.parametrize("exc,status,summary,details", FAILURES)
+def test_debug_errors_put_the_detail_in_the_body(exc, status, summary, details):
+    import json
+    router = respx.Router()
+    router.route().mock(side_effect=exc)
+    fwd = LegacyForwarder(BASE, httpx.MockTransport(router.async_handler), debug_errors=True)
+    res = run(call(fwd, make_scope(raw_path=b"/slow")))
+    message = json.loads(res.body)["message"]
+    assert res.status == status and message.startswith(summary) and BASE in message
+    for word in details:
+        assert word in message
+
+
+def test_no_cookie_jar_between_users():
+    router = respx.Router()
+    route = router.route().respond(200, headers={"Set-Cookie": "session=alice; Path=/"})
+    fwd = forwarder(router)
+    run(call(fwd, make_scope(headers=[(b"host", b"h"), (b"cookie", b"session=alice")])))
+    run(call(fwd, make_scope(headers=[(b"host", b"h")])))
+    assert b"cookie" not in [n for n, _ in route.calls.last.request.headers.raw]
+
+
+def test_missing_host_gets_the_upstream_host():
+    router = respx.Router()
+    route = router.route().respond(200)
+    run(call(forwarder(router), make_scope(headers=[])))
+    assert route.calls.last.request.headers.raw[0] == (b"host", b"legacy.internal:1323")
+
+
+def test_fast_httpx_builders_agree_with_the_public_api():
+    from gateway.upstream.httpx_fast import raw_headers, url_with_target
+
+    pairs = [(b"Host", b"h"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"X-Odd", b"v, w")]
+    fast, slow = raw_headers(pairs), httpx.Headers(pairs)
+    assert fast.raw == slow.raw and fast.multi_items() == slow.multi_items()
+    assert fast.get_list("set-cookie") == ["a=1", "b=2"] and fast["x-odd"] == "v, w"
+    base = httpx.URL("http://legacy.internal:1323")
+    url = url_with_target(base, b"/a%2Fb/%7e/x", b"q=1&q=2")
+    assert url.raw_path == b"/a%2Fb/%7e/x?q=1&q=2"
+    assert (url.scheme, url.host, url.port) == ("http", "legacy.internal", 1323)
+    assert str(url) == "http://legacy.internal:1323/a%2Fb/%7e/x?q=1&q=2"
+    assert url_with_target(base, b"/p", b"").raw_path == b"/p"

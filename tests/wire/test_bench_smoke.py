@@ -1,0 +1,44 @@
+"""``make bench`` end to end in --quick mode: every row is produced and sane.
+
+Proves the harness works (Go builds, servers start and stop, the load generator
+and the report run); it asserts no timings — quick-mode numbers mean nothing.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go toolchain")
+
+
+def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.bench.run", "--quick", "--output", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+
+    rows = {(r["target"], r["scenario"]): r for r in doc["rows"]}
+    expected = {(t, s) for t in ("direct", "baseline", "gateway")
+                for s in ("small16", "small64", "slow256", "big16")}
+    assert set(rows) == expected
+    for key, row in rows.items():
+        assert row["failure"] is None, (key, row["failure"])
+        assert {"requests", "errors", "rps"} <= set(row["load"]), (key, row["load"])
+        if key[0] in ("direct", "gateway"):
+            # The naive baseline may finish no 10-MiB download in a 0.5 s quick
+            # row on a loaded machine; the other two always serve something.
+            assert row["load"]["rps"] > 0 and row["load"]["errors"] == 0, (key, row["load"])
+    for target in ("baseline", "gateway"):
+        assert rows[(target, "big16")]["rss"] is not None
+    assert [c["verdict"] for c in doc["targets"]] != []
+    assert "targets (informational):" in proc.stdout

@@ -1,0 +1,1 @@
+"""Developer tools that are not tests: the benchmark and the demo."""

@@ -1,0 +1,630 @@
+"""``make bench``: the gateway against the upstream direct and a naive proxy.
+
+One run starts the Go upstream (tools/bench/upstream), then for each target —
+the upstream direct, the naive baseline proxy (tools/bench/baseline_proxy.py),
+the gateway — runs the same scenarios with the Go load generator
+(tools/bench/loadgen), prints a table plus the issue's target ratios, and writes
+everything to bench-results/latest.json. See tools/bench/README.md.
+
+    python -m tools.bench.run [--quick] [--duration S] [--warmup S] [--output PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = Path(__file__).resolve().parent
+BUILD = ROOT / ".build"
+MIB = 1 << 20
+SMALL_SIZE = 200
+BIG_SIZE = 10 * MIB
+
+BUSY_WARN_PERCENT = 10.0  # idle-machine check before each target's rows
+
+DIRECT, BASELINE, GATEWAY = "direct", "baseline", "gateway"
+TARGETS = (DIRECT, BASELINE, GATEWAY)
+
+
+class BenchError(RuntimeError):
+    """Something crashed or would not start: the run cannot be trusted."""
+
+
+# ---------------------------------------------------------------- data
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    path: str
+    connections: int
+    expect_size: int
+    measure_rss: bool = False
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    errors: int = 0
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    mib_per_s: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    error_samples: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LoadResult":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class RssResult:
+    before_mib: float
+    peak_mib: float
+    growth_mib: float
+    hwm_before_mib: float
+    hwm_after_mib: float
+
+
+@dataclass
+class Row:
+    target: str
+    scenario: str
+    label: str
+    connections: int
+    load: LoadResult | None = None
+    rss: RssResult | None = None
+    settle_s: float = 0.0  # time waited for the server to go idle before the row
+    failure: str | None = None  # set when the row could not be measured
+
+
+@dataclass
+class Check:
+    name: str
+    value: float | None
+    target: str
+    passed: bool | None  # None: could not be computed
+
+    @property
+    def verdict(self) -> str:
+        return {True: "PASS", False: "MISS", None: "n/a"}[self.passed]
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration: float
+    warmup: float
+    big_size: int
+    output: Path
+    quick: bool
+
+    def scenarios(self) -> list[Scenario]:
+        return [
+            Scenario("small16", "GET 200 B", "/small", 16, SMALL_SIZE),
+            Scenario("small64", "GET 200 B", "/small", 64, SMALL_SIZE),
+            Scenario("slow256", "GET 50 ms slow", "/slow", 256, SMALL_SIZE),
+            Scenario("big16", f"GET {self.big_size / MIB:g} MiB", f"/big?size={self.big_size}", 16,
+                     self.big_size, measure_rss=True),
+        ]
+
+
+# ---------------------------------------------------------------- CPU pinning
+
+@dataclass(frozen=True)
+class Pinning:
+    proxy: list[str]   # command prefix for the proxy under test
+    helpers: list[str]  # command prefix for the upstream and the load generator
+    note: str
+
+
+def choose_pinning() -> Pinning:
+    """Proxy alone on one core; upstream + load generator share another.
+
+    The proxies are single-threaded Python: one core is exactly what one worker
+    can use, and giving it a core of its own keeps the load generator and the
+    upstream from stealing its cycles (and vice versa), so baseline and gateway
+    are compared on equal terms.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        return Pinning([], [], "no pinning: taskset not found (results are noisier)")
+    if len(cpus) < 2:
+        return Pinning([], [], f"no pinning: only {len(cpus)} CPU available (results are noisier)")
+    proxy_cpu, helper_cpu = cpus[0], cpus[1]
+    return Pinning(
+        [taskset, "-c", str(proxy_cpu)], [taskset, "-c", str(helper_cpu)],
+        f"proxy under test on CPU {proxy_cpu}; upstream + load generator on CPU {helper_cpu}",
+    )
+
+
+def cpu_busy_percent(seconds: float = 0.5) -> float | None:
+    """Share of all CPUs busy over ``seconds`` (from /proc/stat), e.g. other jobs."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return 100.0 * (1 - (idle1 - idle0) / total) if total > 0 else None
+
+
+# ---------------------------------------------------------------- processes
+
+def go_build(src: Path, out: Path) -> Path:
+    go = shutil.which("go")
+    if go is None:
+        raise BenchError("the Go toolchain ('go') is needed to build the bench upstream and load generator")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([go, "build", "-o", str(out), "."], cwd=src, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BenchError(f"go build in {src} failed:\n{proc.stderr}")
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return []
+
+
+def spawn(name: str, cmd: list[str], log_dir: Path, env: dict[str, str] | None = None,
+          stdout: int | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = log_dir / f"{name}.log"
+    log = open(log_path, "wb")
+    try:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=stdout or log, stderr=log,
+                                stdin=subprocess.DEVNULL)
+    finally:
+        log.close()  # the child has its own copy
+    return proc, log_path
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore http_proxy: loopback only
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, str]]:
+    try:
+        with _NO_PROXY.open(url, timeout=timeout) as resp:
+            resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
+
+
+def wait_ready(server: Server, token: str, timeout: float = 30.0) -> None:
+    """Until GET /small through ``server`` answers 200 from *our* upstream."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise BenchError(f"{server.name} exited with {server.proc.returncode} while starting:\n"
+                             + "\n".join(server.log_tail()))
+        try:
+            status, headers = http_get(server.url + "/small")
+            if status == 200 and headers.get("x-bench-upstream") == token:
+                return
+            last = f"HTTP {status}, X-Bench-Upstream={headers.get('x-bench-upstream')!r}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise BenchError(f"{server.name} not ready after {timeout:g}s ({last}):\n" + "\n".join(server.log_tail()))
+
+
+def start_upstream(binary: Path, pinning: Pinning, log_dir: Path, token: str) -> Server:
+    proc, log_path = spawn("upstream", pinning.helpers + [str(binary), "-addr", "127.0.0.1:0", "-token", token],
+                           log_dir, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode().strip()  # "listening on http://127.0.0.1:PORT"
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise BenchError(f"upstream did not start: {line!r} " + log_path.read_text(errors="replace"))
+    server = Server("upstream", proc, line.removeprefix("listening on "), log_path)
+    wait_ready(server, token)
+    return server
+
+
+def proxy_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("LEGACY_URL", None)  # would override routes.yaml's legacy.url
+    env.pop("GATEWAY_CONFIG", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_baseline(upstream: str, pinning: Pinning, log_dir: Path, token: str) -> Server:
+    port = free_port()
+    cmd = pinning.proxy + [sys.executable, "-m", "tools.bench.baseline_proxy",
+                           "--upstream", upstream, "--port", str(port), "--pool-size", "1024"]
+    proc, log_path = spawn(BASELINE, cmd, log_dir, env=proxy_env())
+    server = Server(BASELINE, proc, f"http://127.0.0.1:{port}", log_path)
+    wait_ready(server, token)
+    return server
+
+
+def start_gateway(upstream: str, pinning: Pinning, log_dir: Path, token: str) -> Server:
+    routes = log_dir / "bench-routes.yaml"
+    routes.write_text(
+        "# written by tools/bench/run.py\n"
+        f"legacy:\n  url: {upstream}\n  pool_size: 1024\n"
+        "default: go\nroutes: []\n"
+    )
+    port = free_port()
+    cmd = pinning.proxy + [sys.executable, "-m", "gateway.cli", "serve", "--config", str(routes),
+                           "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                           "--no-access-log", "--log-level", "warning"]
+    proc, log_path = spawn(GATEWAY, cmd, log_dir, env=proxy_env())
+    server = Server(GATEWAY, proc, f"http://127.0.0.1:{port}", log_path)
+    wait_ready(server, token)
+    return server
+
+
+# ---------------------------------------------------------------- measuring
+
+def read_status_kib(pid: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":", 1)
+                out[key] = int(value.split()[0])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)"
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def wait_idle(pid: int, max_wait: float, window: float = 0.25, threshold: float = 0.05) -> float:
+    """Wait until ``pid`` uses < ``threshold`` of a CPU; return the seconds waited.
+
+    A proxy can still be working off requests the previous row's load generator
+    abandoned when it stopped; starting the next row then would measure that
+    backlog instead of the new scenario.
+    """
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < max_wait:
+            before = cpu_seconds(pid)
+            time.sleep(window)
+            if (cpu_seconds(pid) - before) / window < threshold:
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    return time.monotonic() - started
+
+
+class RssSampler:
+    """Samples VmRSS of one process every ``interval`` s while a load runs."""
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self.pid = pid
+        self.interval = interval
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak_kib = max(self.peak_kib, read_status_kib(self.pid)["VmRSS"])
+            except (OSError, KeyError):
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_loadgen(binary: Path, pinning: Pinning, url: str, scenario: Scenario, settings: Settings) -> LoadResult:
+    cmd = pinning.helpers + [
+        str(binary), "-url", url, "-c", str(scenario.connections),
+        "-d", f"{settings.duration}s", "-warmup", f"{settings.warmup}s",
+        "-expect-size", str(scenario.expect_size),
+    ]
+    timeout = settings.warmup + settings.duration + 60
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"load generator did not finish within {timeout:g}s: {' '.join(cmd)}") from None
+    if proc.returncode != 0:
+        raise BenchError(f"load generator failed ({proc.returncode}): {proc.stderr.strip()}")
+    return LoadResult.from_json(json.loads(proc.stdout))
+
+
+def measure(loadgen: Path, pinning: Pinning, server: Server, target: str, scenario: Scenario,
+            settings: Settings) -> Row:
+    row = Row(target, scenario.key, scenario.label, scenario.connections)
+    row.settle_s = round(wait_idle(server.proc.pid, max_wait=3 if settings.quick else 15), 2)
+    url = server.url + scenario.path
+    if not (scenario.measure_rss and target != DIRECT):
+        row.load = run_loadgen(loadgen, pinning, url, scenario, settings)
+        return row
+    pid = server.proc.pid
+    before = read_status_kib(pid)
+    with RssSampler(pid) as sampler:
+        row.load = run_loadgen(loadgen, pinning, url, scenario, settings)
+    after = read_status_kib(pid)
+    peak = max(sampler.peak_kib, after["VmRSS"])
+    if after["VmHWM"] > before["VmHWM"]:  # the kernel saw a new high-water mark during the run
+        peak = max(peak, after["VmHWM"])
+    row.rss = RssResult(
+        before_mib=before["VmRSS"] / 1024, peak_mib=peak / 1024,
+        growth_mib=max(0, peak - before["VmRSS"]) / 1024,
+        hwm_before_mib=before["VmHWM"] / 1024, hwm_after_mib=after["VmHWM"] / 1024,
+    )
+    return row
+
+
+def bench_target(target: str, server: Server, loadgen: Path, pinning: Pinning,
+                 settings: Settings) -> Iterator[Row]:
+    for scenario in settings.scenarios():
+        if not server.alive():
+            yield Row(target, scenario.key, scenario.label, scenario.connections,
+                      failure=f"{server.name} exited with {server.proc.returncode}")
+            continue
+        print(f"  {target:<8} {scenario.label:<15} c={scenario.connections:<4}", end=" ", flush=True)
+        row = measure(loadgen, pinning, server, target, scenario, settings)
+        if not server.alive():
+            row.failure = f"{server.name} exited with {server.proc.returncode} during the run"
+        print(describe_progress(row), flush=True)
+        yield row
+
+
+def describe_progress(row: Row) -> str:
+    if row.load is None:
+        return row.failure or "?"
+    text = f"{row.load.rps:10.0f} req/s  p99 {row.load.p99_ms:.1f} ms"
+    if row.load.errors:
+        text += f"  {row.load.errors} ERRORS {row.load.statuses} {row.load.error_samples[:3]}"
+    if row.failure:
+        text += f"  ({row.failure})"
+    if row.settle_s >= 1:
+        text += f"  (waited {row.settle_s:.1f}s for the server to go idle first)"
+    return text
+
+
+# ---------------------------------------------------------------- report
+
+def find(rows: list[Row], target: str, scenario: str) -> Row | None:
+    return next((r for r in rows if r.target == target and r.scenario == scenario), None)
+
+
+def rps(row: Row | None) -> float | None:
+    return row.load.rps if row and row.load and row.load.rps > 0 else None
+
+
+def checks(rows: list[Row], big_size: int = BIG_SIZE) -> list[Check]:
+    gw_small, base_small = rps(find(rows, GATEWAY, "small64")), rps(find(rows, BASELINE, "small64"))
+    small_ratio = gw_small / base_small if gw_small and base_small else None
+    gw_slow, direct_slow = rps(find(rows, GATEWAY, "slow256")), rps(find(rows, DIRECT, "slow256"))
+    slow_ratio = gw_slow / direct_slow if gw_slow and direct_slow else None
+    big = find(rows, GATEWAY, "big16")
+    growth = big.rss.growth_mib if big and big.rss else None
+    return [
+        Check("200 B GET @64: gateway ÷ baseline req/s", small_ratio, "≥ 10×",
+              None if small_ratio is None else small_ratio >= 10),
+        Check("slow GET @256: gateway ÷ direct req/s", slow_ratio, "≥ 0.8×",
+              None if slow_ratio is None else slow_ratio >= 0.8),
+        Check(f"{big_size / MIB:g} MiB ×16: gateway peak RSS growth MiB", growth, "≤ 32 MiB",
+              None if growth is None else growth <= 32),
+    ]
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("target", "scenario", "conns", "req/s", "p50 ms", "p99 ms", "MiB/s", "errors", "RSS +MiB")
+    lines = [header]
+    for r in rows:
+        if r.load is None:
+            lines.append((r.target, r.label, str(r.connections), "-", "-", "-", "-", "-", r.failure or "-"))
+            continue
+        errors = str(r.load.errors) + ("!" if r.failure else "")
+        rss = f"{r.rss.growth_mib:.1f}" if r.rss else "-"
+        lines.append((r.target, r.label, str(r.connections), f"{r.load.rps:.0f}", f"{r.load.p50_ms:.2f}",
+                      f"{r.load.p99_ms:.2f}", f"{r.load.mib_per_s:.1f}", errors, rss))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    right = {2, 3, 4, 5, 6, 7, 8}
+    out = []
+    for i, line in enumerate(lines):
+        cells = [c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(line, widths))]
+        out.append("  ".join(cells).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def format_checks(results: list[Check]) -> str:
+    out = []
+    for c in results:
+        value = "n/a" if c.value is None else (f"{c.value:.2f}×" if "÷" in c.name else f"{c.value:.1f}")
+        out.append(f"  {c.verdict:<4}  {c.name:<42} {value:>9}   (target {c.target})")
+    return "\n".join(out)
+
+
+def problems_report(rows: list[Row], logs: dict[str, list[str]]) -> str:
+    lines = []
+    for r in rows:
+        if r.failure or (r.load and r.load.errors):
+            detail = f"{r.load.errors} errors, statuses {r.load.statuses}, e.g. {r.load.error_samples[:5]}" \
+                if r.load else ""
+            lines.append(f"  {r.target} {r.label} c={r.connections}: {r.failure or ''} {detail}".rstrip())
+    for name, tail in logs.items():
+        if tail:
+            lines.append(f"  last lines of {name}'s stderr:")
+            lines.extend(f"    {line}" for line in tail)
+    return "\n".join(lines)
+
+
+def write_json(path: Path, settings: Settings, pinning: Pinning, rows: list[Row], results: list[Check],
+               logs: dict[str, list[str]], busy_before: dict[str, float | None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "meta": {
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "quick": settings.quick, "duration_s": settings.duration, "warmup_s": settings.warmup,
+            "pinning": pinning.note, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "git": git_rev(), "cpu_busy_percent_before": busy_before,
+        },
+        "rows": [asdict(r) for r in rows],
+        "targets": [asdict(c) | {"verdict": c.verdict} for c in results],
+        "server_logs": logs,
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def git_rev() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None) -> Settings:
+    parser = argparse.ArgumentParser(description="Benchmark the gateway against the upstream and a naive proxy.")
+    parser.add_argument("--quick", action="store_true", help="tiny run to prove the harness works (numbers meaningless)")
+    parser.add_argument("--duration", type=float, help="seconds measured per row (default 6, quick 0.5)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per row (default 1.5, quick 0.2)")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "latest.json")
+    args = parser.parse_args(argv)
+    return Settings(
+        duration=args.duration or (0.5 if args.quick else 6.0),
+        warmup=args.warmup if args.warmup is not None else (0.2 if args.quick else 1.5),
+        big_size=256 * 1024 if args.quick else BIG_SIZE,
+        output=args.output.resolve(),
+        quick=args.quick,
+    )
+
+
+def start_target(target: str, upstream: Server, pinning: Pinning, log_dir: Path, token: str) -> Server | None:
+    if target == DIRECT:
+        return None  # reuse the upstream itself
+    start = start_baseline if target == BASELINE else start_gateway
+    return start(upstream.url, pinning, log_dir, token)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    pinning = choose_pinning()
+    print(f"building Go upstream and load generator into {BUILD} ...", flush=True)
+    upstream_bin = go_build(BENCH / "upstream", BUILD / "bench-upstream")
+    loadgen_bin = go_build(BENCH / "loadgen", BUILD / "bench-loadgen")
+    print(f"pinning: {pinning.note}")
+    print(f"each row: {settings.warmup:g}s warm-up + {settings.duration:g}s measured"
+          + ("  [--quick: numbers are meaningless]" if settings.quick else ""), flush=True)
+
+    token = f"bench-{os.getpid()}"
+    rows: list[Row] = []
+    logs: dict[str, list[str]] = {}
+    busy_before: dict[str, float | None] = {}
+    crashed = False
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        log_dir = Path(tmp)
+        upstream = start_upstream(upstream_bin, pinning, log_dir, token)
+        print(f"upstream: {upstream.url} (pid {upstream.proc.pid})", flush=True)
+        try:
+            for target in TARGETS:
+                busy = cpu_busy_percent()
+                busy_before[target] = busy
+                if busy is not None and busy > BUSY_WARN_PERCENT:
+                    print(f"  WARNING: {busy:.0f}% of the CPUs were busy before the {target} rows "
+                          "(other processes): expect low, noisy numbers", flush=True)
+                server: Server | None = None
+                try:
+                    server = start_target(target, upstream, pinning, log_dir, token)
+                    rows.extend(bench_target(target, server or upstream, loadgen_bin, pinning, settings))
+                except BenchError as exc:
+                    print(f"\n{target}: {exc}", file=sys.stderr)
+                    rows.extend(Row(target, s.key, s.label, s.connections, failure=str(exc).splitlines()[0])
+                                for s in settings.scenarios() if find(rows, target, s.key) is None)
+                finally:
+                    if server is not None:
+                        server.stop()
+                        logs[target] = server.log_tail(30)
+                crashed |= any(r.failure for r in rows if r.target == target)
+            if not upstream.alive():
+                crashed = True
+                print(f"upstream exited with {upstream.proc.returncode}", file=sys.stderr)
+        finally:
+            upstream.stop()
+            logs["upstream"] = upstream.log_tail(30)
+
+    results = checks(rows, settings.big_size)
+    print()
+    print(format_table(rows))
+    print()
+    print("targets (informational):")
+    print(format_checks(results))
+    problems = problems_report(rows, {k: v for k, v in logs.items() if v})
+    if problems:
+        print("\nproblems / server output:")
+        print(problems)
+    noisy = {t: b for t, b in busy_before.items() if b is not None and b > BUSY_WARN_PERCENT}
+    if noisy:
+        print("\nWARNING: the machine was not idle (CPU busy before rows: "
+              + ", ".join(f"{t} {b:.0f}%" for t, b in noisy.items()) + "); re-run on a quiet machine.")
+    write_json(settings.output, settings, pinning, rows, results, logs, busy_before)
+    print(f"\nresults: {settings.output}")
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
