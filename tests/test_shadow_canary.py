@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.session_codec import SessionCodec
 
@@ -26,6 +27,13 @@ MIRROR_SHADOW = """  - prefix: /_standin/echo/mirror
 def _status(gw) -> dict:
     data = httpx.get(gw.url + "/_gateway/status.json").json()
     return {r["prefix"]: r for r in data["routes"]}
+
+
+def _scrape(gw) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/_gateway/metrics as a scraper reads it: (sample name, sorted labels) → value."""
+    text = httpx.get(gw.url + "/_gateway/metrics").text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def _comparable(resp: httpx.Response) -> tuple:
@@ -70,8 +78,15 @@ def test_planted_difference_is_found_and_reported_readably(gateway_factory, stan
     top = route["top_differences"]
     assert top[0]["field"] == "body:$.body_len" and top[0]["count"] == 2
     assert "0" in top[0]["sample"] and "1" in top[0]["sample"]  # go's 0 vs python's 1, readable
-    metrics = httpx.get(gw.url + "/_gateway/metrics").text
-    assert 'gateway_shadow_differences_total{field="body:$.body_len",route="/_standin/echo/mirror"} 2' in metrics
+    metrics = _scrape(gw)
+    prefix = "/_standin/echo/mirror"
+    assert metrics[("gateway_shadow_differences_total", (("field", "body:$.body_len"), ("route", prefix)))] == 2
+    # The 8 replays served nobody: the clients' 8 answers came from Go, and
+    # the replays are counted apart from requests.
+    assert metrics[("gateway_requests_total", (("backend", "go"), ("route", prefix), ("status", "2xx")))] == 8
+    assert not any(name == "gateway_requests_total" and ("backend", "python") in labels
+                   for name, labels in metrics)
+    assert metrics[("gateway_shadow_replies_total", (("route", prefix), ("status", "2xx")))] == 8
 
 
 def test_writes_are_replayed_only_when_opted_in_and_as_dry_runs(gateway_factory, standin):
