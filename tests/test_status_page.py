@@ -5,6 +5,8 @@ import copy
 import struct
 import threading
 import zlib
+from contextlib import contextmanager
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -66,6 +68,40 @@ def data_with(**route_changes) -> dict:
     d = copy.deepcopy(DATA)
     d["routes"][0].update(route_changes)
     return d
+
+
+class Parsed(HTMLParser):
+    """The page as an HTML tokenizer reads it: the elements it opens, and its
+    text with character references resolved. What a reader sees, whichever
+    spelling the escaper picked (&quot; or &#34;)."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.texts: list[str] = []
+        self.pres: list[str] = []  # the text of each <pre>
+        self._pre: list[str] | None = None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.tags.append(tag)
+        if tag == "pre":
+            self._pre = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "pre" and self._pre is not None:
+            self.pres.append("".join(self._pre))
+            self._pre = None
+
+    def handle_data(self, data: str) -> None:
+        self.texts.append(data)
+        if self._pre is not None:
+            self._pre.append(data)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
 
 
 # -- unit tests --------------------------------------------------------------------
@@ -157,7 +193,7 @@ def test_empty_table_and_config_error_banner():
     html = render_status({"generated_at": "t", "table_version": "v", "config_error": "line 3: unknown key 'too'",
                           "routes": []})
     assert "No routes in the table." in html
-    assert 'role="alert"' in html and "line 3: unknown key &#x27;too&#x27;" in html
+    assert 'role="alert"' in html and "still serving the last good table. line 3: unknown key 'too'" in Parsed(html).text
     assert 'role="alert"' not in render_status(DATA)
 
 
@@ -181,17 +217,54 @@ def test_percent_formatting():
     assert percent(None) == "—" and percent(0.0004, 2) == "0.04%"
 
 
-def test_everything_is_escaped():
-    evil = '<script>alert("x")</script>'
-    d = data_with(prefix="/u<b>", methods=["GET<i>"], notes=[evil],
-                  top_differences=[{"field": "body:$.<img src=x>", "count": 1, "sample": f"- go: {evil}"}])
+# Scripts that would show, if they ran, by renaming the page (an alert()
+# would instead hang headless Chromium until its timeout).
+HOSTILE = '<script>document.title="pwned"</script>'
+
+
+def hostile_data() -> dict:
+    """Markup in every string the page shows."""
+    d = data_with(
+        prefix=f"/u{HOSTILE}<b>", methods=["GET<i>", HOSTILE], state=f"canary {HOSTILE}",
+        notes=[HOSTILE, "a & b <img src=x onerror=document.title=1>"],
+        backends={"go": {"requests": 1, "error_rate": 0.0, "p50_ms": 1.0, "p99_ms": 2.0},
+                  f"python{HOSTILE}": {"requests": 1, "error_rate": 0.5, "p50_ms": 1.0, "p99_ms": 9.0}},
+        top_differences=[{"field": f"body:$.{HOSTILE}", "count": 1,
+                          "sample": f'- go:     "{HOSTILE}"\n+ python: "&amp; </pre><script>"'}])
     d["table_version"] = "<v>"
     d["generated_at"] = "&now"
-    d["config_error"] = evil
+    d["config_error"] = f"line 1: {HOSTILE}"
+    return d
+
+
+def defused(value):
+    """``value`` with every <, > and & in its strings (keys too) made a letter."""
+    if isinstance(value, str):
+        return value.translate(str.maketrans("<>&", "lga"))
+    if isinstance(value, dict):
+        return {defused(k): defused(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [defused(v) for v in value]
+    return value
+
+
+def test_hostile_strings_show_as_text_and_never_as_markup():
+    d = hostile_data()
     html = render_status(d)
-    assert "<script>" not in html and "<b>" not in html and "<i>" not in html and "<img" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
-    assert "/u&lt;b&gt;" in html and "GET&lt;i&gt;" in html and "&lt;v&gt;" in html and "&amp;now" in html
+    page = Parsed(html)
+    # No element came from data: the same elements, in the same order, as the
+    # page of the same data with the markup characters taken out.
+    assert "<script" not in html.lower() and "<img" not in html
+    assert page.tags == Parsed(render_status(defused(d))).tags
+    # Each string reads exactly as given.
+    text = page.text
+    for shown in (f"/u{HOSTILE}<b>", f"GET<i>, {HOSTILE}", f"canary {HOSTILE}", HOSTILE,
+                  "a & b <img src=x onerror=document.title=1>", f"python{HOSTILE}", f"body:$.{HOSTILE}",
+                  "<v>", "&now", f"line 1: {HOSTILE}"):
+        assert shown in text, shown
+    assert d["routes"][0]["top_differences"][0]["sample"] in page.pres
+    assert "&amp;amp;" in html  # "&amp;" in a diff reads as "&amp;", not as "&"
+    assert "<h3>/u&lt;script&gt;" in html  # the section heading too
 
 
 def test_top_differences_section():
@@ -200,7 +273,7 @@ def test_top_differences_section():
     assert "<h3>/users</h3>" in section and "<h3>/api-keys</h3>" in section
     assert "<h3>/auth</h3>" not in section
     assert '<td class="field">body:$[*].CreatedAt</td><td class="num">40</td>' in section
-    assert "<pre>@ body:$.Name\n- go:     &quot;a&quot;\n+ python: &quot;b&quot;</pre>" in section
+    assert USERS["top_differences"][0]["sample"] in Parsed(section).pres  # line breaks and quotes as given
     no_diffs = copy.deepcopy(DATA)
     for r in no_diffs["routes"]:
         r.pop("top_differences", None)
@@ -217,10 +290,10 @@ def test_notes_and_refresh():
 # -- in a real browser -------------------------------------------------------------
 
 
-@pytest.fixture
-def served_page() -> Iterator[str]:
-    """The rendered page on a loopback port, as the admin endpoint would serve it."""
-    page = render_status(DATA).encode()
+@contextmanager
+def serving(html: str) -> Iterator[str]:
+    """``html`` on a loopback port, as the admin endpoint would serve it."""
+    page = html.encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -241,6 +314,12 @@ def served_page() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def served_page() -> Iterator[str]:
+    with serving(render_status(DATA)) as url:
+        yield url
 
 
 def png_rows(png: bytes, max_rows: int) -> tuple[int, int, list[list[tuple[int, int, int]]]]:
@@ -308,6 +387,18 @@ def test_status_page_renders_in_headless_chromium(served_page: str, tmp_path: Pa
     flat = [px for row in pixels for px in row]
     for name, colour in {"go": "#2f6fde", "python": "#1f9d55", "shadow": "#7b4bc4", "canary": "#c77c02"}.items():
         assert sum(near(px, colour) for px in flat) > 100, f"no {name} badge colour on screen"
+
+
+def test_hostile_strings_stay_text_in_headless_chromium():
+    with serving(render_status(hostile_data())) as url:
+        dom = dump_dom(url)
+    # The DOM Chromium built has no element from data (the serializer would
+    # write one as a tag) and shows the strings as text.
+    assert "<script" not in dom and "<img" not in dom and "<b>" not in dom
+    assert dom.count('&lt;script&gt;document.title="pwned"&lt;/script&gt;') >= 8
+    assert "<title>Migration status</title>" in dom  # nothing ran
+    body = dom.split('<table class="routes">')[1].split("</table>")[0]
+    assert len(body.split("<tbody>")[1].split("</tr>")[:-1]) == len(PREFIXES)  # no row broken up
 
 
 def test_browser_helper_explains_a_missing_chromium_when_not_root(monkeypatch):
