@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import httpx
+from prometheus_client import generate_latest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, Router
@@ -29,7 +30,7 @@ from gateway.upstream.forwarders import Forwarders
 from services.registry import Service
 
 from .explain import explain_dict
-from .metrics import Metrics, aggregate, render
+from .metrics import CONTENT_TYPE, Gauges, Metrics, aggregate, registry
 from .status import status_data
 from .status_page import render_status
 
@@ -58,6 +59,9 @@ class AdminApp:
         self.services = services
         self.config_path = config_path
         self.started = time.time()
+        # Private, created once: the collector reads the workers' snapshots
+        # and this worker's config gauges at each scrape.
+        self.registry = registry(metrics.collect, self._config_gauges)
         self.router = Router(
             routes=[
                 Route(f"{ADMIN_PREFIX}/health", self.health, methods=["GET"]),
@@ -127,15 +131,16 @@ class AdminApp:
             ok, detail = False, f"GET {url} failed: {exc}"
         return JSONResponse({"ready": ok, "legacy": detail}, status_code=200 if ok else 503)
 
-    async def metrics(self, request: Request) -> Response:
+    def _config_gauges(self) -> Gauges:
         holder = self.holder
-        gauges = {
+        return {
             "gateway_config_error": ("1 while the last routes.yaml edit was rejected (the last good table serves).",
                                      1.0 if holder.last_error else 0.0),
             "gateway_config_loaded_timestamp_seconds": ("When this worker's live table was loaded.", holder.loaded_at),
         }
-        text = render(self.metrics_.collect(), gauges)
-        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE)
 
     async def routes(self, request: Request) -> Response:
         return JSONResponse(self.holder.table.describe())

@@ -7,6 +7,14 @@ answers ``/_gateway/metrics``. The scrape sums every worker's latest snapshot,
 so the numbers cover the whole gateway whichever worker the scraper reaches.
 Snapshots of workers that exited are kept, like prometheus_client's
 multiprocess mode, so counters never go backwards.
+
+The exposition itself is prometheus_client's: ``GatewayCollector`` turns the
+summed snapshots into metric families at scrape time and ``generate_latest``
+writes them (HELP and TYPE for every family, label values escaped). The hot
+path never touches prometheus_client: its Counter objects take a lock per
+increment, and its multiprocess mode wants its directory set before import and
+can't carry what the status page and the rollback guard read from the same
+snapshots (the summed ``Totals``, the latest diff samples).
 """
 from __future__ import annotations
 
@@ -14,11 +22,44 @@ import json
 import os
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
+
+# The classic text format (0.0.4) that generate_latest writes, every
+# Prometheus reads and this endpoint has always announced. Not
+# CONTENT_TYPE_LATEST: since prometheus_client 0.23 that says version=1.0.0,
+# which Prometheus before 3.0 doesn't know.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+# The counters that features beyond routing keep with ``Metrics.inc``, each
+# with its HELP text. A new one is declared here first: an undeclared name is
+# refused, so no family reaches a dashboard without an explanation.
+EXTRA_COUNTERS: dict[str, str] = {
+    "gateway_shadow_requests_total":
+        "Shadow replays whose Python answer was compared with Go's, by route prefix.",
+    "gateway_shadow_matches_total":
+        "Shadow replays whose Python answer matched Go's after ignored paths and Go-vs-Go noise.",
+    "gateway_shadow_differences_total":
+        "Differences found by shadow replays, by route prefix and answer field (status, header, body path).",
+    "gateway_shadow_dropped_total":
+        "Shadow replays dropped because the replay queue was full (the client was served by Go regardless).",
+    "gateway_shadow_python_errors_total":
+        "Shadow replays where the Python service raised or timed out, by route prefix and kind.",
+    "gateway_shadow_skipped_total":
+        "Shadowed requests not replayed, by route prefix and reason (body_too_large).",
+    "gateway_canary_rollbacks_total":
+        "Canary routes moved back to Go by the automatic rollback, by route prefix.",
+}
 
 
 class Metrics:
@@ -52,7 +93,10 @@ class Metrics:
         self.reloads[outcome] += 1
 
     def inc(self, name: str, labels: dict[str, str], value: float = 1.0) -> None:
-        """A counter for features beyond plain routing (shadow, canary, ...)."""
+        """A counter for features beyond plain routing (shadow, canary, ...),
+        declared with its HELP text in ``EXTRA_COUNTERS``."""
+        if name not in EXTRA_COUNTERS:
+            raise ValueError(f"{name}: declare it in gateway.ops.metrics.EXTRA_COUNTERS with its HELP text")
         self.extra[name][tuple(sorted(labels.items()))] += value
 
     def sample(self, route: str, field: str, text: str, keep: int = 20) -> None:
@@ -107,15 +151,6 @@ def _add(histograms: dict[Any, list[float]], key: Any, seconds: float) -> None:
     hist[bisect_left(BUCKETS, seconds)] += 1  # the last slot before sum/count is +Inf
     hist[-2] += seconds
     hist[-1] += 1
-
-
-def _labels(names: Iterable[str], values: Iterable[Any]) -> str:
-    inner = ",".join(f'{n}="{_escape(str(v))}"' for n, v in zip(names, values))
-    return "{" + inner + "}" if inner else ""
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 @dataclass
@@ -182,62 +217,99 @@ def quantile(hist: list[float], q: float) -> float | None:
     return BUCKETS[-1] * 2
 
 
-def _histogram(name: str, labels: tuple[str, ...], series: Iterable[tuple[tuple[str, ...], list[float]]]) -> list[str]:
-    lines = []
-    for values, hist in series:
-        cumulative = 0.0
+# -- exposition ------------------------------------------------------------------
+
+Gauges = Mapping[str, tuple[str, float]]  # name -> (HELP text, value)
+
+
+def families(t: Totals, gauges: Gauges | None = None) -> Iterator[Metric]:
+    """Every family the gateway exposes, from the summed snapshots. Series are
+    sorted so two scrapes of the same numbers read the same."""
+    yield _counter("gateway_requests_total",
+                   "Requests answered, by route prefix, backend and status class (shadow replays excluded).",
+                   ("route", "backend", "status"), t.requests)
+    yield _histogram("gateway_request_duration_seconds",
+                     "Time from request start to the last body byte sent.",
+                     ("route", "backend"), t.latency)
+    yield _counter("gateway_shadow_replies_total",
+                   "Shadow replays answered by Python (served nobody), by route prefix and status class.",
+                   ("route", "status"), t.shadow_replies)
+    yield _histogram("gateway_shadow_duration_seconds", "Time Python took for a shadow replay.",
+                     ("route",), {(route,): hist for route, hist in t.shadow_latency.items()})
+    yield _counter("gateway_upstream_errors_total",
+                   "Legacy backend failures (connect, timeout, reset), by route prefix and kind.",
+                   ("route", "kind"), t.errors)
+    # Both outcomes always, so an alert on errors has a series from the start.
+    yield _counter("gateway_config_reloads_total", "routes.yaml reloads by outcome, summed over workers.",
+                   ("outcome",), {(outcome,): t.reloads.get(outcome, 0.0) for outcome in ("ok", "error")})
+    for name, series in sorted(t.extra.items()):
+        yield _extra_counter(name, series)
+    for name, (help_text, value) in (gauges or {}).items():
+        yield GaugeMetricFamily(name, help_text, value=value)
+
+
+def _counter(name: str, help_text: str, labels: tuple[str, ...],
+             series: Mapping[tuple[str, ...], float]) -> CounterMetricFamily:
+    # CounterMetricFamily drops a trailing "_total" from the family name and
+    # puts it back on every sample and on HELP/TYPE: the names stay as given.
+    family = CounterMetricFamily(name, help_text, labels=labels)
+    for values, value in sorted(series.items()):
+        family.add_metric(values, value)
+    return family
+
+
+def _extra_counter(name: str, series: Mapping[tuple[tuple[str, str], ...], float]) -> CounterMetricFamily:
+    """A counter kept by ``Metrics.inc``: each series carries its own label
+    names. Ones a series lacks are given as "", which Prometheus reads as the
+    label being absent."""
+    names = sorted({label for key in series for label, _ in key})
+    help_text = EXTRA_COUNTERS.get(name, f"{name} (no HELP text declared in gateway.ops.metrics.EXTRA_COUNTERS).")
+    rows: dict[tuple[str, ...], float] = defaultdict(float)
+    for key, value in series.items():
+        rows[tuple(dict(key).get(label, "") for label in names)] += value
+    return _counter(name, help_text, tuple(names), rows)
+
+
+def _histogram(name: str, help_text: str, labels: tuple[str, ...],
+               series: Mapping[tuple[str, ...], list[float]]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, help_text, labels=labels)
+    for values, hist in sorted(series.items()):
+        cumulative, buckets = 0.0, []
         for bound, count in zip((*BUCKETS, float("inf")), hist[:-2]):
             cumulative += count
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            lines.append(f"{name}_bucket{_labels((*labels, 'le'), (*values, le))} {cumulative:g}")
-        lines.append(f"{name}_sum{_labels(labels, values)} {hist[-2]:.6f}")
-        lines.append(f"{name}_count{_labels(labels, values)} {hist[-1]:g}")
-    return lines
+            # le="1", not prometheus_client's "1.0": the series keep the names
+            # they had before the exposition moved to the library.
+            buckets.append(("+Inf" if bound == float("inf") else f"{bound:g}", cumulative))
+        family.add_metric(values, buckets, sum_value=hist[-2])
+    return family
 
 
-def render(snapshots: list[dict[str, Any]], gauges: dict[str, tuple[str, float]] | None = None) -> str:
-    """Sum the workers' snapshots into Prometheus text exposition format."""
-    t = aggregate(snapshots)
-    lines = [
-        "# HELP gateway_requests_total Requests answered, by route prefix, backend and status class.",
-        "# TYPE gateway_requests_total counter",
-    ]
-    for (route, backend, klass), v in sorted(t.requests.items()):
-        lines.append(f"gateway_requests_total{_labels(('route', 'backend', 'status'), (route, backend, klass))} {v:g}")
-    lines += [
-        "# HELP gateway_request_duration_seconds Time from request start to the last body byte sent.",
-        "# TYPE gateway_request_duration_seconds histogram",
-    ]
-    lines += _histogram("gateway_request_duration_seconds", ("route", "backend"), sorted(
-        ((route, backend), hist) for (route, backend), hist in t.latency.items()))
-    lines += [
-        "# HELP gateway_shadow_replies_total Shadow replays answered by Python (served nobody), by status class.",
-        "# TYPE gateway_shadow_replies_total counter",
-    ]
-    for (route, klass), v in sorted(t.shadow_replies.items()):
-        lines.append(f"gateway_shadow_replies_total{_labels(('route', 'status'), (route, klass))} {v:g}")
-    lines += [
-        "# HELP gateway_shadow_duration_seconds Time Python took for a shadow replay.",
-        "# TYPE gateway_shadow_duration_seconds histogram",
-    ]
-    lines += _histogram("gateway_shadow_duration_seconds", ("route",), sorted(
-        ((route,), hist) for route, hist in t.shadow_latency.items()))
-    lines += [
-        "# HELP gateway_upstream_errors_total Legacy backend failures (connect, timeout, reset), by route prefix.",
-        "# TYPE gateway_upstream_errors_total counter",
-    ]
-    for (route, kind), v in sorted(t.errors.items()):
-        lines.append(f"gateway_upstream_errors_total{_labels(('route', 'kind'), (route, kind))} {v:g}")
-    lines += [
-        "# HELP gateway_config_reloads_total routes.yaml reloads by outcome, summed over workers.",
-        "# TYPE gateway_config_reloads_total counter",
-    ]
-    for outcome in ("ok", "error"):
-        lines.append(f'gateway_config_reloads_total{{outcome="{outcome}"}} {t.reloads.get(outcome, 0):g}')
-    for name, series in sorted(t.extra.items()):
-        lines.append(f"# TYPE {name} counter")
-        for labels, v in sorted(series.items()):
-            lines.append(f"{name}{_labels([k for k, _ in labels], [x for _, x in labels])} {v:g}")
-    for name, (help_text, value) in (gauges or {}).items():
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value:g}"]
-    return "\n".join(lines) + "\n"
+class GatewayCollector(Collector):
+    """Reads every worker's snapshot at scrape time and yields the families.
+
+    Register it on a private ``CollectorRegistry``, never the process-wide
+    default one: that adds prometheus_client's process and GC metrics of
+    whichever worker answered, and two gateways in one process (tests) would
+    each expose the other's families too.
+    """
+
+    def __init__(self, snapshots: Callable[[], list[dict[str, Any]]],
+                 gauges: Callable[[], Gauges] | None = None) -> None:
+        self.snapshots = snapshots
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(aggregate(self.snapshots()), self.gauges() if self.gauges else None)
+
+
+def registry(snapshots: Callable[[], list[dict[str, Any]]], gauges: Callable[[], Gauges] | None = None,
+             ) -> CollectorRegistry:
+    """A private registry holding just the gateway's collector."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(GatewayCollector(snapshots, gauges))
+    return reg
+
+
+def render(snapshots: list[dict[str, Any]], gauges: Gauges | None = None) -> bytes:
+    """The workers' snapshots summed, in Prometheus text exposition format."""
+    return generate_latest(registry(lambda: snapshots, lambda: gauges or {}))

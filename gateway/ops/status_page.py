@@ -2,9 +2,14 @@
 
 ``render_status(data)`` turns a plain dict (shape below, produced from the
 gateway's stats) into a complete HTML5 page: inline CSS, no scripts, no
-external assets, so it renders the same from an air-gapped admin port. Every
-string that came from data — prefixes, notes, diff samples — is escaped here;
-callers pass raw text (diff samples already redacted by ``gateway.diff``).
+external assets, so it renders the same from an air-gapped admin port.
+
+The markup is the Jinja2 template ``templates/status.html``, autoescaped:
+every string that came from data — prefixes, notes, diff samples — is escaped
+by Jinja2, so callers pass raw text (diff samples already redacted by
+``gateway.diff``). This module turns the data into a view of plain values
+(which backend line is red, which colour a badge takes, what a missing number
+reads as), so the template holds markup only.
 
 Input shape (``StatusData``)::
 
@@ -34,12 +39,18 @@ still worth showing during an incident.
 """
 from __future__ import annotations
 
-from html import escape
-from typing import Iterable, Mapping, NotRequired, TypedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NotRequired, TypedDict
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
 BACKENDS = ("go", "python")
 SHORT = {"go": "go", "python": "py", "python (shadow)": "py*"}  # py*: explained in the footer
 DASH = "—"
+BADGES = ("go", "python", "shadow", "canary")
+COLUMNS = ("Prefix", "Methods", "State", "Traffic (go / py)", "Parity", "Error rate",
+           "p50", "p99", "Last change", "Notes")
 
 
 class BackendStats(TypedDict):
@@ -122,167 +133,107 @@ def state_label(route: Mapping) -> str:
     return state
 
 
-# -- the page ------------------------------------------------------------------
-
-_CSS = """
-:root { color-scheme: light; --ink: #1f2933; --muted: #616e7c; --line: #e4e7eb; --bg: #f5f7fa;
-  --go: #2f6fde; --py: #1f9d55; --shadow: #7b4bc4; --canary: #c77c02; --bad: #c53030; }
-* { box-sizing: border-box; }
-body { margin: 0; padding: 24px 24px; background: var(--bg); color: var(--ink);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }
-header { display: flex; align-items: baseline; gap: 18px; flex-wrap: wrap; margin-bottom: 16px; }
-h1 { font-size: 22px; margin: 0; }
-h2 { font-size: 17px; margin: 28px 0 10px; }
-h3 { font-size: 14px; margin: 18px 0 6px; font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
-.meta { color: var(--muted); }
-.meta code { color: var(--ink); }
-.error { background: #fff5f5; border: 1px solid #feb2b2; color: #742a2a; padding: 10px 14px;
-  border-radius: 6px; margin-bottom: 16px; }
-table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line);
-  border-radius: 8px; overflow: hidden; }
-th, td { padding: 8px 9px; text-align: left; vertical-align: top; border-bottom: 1px solid var(--line); }
-th { background: #eef1f5; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); }
-tbody tr:last-child td { border-bottom: 0; }
-tbody tr:nth-child(even) { background: #fafbfc; }
-td.prefix { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-weight: 600; white-space: nowrap; }
-td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
-.tag { font: 11px system-ui, sans-serif; color: var(--muted); border: 1px solid var(--line);
-  border-radius: 4px; padding: 0 4px; margin-left: 6px; }
-.badge { display: inline-block; padding: 2px 10px; border-radius: 999px; color: #fff; font-weight: 600;
-  font-size: 12px; white-space: nowrap; }
-.badge.go { background: var(--go); } .badge.python { background: var(--py); }
-.badge.shadow { background: var(--shadow); } .badge.canary { background: var(--canary); }
-.badge.unknown { background: var(--muted); }
-.bar { display: flex; width: 96px; height: 8px; border-radius: 4px; overflow: hidden; background: var(--line);
-  margin-bottom: 4px; }
-.bar .go { background: var(--go); } .bar .python { background: var(--py); }
-.split { display: block; }
-.split .k { display: inline-block; min-width: 22px; margin-right: 4px; color: var(--muted); }
-.good { color: var(--py); } .warn { color: var(--canary); } .bad { color: var(--bad); font-weight: 600; }
-.dim { color: var(--muted); }
-td.notes { min-width: 190px; }
-.scroll { overflow-x: auto; }  /* a narrow window scrolls the table instead of clipping it */
-.bad .k { font-weight: normal; }
-ul.notes { margin: 0; padding-left: 16px; } ul.notes li { margin: 0 0 2px; }
-table.diffs { table-layout: fixed; }
-table.diffs th:nth-child(1) { width: 28%; } table.diffs th:nth-child(2) { width: 80px; }
-table.diffs td.field { font-family: ui-monospace, "DejaVu Sans Mono", monospace; overflow-wrap: anywhere; }
-pre { margin: 0; padding: 8px 10px; background: #1f2933; color: #e4e7eb; border-radius: 6px;
-  font: 12px/1.4 ui-monospace, "DejaVu Sans Mono", monospace; white-space: pre-wrap; word-break: break-all; }
-footer { margin-top: 24px; color: var(--muted); font-size: 12px; }
-"""
-
-_COLUMNS = ("Prefix", "Methods", "State", "Traffic (go / py)", "Parity", "Error rate",
-            "p50", "p99", "Last change", "Notes")
+# -- the view the template renders ---------------------------------------------
 
 
-def render_status(data: StatusData | Mapping, *, refresh_s: int | None = None) -> str:
-    """The whole page. ``refresh_s`` adds a meta refresh (still no JavaScript)."""
-    routes = list(data.get("routes") or [])
-    refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">\n' if refresh_s else ""
-    parts = [
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
-        refresh,
-        "<title>Migration status</title>\n<style>", _CSS, "</style>\n</head>\n<body>\n",
-        _header(data, routes),
-        _config_error(data.get("config_error")),
-        _routes_table(routes),
-        _differences(routes),
-        "<footer>Parity: share of shadowed requests whose Go and Python answers matched after ignored "
-        "paths and Go-vs-Go noise. Latency is measured at the gateway per backend; py* = Python shadow "
-        "replays (measured, never served).</footer>\n",
-        "</body>\n</html>\n",
-    ]
-    return "".join(parts)
+@dataclass(frozen=True)
+class BackendLine:
+    """One backend's number in a per-backend cell."""
+
+    label: str  # go, py, py* (SHORT)
+    text: str  # formatted, or "—"
+    worse: bool  # Python clearly worse than Go: shown red
 
 
-def _header(data: Mapping, routes: list[Mapping]) -> str:
-    counts: dict[str, int] = {}
-    for r in routes:
-        counts[str(r.get("state", "?"))] = counts.get(str(r.get("state", "?")), 0) + 1
-    summary = ", ".join(f"{n} {escape(s)}" for s, n in counts.items()) or "no routes"
-    return (
-        "<header><h1>Migration status</h1>"
-        f'<span class="meta">{len(routes)} route{"s" if len(routes) != 1 else ""}: {summary}</span>'
-        f'<span class="meta">table <code>{escape(str(data.get("table_version") or DASH))}</code></span>'
-        f'<span class="meta">generated {escape(str(data.get("generated_at") or DASH))}</span>'
-        "</header>\n"
-    )
+@dataclass(frozen=True)
+class Traffic:
+    go: float  # share of served requests, 0..1
+    python: float
+
+    @property
+    def idle(self) -> bool:
+        return self.go + self.python <= 0
 
 
-def _config_error(error: object) -> str:
-    if not error:
-        return ""
-    return (f'<div class="error" role="alert"><strong>routes.yaml was rejected</strong> — still serving the '
-            f"last good table. {escape(str(error))}</div>\n")
+@dataclass(frozen=True)
+class ParityView:
+    rate: float
+    css: str  # good / warn / bad
+    matched: int
+    shadowed: int
+    warnings: list[str]  # "3 dropped", "1 python errors"
 
 
-def _routes_table(routes: list[Mapping]) -> str:
-    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in _COLUMNS)
-    rows = "".join(_route_row(r) for r in routes) or (
-        f'<tr><td colspan="{len(_COLUMNS)}" class="dim">No routes in the table.</td></tr>')
-    return (f'<div class="scroll"><table class="routes">\n<thead><tr>{head}</tr></thead>\n'
-            f'<tbody>\n{rows}</tbody>\n</table></div>\n')
+@dataclass(frozen=True)
+class DifferenceView:
+    field: str
+    count: int
+    sample: str
 
 
-def _route_row(r: Mapping) -> str:
-    prefix = escape(str(r.get("prefix", "?")))
-    if r.get("is_default") or r.get("prefix") == "/":
-        prefix += '<span class="tag">default</span>'
-    methods = r.get("methods")
-    methods_text = escape(", ".join(methods)) if methods else '<span class="dim">all</span>'
+@dataclass(frozen=True)
+class RowView:
+    prefix: str
+    is_default: bool
+    methods: str | None  # None: every method
+    state: str  # what the badge says
+    badge: str  # its colour (CSS class)
+    traffic: Traffic | None
+    parity: ParityView | None
+    error_rate: list[BackendLine] | None  # None: no backend has the number
+    p50: list[BackendLine] | None
+    p99: list[BackendLine] | None
+    last_change: str
+    notes: list[str]
+    differences: list[DifferenceView]
+
+
+def _row(r: Mapping) -> RowView:
     backends = r.get("backends") or {}
-    cells = [
-        f'<td class="prefix">{prefix}</td>',
-        f"<td>{methods_text}</td>",
-        f"<td>{_badge(r)}</td>",
-        f'<td class="num">{_share(r.get("share"))}</td>',
-        f'<td class="num">{_parity(r.get("parity"))}</td>',
-        f'<td class="num">{_per_backend(backends, "error_rate", _error_rate, _worse_errors)}</td>',
-        f'<td class="num">{_per_backend(backends, "p50_ms", millis, None)}</td>',
-        f'<td class="num">{_per_backend(backends, "p99_ms", millis, _worse_latency)}</td>',
-        f'<td class="num">{escape(humanise_age(r.get("last_change_s")))}</td>',
-        f'<td class="notes">{_notes(r.get("notes") or [])}</td>',
-    ]
-    return "<tr>" + "".join(cells) + "</tr>\n"
+    methods = r.get("methods")
+    return RowView(
+        prefix=str(r.get("prefix", "?")),
+        is_default=bool(r.get("is_default")) or r.get("prefix") == "/",
+        methods=", ".join(methods) if methods else None,
+        state=state_label(r),
+        badge=_badge(r),
+        traffic=_traffic(r.get("share")),
+        parity=_parity(r.get("parity")),
+        error_rate=_per_backend(backends, "error_rate", _error_rate, _worse_errors),
+        p50=_per_backend(backends, "p50_ms", millis, None),
+        p99=_per_backend(backends, "p99_ms", millis, _worse_latency),
+        last_change=humanise_age(r.get("last_change_s")),
+        notes=[str(n) for n in r.get("notes") or []],
+        differences=[DifferenceView(str(d.get("field", "?")), int(d.get("count") or 0), str(d.get("sample") or ""))
+                     for d in r.get("top_differences") or []],
+    )
 
 
 def _badge(r: Mapping) -> str:
     # "go (rolled back)" is still a go route: the colour follows the first word.
     first = str(r.get("state", "?")).split(" ", 1)[0]
-    css = first if first in ("go", "python", "shadow", "canary") else "unknown"
-    return f'<span class="badge {css}">{escape(state_label(r))}</span>'
+    return first if first in BADGES else "unknown"
 
 
-def _share(share: Mapping | None) -> str:
+def _traffic(share: Mapping | None) -> Traffic | None:
     if not share:
-        return DASH
+        return None
     go, py = float(share.get("go") or 0), float(share.get("python") or 0)
     total = go + py
-    if total <= 0:
-        return '<span class="dim">no traffic</span>'
-    bar = (f'<div class="bar" title="go {percent(go / total, 0)} / python {percent(py / total, 0)}">'
-           f'<div class="go" style="width:{go / total * 100:.1f}%"></div>'
-           f'<div class="python" style="width:{py / total * 100:.1f}%"></div></div>')
-    return f"{bar}{percent(go / total, 0)} / {percent(py / total, 0)}"
+    return Traffic(go / total, py / total) if total > 0 else Traffic(0.0, 0.0)
 
 
-def _parity(parity: Mapping | None) -> str:
+def _parity(parity: Mapping | None) -> ParityView | None:
     if not parity or not parity.get("shadowed"):
-        return DASH
+        return None
     shadowed, matched = int(parity["shadowed"]), int(parity.get("matched") or 0)
     rate = parity.get("rate")
     if rate is None:
         rate = matched / shadowed
     css = "good" if rate >= 0.99 else "warn" if rate >= 0.95 else "bad"
-    extra = "".join(
-        f'<span class="split warn">{int(parity[k])} {label}</span>'
-        for k, label in (("python_errors", "python errors"), ("dropped", "dropped"))
-        if parity.get(k)
-    )
-    return (f'<span class="{css}">{percent(rate)}</span>'
-            f'<span class="split dim">{matched}/{shadowed} shadowed</span>{extra}')
+    warnings = [f"{int(parity[k])} {label}"
+                for k, label in (("python_errors", "python errors"), ("dropped", "dropped")) if parity.get(k)]
+    return ParityView(rate, css, matched, shadowed, warnings)
 
 
 def _error_rate(value: float | None) -> str:
@@ -308,42 +259,55 @@ def _backend_lines(backends: Mapping) -> list[str]:
     return names
 
 
-def _per_backend(backends: Mapping, key: str, fmt, worse) -> str:
-    """One line per backend, go first; a Python line turns red when clearly
-    worse than Go's."""
+def _per_backend(backends: Mapping, key: str, fmt: Callable[[float | None], str],
+                 worse: Callable[[float, float], bool] | None) -> list[BackendLine] | None:
+    """One line per backend, go first; a Python line is marked worse when
+    clearly worse than Go's. None when no backend has the number."""
     names = _backend_lines(backends)
     values = {b: (backends.get(b) or {}).get(key) for b in names}
     if all(v is None for v in values.values()):
-        return DASH
+        return None
     go = values.get("go")
-    lines = []
-    for b in names:
-        v = values[b]
-        css = " bad" if b != "go" and worse and v is not None and go is not None and worse(go, v) else ""
-        label = escape(SHORT.get(b, b))
-        lines.append(f'<span class="split{css}"><span class="k">{label}</span>{escape(fmt(v))}</span>')
-    return "".join(lines)
+    return [BackendLine(label=SHORT.get(b, b), text=fmt(v),
+                        worse=bool(b != "go" and worse and v is not None and go is not None and worse(go, v)))
+            for b, v in values.items()]
 
 
-def _notes(notes: Iterable[str]) -> str:
-    items = "".join(f"<li>{escape(str(n))}</li>" for n in notes)
-    return f'<ul class="notes">{items}</ul>' if items else ""
+def _summary(routes: Sequence[Mapping]) -> str:
+    """ "2 go, 1 shadow": how many routes are in each state, in table order."""
+    counts: dict[str, int] = {}
+    for r in routes:
+        state = str(r.get("state", "?"))
+        counts[state] = counts.get(state, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in counts.items()) or "no routes"
 
 
-def _differences(routes: list[Mapping]) -> str:
-    blocks = [_route_differences(r) for r in routes if r.get("top_differences")]
-    if not blocks:
-        return ""
-    return "<section><h2>Top differences (shadowed requests)</h2>\n" + "".join(blocks) + "</section>\n"
+# -- the page ------------------------------------------------------------------
+
+# Created once: Jinja2 compiles the template on first use and caches it.
+# autoescape=True escapes every value in every template this loader finds,
+# whatever its file name; StrictUndefined turns a misspelt name in the
+# template into an error in the tests instead of a silently empty cell.
+_ENV = Environment(
+    loader=PackageLoader("gateway.ops", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_ENV.filters["percent"] = percent
+_ENV.globals.update(DASH=DASH, COLUMNS=COLUMNS)
 
 
-def _route_differences(r: Mapping) -> str:
-    rows = "".join(
-        f'<tr><td class="field">{escape(str(d.get("field", "?")))}</td>'
-        f'<td class="num">{int(d.get("count") or 0)}</td>'
-        f'<td><pre>{escape(str(d.get("sample") or ""))}</pre></td></tr>\n'
-        for d in r["top_differences"]
+def render_status(data: StatusData | Mapping, *, refresh_s: int | None = None) -> str:
+    """The whole page. ``refresh_s`` adds a meta refresh (still no JavaScript)."""
+    routes = list(data.get("routes") or [])
+    return _ENV.get_template("status.html").render(
+        refresh_s=int(refresh_s) if refresh_s else None,
+        summary=_summary(routes),
+        table_version=str(data.get("table_version") or DASH),
+        generated_at=str(data.get("generated_at") or DASH),
+        config_error=str(data["config_error"]) if data.get("config_error") else None,
+        routes=[_row(r) for r in routes],
     )
-    return (f'<h3>{escape(str(r.get("prefix", "?")))}</h3>\n'
-            '<table class="diffs"><thead><tr><th scope="col">Field</th><th scope="col">Count</th>'
-            f'<th scope="col">Sample</th></tr></thead>\n<tbody>\n{rows}</tbody></table>\n')

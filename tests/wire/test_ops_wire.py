@@ -34,7 +34,10 @@ def test_metrics_are_scraped_after_real_traffic(gateway_factory, standin):
         for _ in range(3):
             assert c.get("/_standin/small").status_code == 200
         assert c.get("/_standin/status/503").status_code == 503
-        text = c.get("/_gateway/metrics").text
+        scraped = c.get("/_gateway/metrics")
+    # The classic text format, which every Prometheus version accepts.
+    assert scraped.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = scraped.text
     assert metric(text, "gateway_requests_total", route="/ping", backend="python", status="2xx") == 5
     assert metric(text, "gateway_requests_total", route="*", backend="go", status="2xx") == 3
     assert metric(text, "gateway_requests_total", route="*", backend="go", status="5xx") == 1
