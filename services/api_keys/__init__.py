@@ -5,6 +5,7 @@ the Go backend answers them, on the same SQLite table, so keys made on either
 side work on both (and in the ingestion service's ``ValidateApiKey``). See
 docs/migrating-api-keys-and-llm.md.
 """
+from services.common.db import open_at_startup
 from services.registry import Service
 
 from .app import ApiKeysService, create_app, new_id, new_key
@@ -13,6 +14,7 @@ PREFIXES = ("/api_keys",)
 
 # dry_run: in a shadow replay of a write (scope["gateway.dry_run"]) the shared
 # database layer rolls back instead of committing.
-SERVICE = Service(name="api_keys", prefixes=PREFIXES, app=create_app(), dry_run=True)
+SERVICE = Service(name="api_keys", prefixes=PREFIXES, app=create_app(), dry_run=True,
+                  startup=open_at_startup)
 
 __all__ = ["SERVICE", "ApiKeysService", "PREFIXES", "create_app", "new_id", "new_key"]

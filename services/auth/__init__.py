@@ -5,13 +5,14 @@ exactly as the Go backend does, minting gorilla-compatible ``session`` cookies
 so either side can serve any request. See docs/auth.md.
 """
 from services.common import ConfigError, get_cookie, get_settings
+from services.common.db import open_at_startup
 from services.registry import Scope, Service
 
 from .app import AuthService, create_app
 
 PREFIXES = ("/sign-in", "/sign-out", "/auth-test", "/csrf", "/users")
 
-SERVICE = Service(name="auth", prefixes=PREFIXES, app=create_app())
+SERVICE = Service(name="auth", prefixes=PREFIXES, app=create_app(), startup=open_at_startup)
 
 
 
