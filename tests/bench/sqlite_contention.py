@@ -11,6 +11,11 @@ and counts failures per side in three phases of the same run:
 * ``go-half``: only stream B, to Go (Go's own share of the mixed phase, alone);
 * ``mixed``: stream A to Python, stream B to Go (a migration in progress).
 
+The phases take turns in short slices (``--slices``), so that the machine's
+other load, which sets how long an fsync and so a lock lasts, weighs on all
+three alike. Then the stand-in is restarted ``--boots`` times while the
+Python stream runs: how often the legacy's boot meets a Python commit.
+
 Both streams write users and API keys and read both lists, in the same cycle
 (POST /api_keys, GET /api_keys, POST /users, GET /users, DELETE /users/:id,
 DELETE /api_keys/:key), forced to a side with ``X-Gateway-Target`` (the
@@ -18,7 +23,7 @@ gateway's admin override). Go's "database is locked" count comes from the
 stand-in's own counter (``/_standin/db-errors``); any answer other than the
 expected status is a failed request.
 
-    python -m tests.bench.sqlite_contention [--quick] [--duration S] [--rate R] [--clients N]
+    python -m tests.bench.sqlite_contention [--quick] [--duration S] [--slices N] [--rate R] [--clients N] [--boots N]
 
 Loopback only; every phase is bounded in time. Results: stdout and
 bench-results/sqlite_contention.json.
@@ -178,10 +183,15 @@ def run_phase(phase: Phase, gw: GatewayProc, standin_url: str, session: str,
         t.start()
     for t in threads:
         t.join()
-    phase.seconds = time.monotonic() - started
+    phase.seconds += time.monotonic() - started
     busy1, other1 = db_errors(standin_url)
-    phase.go_busy, phase.go_other = busy1 - busy0, other1 - other0
-    phase.tallies = {f"{name} ({s.target})": s.tally for name, s in streams.items()}
+    phase.go_busy += busy1 - busy0
+    phase.go_other += other1 - other0
+    for name, stream in streams.items():  # this slice's counts added to the phase's
+        total = phase.tallies.setdefault(f"{name} ({stream.target})", Tally())
+        for f in ("requests", "failed", "writes", "failed_writes"):
+            setattr(total, f, getattr(total, f) + getattr(stream.tally, f))
+        total.samples = (total.samples + stream.tally.samples)[:5]
 
 
 def boot_phase(gw: GatewayProc, db: Path, session: str, rate: float, clients: int,
@@ -226,7 +236,7 @@ def side_totals(phase: Phase, side: str) -> Tally:
 
 def report(phases: list[Phase], args: argparse.Namespace) -> dict:
     print(f"\nSQLite shared by Go and Python: {args.rate:g} req/s per stream, {args.clients} clients "
-          f"per stream, {args.duration:g} s per phase")
+          f"per stream, {args.duration:g} s per phase in {args.slices} slices")
     print(f"{'phase':<9} {'side':<7} {'requests':>8} {'failed':>7} {'fail %':>7} "
           f"{'writes':>7} {'w.fail':>7} {'w.fail %':>8}  Go 'database is locked'")
     rows = []
@@ -256,8 +266,11 @@ def report(phases: list[Phase], args: argparse.Namespace) -> dict:
               "go_fail_pct_mixed": "Go failures, Go's half beside Python",
               "python_fail_pct_mixed": "Python failures beside Go"}
     print("\n" + "; ".join(f"{labels[k]}: {v:.2f}%" for k, v in summary.items() if v is not None))
+    load = os.getloadavg()
+    print(f"machine load average (1/5/15 min) at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+          f"on {os.cpu_count()} CPUs: other work lengthens fsyncs, so locks, so every figure")
     return {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "args": vars(args), "summary": summary, "rows": rows}
+            "loadavg": load, "args": vars(args), "summary": summary, "rows": rows}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -267,6 +280,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=20.0, help="requests/s per stream (default 20)")
     ap.add_argument("--clients", type=int, default=4, help="client threads per stream (default 4)")
     ap.add_argument("--workers", type=int, default=1, help="gateway worker processes (default 1)")
+    ap.add_argument("--slices", type=int, default=6,
+                    help="phases take turns in this many slices each (default 6)")
     ap.add_argument("--boots", type=int, default=40,
                     help="stand-in restarts beside the Python stream (default 40; 0 skips)")
     ap.add_argument("--phases", default="go-all,go-half,mixed",
@@ -274,7 +289,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--output", default=str(ROOT / "bench-results" / "sqlite_contention.json"))
     args = ap.parse_args(argv)
     if args.quick:
-        args.duration, args.boots = 5.0, min(args.boots, 10)
+        args.duration, args.boots, args.slices = 6.0, min(args.boots, 10), 2
+    args.slices = max(1, args.slices)
     return args
 
 
@@ -296,9 +312,14 @@ def main(argv: list[str] | None = None) -> int:
                                   Phase("go-half", {"A": None, "B": "go"}),
                                   Phase("mixed", {"A": "python", "B": "go"}))
                       if p.name in args.phases.split(",")]
-            for phase in phases:
-                print(f"phase {phase.name} ({args.duration:g} s) ...", flush=True)
-                run_phase(phase, gw, standin.url, session, args.rate, args.clients, args.duration)
+            # The phases take turns in slices, so that whatever else the machine
+            # does meanwhile (it sets how long an fsync, so a lock, lasts) weighs
+            # on all of them alike.
+            slice_s = args.duration / args.slices
+            for n in range(args.slices):
+                for phase in phases:
+                    print(f"phase {phase.name}, slice {n + 1}/{args.slices} ({slice_s:g} s) ...", flush=True)
+                    run_phase(phase, gw, standin.url, session, args.rate, args.clients, slice_s)
             standin.stop()
             boots = None
             if args.boots:
