@@ -173,7 +173,9 @@ def make_engine(url: str, journal_mode: str = DEFAULT_SQLITE_JOURNAL_MODE) -> En
     # values — API keys, emails, password hashes — into logs and answers.
     # AUTOCOMMIT: pysqlite would otherwise send BEGIN before each write and
     # keep the lock until Python gets round to COMMIT (a GIL switch can make
-    # that milliseconds); in autocommit SQLite commits inside the statement.
+    # that milliseconds); in autocommit SQLite commits inside the statement
+    # (a RETURNING one once its rows are fetched, which _write does at once;
+    # measured: dropping RETURNING for a read-back by rowid made Go fail more).
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
