@@ -62,9 +62,14 @@ test-unit: install
 # Spans for the trace pipeline benchmark (1M takes several minutes; lower it for a quick look).
 OTEL_BENCH_SPANS ?= 1000000
 
+# Go's "database is locked" failures while Python shares its SQLite file
+# (docs/deploy.md); SQLITE_BENCH_ARGS=--quick for a 30-second look.
+SQLITE_BENCH_ARGS ?=
+
 bench: install standin
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.run
 	$(BIN)/python -m tools.bench.otel_bench --spans $(OTEL_BENCH_SPANS)
+	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.sqlite_contention $(SQLITE_BENCH_ARGS)
 
 demo: install standin
 	$(BIN)/python -m tools.demo

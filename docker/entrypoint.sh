@@ -25,12 +25,14 @@ fi
 
 # The Python services share the legacy backend's SQLite file unless
 # DATABASE_URL points elsewhere. SQLite needs write access to the directory
-# (it creates -wal/-shm files next to the database) and to the files.
+# (it creates a -journal file next to the database for every write, and
+# -wal/-shm files with JUNJO_SQLITE_JOURNAL_MODE=wal) and to the files (a
+# -journal left by a crash must be rolled back by whoever opens the file next).
 if [ -z "${DATABASE_URL:-}" ]; then
     db="${JUNJO_SQLITE_PATH:-data/app_data.db}"
     dir=$(dirname "$db")
     mkdir -p "$dir" 2>/dev/null || fail "cannot create $dir (uid $(id -u)): mount a writable directory there"
-    for path in "$dir" "$db" "$db-wal" "$db-shm"; do
+    for path in "$dir" "$db" "$db-journal" "$db-wal" "$db-shm"; do
         if [ -e "$path" ] && [ ! -w "$path" ]; then
             fail "cannot write $path: the gateway runs as uid $(id -u), gid $(id -g), and
   $(ls -ld "$path")

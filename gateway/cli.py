@@ -155,6 +155,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"refusing to start: {args.config} is invalid:\n{exc}", file=sys.stderr)
         return 1
+    problem = _environment_problem()
+    if problem:
+        print(f"refusing to start: {problem}", file=sys.stderr)
+        return 1
     # Workers are separate processes: they read their settings from the env.
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
     if not os.environ.get("GATEWAY_METRICS_DIR"):
@@ -185,6 +189,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         date_header=False,
     )
     return 0
+
+
+def _environment_problem() -> str | None:
+    """A setting the workers would only trip over at their first request."""
+    from services.common.settings import ConfigError as SettingsError, parse_journal_mode
+
+    try:
+        parse_journal_mode(os.environ.get("JUNJO_SQLITE_JOURNAL_MODE"))
+    except SettingsError as exc:
+        return str(exc)
+    return None
 
 
 def _has(module: str) -> bool:

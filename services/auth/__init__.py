@@ -7,6 +7,7 @@ so either side can serve any request. See docs/auth.md.
 from starlette.types import Scope
 
 from services.common import ConfigError, close_database, get_cookie, get_settings
+from services.common.db import open_at_startup
 from services.registry import Service
 
 from .app import AuthService, create_app
@@ -26,6 +27,6 @@ def signed_in_email(scope: Scope) -> str | None:
 
 
 SERVICE = Service(name="auth", prefixes=PREFIXES, app=create_app(), identity=signed_in_email,
-                  shutdown=close_database)
+                  startup=open_at_startup, shutdown=close_database)
 
 __all__ = ["SERVICE", "AuthService", "create_app", "PREFIXES", "signed_in_email"]

@@ -11,6 +11,7 @@ Read once per process (``get_settings()`` caches); tests call
 | ``JUNJO_PROD_AUTH_DOMAIN`` | the production cookie domain |
 | ``JUNJO_SQLITE_PATH`` | SQLite file (default ``data/app_data.db`` relative to CWD) |
 | ``DATABASE_URL`` | full SQLAlchemy URL, overrides ``JUNJO_SQLITE_PATH`` |
+| ``JUNJO_SQLITE_JOURNAL_MODE`` | ``delete`` (default: the legacy's rollback journal, while Go shares the file) or ``wal`` (only once Python owns the file alone) |
 | ``GATEWAY_SECRET`` | key for the gateway's own signed values (csrf tokens); random per process when unset |
 """
 from __future__ import annotations
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 
 DEFAULT_SQLITE_PATH = "data/app_data.db"
 
+# Journal modes the SQLite file may be run in. "delete" is the legacy's own
+# choice (it sets it at every boot); "wal" is for a file Python owns alone.
+SQLITE_JOURNAL_MODES = ("delete", "wal")
+DEFAULT_SQLITE_JOURNAL_MODE = "delete"
+
 
 class ConfigError(RuntimeError):
     """A required setting is missing or malformed."""
@@ -40,6 +46,10 @@ class Settings:
     prod_auth_domain: str
     sqlite_path: str
     database_url: str | None
+    # As given; checked by parse_journal_mode() when the database is opened
+    # (and by `gateway serve` before it starts), not here: a typo must not
+    # break the session handling of every route that reads these settings.
+    sqlite_journal_mode: str = DEFAULT_SQLITE_JOURNAL_MODE
     # Key for what the gateway signs itself (csrf tokens). Never derived from
     # the session secret: a signed token handed to anyone would otherwise let
     # them test guesses of JUNJO_SESSION_SECRET offline.
@@ -88,6 +98,19 @@ def _process_key() -> bytes:
     return secrets.token_bytes(32)
 
 
+def parse_journal_mode(raw: str | None) -> str:
+    """``JUNJO_SQLITE_JOURNAL_MODE`` checked: one of :data:`SQLITE_JOURNAL_MODES`
+    (any case; empty = the default), else :class:`ConfigError`."""
+    value = (raw or "").strip().lower() or DEFAULT_SQLITE_JOURNAL_MODE
+    if value not in SQLITE_JOURNAL_MODES:
+        raise ConfigError(
+            f"JUNJO_SQLITE_JOURNAL_MODE={raw!r} is not supported: use 'delete' (the default; "
+            "required while the Go backend shares the file) or 'wal' (only once Python owns "
+            "the file alone)"
+        )
+    return value
+
+
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     previous = tuple(
@@ -100,6 +123,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         prod_auth_domain=env.get("JUNJO_PROD_AUTH_DOMAIN", "").strip(),
         sqlite_path=env.get("JUNJO_SQLITE_PATH", "") or DEFAULT_SQLITE_PATH,
         database_url=env.get("DATABASE_URL") or None,
+        sqlite_journal_mode=env.get("JUNJO_SQLITE_JOURNAL_MODE", "") or DEFAULT_SQLITE_JOURNAL_MODE,
         gateway_secret=env.get("GATEWAY_SECRET", "").encode("utf-8"),
     )
 

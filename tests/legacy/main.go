@@ -29,7 +29,8 @@ func run(args []string) error {
 	}
 	store, err := openStore(cfg.SQLitePath)
 	if err != nil {
-		return fmt.Errorf("open sqlite %s: %w", cfg.SQLitePath, err)
+		// The legacy's log.Fatalf line ("Failed to set journal mode: …"), exit 1.
+		log.Fatal(err)
 	}
 	defer store.Close()
 	if cfg.SeedUser != "" {

@@ -88,6 +88,12 @@ func registerProbes(e *echo.Echo, s *Server) {
 			"active_requests":  s.stats.active.Load(),
 		})
 	})
+	g.GET("/db-errors", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]int64{
+			"busy":  s.store.errs.busy.Load(),
+			"other": s.store.errs.other.Load(),
+		})
+	})
 }
 
 func echoProbe(c echo.Context) error {

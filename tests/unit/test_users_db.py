@@ -1,6 +1,8 @@
 """The legacy SQLite schema and the users / api_keys repository."""
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
@@ -9,7 +11,7 @@ import pytest
 
 from services.common import db as dbmod
 from services.common.db import Database, DuplicateError, rfc3339
-from services.common.settings import settings_from_env
+from services.common.settings import ConfigError, settings_from_env
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def test_schema_matches_goose_migration_and_is_recorded(database, tmp_path):
     assert "CHECK (id = 1)" in sql["poller_state"]
     assert "idx_users_email" in sql
     assert conn.execute("SELECT version_id, is_applied FROM goose_db_version ORDER BY id").fetchall() == [(0, 1), (1, 1)]
-    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # the legacy's mode, untouched
 
 
 def test_existing_schema_is_never_altered(tmp_path):
@@ -124,3 +126,131 @@ def test_workers_opening_a_fresh_file_at_once_all_get_the_schema(tmp_path):
         for p in procs:
             _, err = p.communicate(timeout=60)
             assert p.returncode == 0, err.decode()[-400:]
+
+
+# --- sharing the file with Go: the legacy's journal mode, no lingering locks ---------
+
+def go_like(path) -> sqlite3.Connection:
+    """A connection as the legacy opens one: no busy timeout, so any lock held
+    by the Python side makes it fail at once."""
+    return sqlite3.connect(path, timeout=0, isolation_level=None)
+
+
+def test_connections_use_the_legacys_durability(database):
+    with database.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == dbmod.BUSY_TIMEOUT_MS
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+
+
+def test_no_lock_is_left_behind_by_any_method(database, tmp_path):
+    # After each call a no-timeout connection can take the EXCLUSIVE lock at
+    # once: no pooled connection sits in a transaction or an unfinished read.
+    calls = [
+        lambda: database.create_first_user("a@example.com", "h"),
+        lambda: database.create_user("b@example.com", "h"),
+        lambda: database.get_user_by_email("a@example.com"),
+        lambda: database.list_users(),
+        database.has_users,
+        lambda: database.create_api_key("i1", "k1", "n"),
+        lambda: database.create_api_key("i2", "k2", "n"),
+        lambda: database.get_api_key("k1"),
+        database.list_api_keys,
+        lambda: database.delete_api_key("k1"),
+        lambda: database.delete_user(2),
+    ]
+    go = go_like(tmp_path / "app_data.db")
+    for call in calls:
+        call()
+        go.execute("BEGIN EXCLUSIVE")
+        go.execute("COMMIT")
+    with pytest.raises(DuplicateError):
+        database.create_user("a@example.com", "h")
+    go.execute("BEGIN EXCLUSIVE")
+    go.execute("COMMIT")
+    for record in database.engine.pool._pool.queue:  # idle connections: none mid-transaction
+        assert not record.dbapi_connection.in_transaction
+
+
+def test_dry_run_writes_roll_back(database):
+    """A write made while the registry runs a feature as a dry run (a replayed
+    shadow write) never commits; the same write outside one does."""
+    import asyncio
+
+    from services.registry import Service
+
+    async def feature(scope, receive, send) -> None:
+        database.create_user(scope["email"], "h")
+        database.create_api_key(scope["email"], scope["email"], "n")
+
+    service = Service("feature", ("/f",), feature)
+    asyncio.run(service.call({"email": "dry@example.com"}, None, None, dry_run=True))  # type: ignore[arg-type]
+    assert database.count_users() == 0 and database.list_api_keys() == []
+    asyncio.run(service.call({"email": "real@example.com"}, None, None))  # type: ignore[arg-type]
+    assert database.count_users() == 1 and len(database.list_api_keys()) == 1
+
+
+def make_wal_file(path) -> None:
+    """A file as the previous gateway left it: in WAL mode, with the schema."""
+    Database.from_url(f"sqlite:///{path}").dispose()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    conn.execute("INSERT INTO users (email, password_hash) VALUES ('old@example.com', 'h')")
+    conn.commit()
+    conn.close()
+
+
+def test_a_file_left_in_wal_mode_is_restored_to_delete(tmp_path, caplog):
+    path = tmp_path / "app_data.db"
+    make_wal_file(path)
+    with caplog.at_level(logging.INFO, logger="services.common.db"):
+        db = Database.from_url(f"sqlite:///{path}")
+    try:
+        assert db.get_user_by_email("old@example.com") is not None  # nothing lost from the WAL
+        assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert not os.path.exists(f"{path}-wal")
+        assert any("wal -> delete" in r.getMessage() for r in caplog.records), caplog.text
+    finally:
+        db.dispose()
+
+
+def test_a_wal_file_held_open_elsewhere_is_reported_not_forced(tmp_path, caplog):
+    path = tmp_path / "app_data.db"
+    make_wal_file(path)
+    holder = sqlite3.connect(path)
+    holder.execute("SELECT COUNT(*) FROM users").fetchall()  # an open WAL connection
+    engine = create_engine_without_settling(path)
+    with caplog.at_level(logging.ERROR, logger="services.common.db"):
+        assert dbmod.settle_journal_mode(engine, "delete", budget=0.3) == "wal"
+    assert "could not be switched" in caplog.text and "restart the Go backend" in caplog.text
+    holder.close()
+    assert dbmod.settle_journal_mode(engine, "delete", budget=5) == "delete"
+    engine.dispose()
+
+
+def create_engine_without_settling(path):
+    from sqlalchemy import create_engine
+
+    return create_engine(f"sqlite:///{path}", isolation_level="AUTOCOMMIT")
+
+
+def test_opt_in_wal_for_a_file_python_owns_alone(tmp_path, caplog):
+    path = tmp_path / "app_data.db"
+    with caplog.at_level(logging.INFO, logger="services.common.db"):
+        db = Database.from_url(f"sqlite:///{path}", journal_mode="WAL")
+    try:
+        db.create_user("w@example.com", "h")
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert "journal_mode=wal, synchronous=NORMAL" in caplog.text
+    finally:
+        db.dispose()
+
+
+def test_unknown_journal_mode_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="JUNJO_SQLITE_JOURNAL_MODE='memory' is not supported"):
+        Database.from_url(f"sqlite:///{tmp_path / 'x.db'}", journal_mode="memory")
+    assert not (tmp_path / "x.db").exists()
+    assert settings_from_env({"JUNJO_SQLITE_JOURNAL_MODE": "wal"}).sqlite_journal_mode == "wal"
+    assert settings_from_env({}).sqlite_journal_mode == "delete"
