@@ -83,7 +83,8 @@ class Gateway:
         self.registry = registry or discover()
         self.forwarders = Forwarders(debug_errors=settings.debug_errors)
         serves, dry_run_ok = self.registry.serves, self.registry.dry_run_ok
-        config = load_config(settings.config_path, serves_prefix=serves, dry_run_ok=dry_run_ok)  # fail fast at boot
+        config = load_config(settings.config_path, serves_prefix=serves, dry_run_ok=dry_run_ok,
+                             legacy_url=os.environ.get("LEGACY_URL"))  # fail fast at boot
         self.holder = TableHolder(self.build(config))
         self.metrics = Metrics(os.environ.get("GATEWAY_METRICS_DIR"))
         self.shadow = ShadowRunner(self.metrics)
@@ -94,7 +95,8 @@ class Gateway:
         self.redact_prefixes = tuple(p.rstrip("/") for p in (*self.registry.secret_paths, *settings.redact_prefixes))
         self._housekeeping: asyncio.Task[None] | None = None
         self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves,
-                                 dry_run_ok=dry_run_ok, on_outcome=self.metrics.reload)
+                                 dry_run_ok=dry_run_ok, legacy_url=os.environ.get("LEGACY_URL"),
+                                 on_outcome=self.metrics.reload)
         self.admin = AdminApp(holder=self.holder, forwarders=self.forwarders, metrics=self.metrics,
                               rollbacks=self.rollbacks, services=self.registry.services,
                               config_path=settings.config_path)

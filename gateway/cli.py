@@ -1,4 +1,4 @@
-"""``gateway`` command line: serve, check, routes, explain, diff."""
+"""``gateway`` command line: serve, check, routes, explain, diff, schema."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,8 @@ import os
 import sys
 from typing import Sequence
 
-from .routing.config import ConfigError, GatewayConfig, load_config
+from .routing.config import GatewayConfig, RoutesError, load_config
+from .routing.problems import MAX_SHOWN
 
 DEFAULT_PORT = 1324
 
@@ -21,7 +22,8 @@ def _registry():
 
 def _load(path: str) -> GatewayConfig:
     registry = _registry()
-    return load_config(path, serves_prefix=registry.serves, dry_run_ok=registry.dry_run_ok)
+    return load_config(path, serves_prefix=registry.serves, dry_run_ok=registry.dry_run_ok,
+                       legacy_url=os.environ.get("LEGACY_URL"))
 
 
 def _table(config: GatewayConfig):
@@ -48,10 +50,10 @@ def _table_lines(config: GatewayConfig) -> list[str]:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = _load(args.file)
-    except ConfigError as exc:
+    except RoutesError as exc:
         print(f"{args.file}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        for line in exc.text(MAX_SHOWN).splitlines():
+            print(f"  {line}", file=sys.stderr)
         return 1
     print("\n".join(_table_lines(config)))
     print("\nOK")
@@ -61,7 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_routes(args: argparse.Namespace) -> int:
     try:
         config = _load(args.config)
-    except ConfigError as exc:
+    except RoutesError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     if args.json:
@@ -77,7 +79,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     try:
         config = _load(args.config)
-    except ConfigError as exc:
+    except RoutesError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     table = _table(config)
@@ -109,7 +111,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for path in (args.old, args.new):
         try:
             configs.append(_load(path))
-        except ConfigError as exc:
+        except RoutesError as exc:
             print(str(exc), file=sys.stderr)
             return 2
     changes = owner_changes(*configs)
@@ -147,12 +149,20 @@ def owner_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     return out
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema of routes.yaml, for editors (see the README)."""
+    from .routing.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     try:
         _load(args.config)
-    except ConfigError as exc:
+    except RoutesError as exc:
         print(f"refusing to start: {args.config} is invalid:\n{exc}", file=sys.stderr)
         return 1
     # Workers are separate processes: they read their settings from the env.
@@ -230,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("new")
     diff.add_argument("--exit-code", action="store_true", help="exit 1 when something changes owner (for CI)")
     diff.set_defaults(func=cmd_diff)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of routes.yaml (for editors)")
+    schema.set_defaults(func=cmd_schema)
     return parser
 
 

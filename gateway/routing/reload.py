@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .config import ConfigError, GatewayConfig, load_config
+from .config import GatewayConfig, RoutesError, load_config
 from .table import RouteTable
 
 log = logging.getLogger("gateway.reload")
@@ -87,8 +87,10 @@ class Reloader:
         interval: float = 0.2,
         on_outcome: Callable[[str], None] | None = None,
         dry_run_ok: Callable[[str], bool] | None = None,
+        legacy_url: str | None = None,
     ):
         self.dry_run_ok = dry_run_ok
+        self.legacy_url = legacy_url
         self.on_outcome = on_outcome or (lambda outcome: None)
         self.path = Path(path)
         self.holder = holder
@@ -108,11 +110,12 @@ class Reloader:
     def reload_now(self) -> bool:
         """Read, validate and swap. Returns True when a new table went live."""
         try:
-            config = load_config(self.path, serves_prefix=self.serves_prefix, dry_run_ok=self.dry_run_ok)
+            config = load_config(self.path, serves_prefix=self.serves_prefix, dry_run_ok=self.dry_run_ok,
+                                 legacy_url=self.legacy_url)
             if config.version == self.holder.table.version and self.holder.last_error is None:
                 return False  # touched but unchanged
             table = self.build(config)
-        except ConfigError as exc:
+        except RoutesError as exc:
             message = str(exc)
             if message != self.holder.last_error:
                 log.error("routes.yaml rejected; the last good table (version %s) keeps serving:\n%s",

@@ -11,7 +11,7 @@ routes.yaml says; the *backend* is who answers one request (``go``,
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from starlette.types import ASGIApp
@@ -51,10 +51,10 @@ class Route:
         }
         if spec.to == "canary":
             out["percent"] = spec.percent
-            out["rollback"] = asdict(spec.rollback) if spec.rollback else None
+            out["rollback"] = spec.rollback.model_dump() if spec.rollback else None
         if spec.to == "shadow":
-            out["shadow"] = asdict(spec.shadow)
-            out["diff"] = asdict(spec.diff)
+            out["shadow"] = spec.shadow.model_dump()
+            out["diff"] = spec.diff.model_dump()
         return out
 
 
