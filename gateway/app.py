@@ -13,9 +13,7 @@ import asyncio
 import inspect
 import json
 import logging
-import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
@@ -35,6 +33,7 @@ from .ops.tracing import tag_request
 from .replies import gateway_error
 from .routing.compile import compile_table
 from .routing.config import GatewayConfig, load_config
+from .settings import GatewaySettings
 from .routing.paths import BadPath, match_path
 from .routing.reload import Reloader, TableHolder
 from .routing.table import Route, RouteTable
@@ -57,45 +56,24 @@ def _send_with_date(send: Send) -> Send:
     return dated
 
 
-@dataclass
-class GatewaySettings:
-    config_path: str
-    access_log: bool = True
-    redact_prefixes: tuple[str, ...] = ()  # beyond what services declare secret
-    # Development only: 502/504 bodies also carry the backend's URL and the
-    # exception, which otherwise only the log gets.
-    debug_errors: bool = False
-
-    @classmethod
-    def from_env(cls) -> "GatewaySettings":
-        redact = os.environ.get("GATEWAY_LOG_REDACT_PREFIXES", "")
-        return cls(
-            config_path=os.environ.get("GATEWAY_CONFIG", "routes.yaml"),
-            access_log=os.environ.get("GATEWAY_ACCESS_LOG", "1") not in ("0", "false", "no"),
-            redact_prefixes=tuple(p.strip().rstrip("/") for p in redact.split(",") if p.strip()),
-            debug_errors=os.environ.get("GATEWAY_DEBUG_ERRORS", "0") in ("1", "true", "yes", "on"),
-        )
-
-
 class Gateway:
     def __init__(self, settings: GatewaySettings, registry: Registry | None = None):
         self.settings = settings
-        self.registry = registry or discover()
+        self.registry = registry or discover(("services", *settings.service_packages))
         self.forwarders = Forwarders(debug_errors=settings.debug_errors)
         serves, dry_run_ok = self.registry.serves, self.registry.dry_run_ok
         config = load_config(settings.config_path, serves_prefix=serves, dry_run_ok=dry_run_ok,
-                             legacy_url=os.environ.get("LEGACY_URL"))  # fail fast at boot
+                             legacy_url=settings.legacy_url)  # fail fast at boot
         self.holder = TableHolder(self.build(config))
-        self.metrics = Metrics(os.environ.get("GATEWAY_METRICS_DIR"))
+        self.metrics = Metrics(settings.metrics_dir)
         self.shadow = ShadowRunner(self.metrics)
-        self.canary = CanaryChooser(self.registry.identity)
-        self.rollbacks = RollbackGuard(os.environ.get("GATEWAY_STATE_DIR") or os.environ.get("GATEWAY_METRICS_DIR"),
-                                       self.metrics)
-        self.admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or None
+        self.canary = CanaryChooser(self.registry.identity, settings.secret.encode() if settings.secret else None)
+        self.rollbacks = RollbackGuard(settings.state_dir or settings.metrics_dir, self.metrics)
+        self.admin_token = settings.admin_token or None
         self.redact_prefixes = tuple(p.rstrip("/") for p in (*self.registry.secret_paths, *settings.redact_prefixes))
         self._housekeeping: asyncio.Task[None] | None = None
         self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves,
-                                 dry_run_ok=dry_run_ok, legacy_url=os.environ.get("LEGACY_URL"),
+                                 dry_run_ok=dry_run_ok, legacy_url=settings.legacy_url,
                                  on_outcome=self.metrics.reload)
         self.admin = AdminApp(holder=self.holder, forwarders=self.forwarders, metrics=self.metrics,
                               rollbacks=self.rollbacks, services=self.registry.services,
@@ -311,7 +289,8 @@ class Gateway:
 
 
 def create_app() -> Any:
-    """uvicorn factory (``--factory gateway.app:create_app``): settings from env.
+    """uvicorn factory (``--factory gateway.app:create_app``): settings from env,
+    read once per worker process.
 
     CORS wraps everything: the gateway is the one place CORS is answered, for
     python and go routes alike (see gateway/edge/cors.py).

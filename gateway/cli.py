@@ -8,22 +8,23 @@ import os
 import sys
 from typing import Sequence
 
+from services.common.settings import SettingsError
+
 from .routing.config import GatewayConfig, RoutesError, load_config
 from .routing.problems import MAX_SHOWN
-
-DEFAULT_PORT = 1324
+from .settings import get_settings, reset_settings
 
 
 def _registry():
     from services.registry import discover
 
-    return discover()
+    return discover(("services", *get_settings().service_packages))
 
 
 def _load(path: str) -> GatewayConfig:
     registry = _registry()
     return load_config(path, serves_prefix=registry.serves, dry_run_ok=registry.dry_run_ok,
-                       legacy_url=os.environ.get("LEGACY_URL"))
+                       legacy_url=get_settings().legacy_url)
 
 
 def _table(config: GatewayConfig):
@@ -160,14 +161,20 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from services.common.settings import check_settings
+
     try:
+        check_settings()  # the services' variables: a bad one stops the start, named
         _load(args.config)
+    except SettingsError as exc:
+        print(f"refusing to start: bad environment:\n{exc}", file=sys.stderr)
+        return 1
     except RoutesError as exc:
         print(f"refusing to start: {args.config} is invalid:\n{exc}", file=sys.stderr)
         return 1
     # Workers are separate processes: they read their settings from the env.
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
-    if not os.environ.get("GATEWAY_METRICS_DIR"):
+    if not get_settings().metrics_dir:
         # One directory per `gateway serve`: its workers publish metric
         # snapshots there so any worker can answer a scrape for all of them.
         import tempfile
@@ -175,6 +182,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["GATEWAY_METRICS_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     if args.no_access_log:
         os.environ["GATEWAY_ACCESS_LOG"] = "0"
+    reset_settings()  # this process may be the (only) worker: it reads what was just exported
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(
         "gateway.app:create_app",
@@ -204,16 +212,18 @@ def _has(module: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags' defaults are the gateway settings (env GATEWAY_*, gateway/settings.py)."""
+    env = get_settings()
     parser = argparse.ArgumentParser(prog="gateway", description="Strangler-fig gateway: Go → Python, one route at a time.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"))
-    serve.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", DEFAULT_PORT)))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("GATEWAY_WORKERS", 1)))
-    serve.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"))
-    serve.add_argument("--graceful-timeout", type=float, default=float(os.environ.get("GATEWAY_GRACEFUL_TIMEOUT", 30)),
+    serve.add_argument("--config", default=env.config_path)
+    serve.add_argument("--host", default=env.host)
+    serve.add_argument("--port", type=int, default=env.port)
+    serve.add_argument("--workers", type=int, default=env.workers)
+    serve.add_argument("--log-level", default=env.log_level)
+    serve.add_argument("--graceful-timeout", type=float, default=env.graceful_timeout,
                        help="seconds in-flight requests get to finish on SIGTERM")
     serve.add_argument("--no-access-log", action="store_true")
     serve.set_defaults(func=cmd_serve)
@@ -223,14 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     routes = sub.add_parser("routes", help="print the route table")
-    routes.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"))
+    routes.add_argument("--config", default=env.config_path)
     routes.add_argument("--json", action="store_true")
     routes.set_defaults(func=cmd_routes)
 
     explain = sub.add_parser("explain", help="which route serves METHOD PATH, and why")
     explain.add_argument("method")
     explain.add_argument("path")
-    explain.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"))
+    explain.add_argument("--config", default=env.config_path)
     explain.add_argument("--json", action="store_true")
     explain.add_argument("--user", help="email of a signed-in user: which side of a canary they get")
     explain.set_defaults(func=cmd_explain)
@@ -247,8 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"gateway: bad environment:\n{exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
