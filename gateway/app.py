@@ -2,7 +2,9 @@
 
 One request takes one straight path: ``match_path`` → ``holder.table`` (read
 once: the request keeps the table it started with) → the route's state picks
-the backend → the legacy forwarder or the Python service serves it. What the
+the backend → the legacy forwarder or the Python service serves it. The
+table's CORS policy (routes.yaml ``cors:``) wraps all of it except the admin
+surface. What the
 gateway learns on the way (who answered, the status, a client that left, an
 upstream failure) is kept in the request's ``RequestContext`` and read once at
 the end for metrics, rollback windows and the access log.
@@ -14,6 +16,7 @@ import inspect
 import json
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
@@ -21,7 +24,6 @@ from starlette.types import Message, Receive, Scope, Send
 from services.registry import Registry, Service, discover
 
 from .context import RequestContext
-from .edge.cors import CORSMiddleware
 from .httpdate import add_date, http_date
 from .migration.canary import CanaryChooser
 from .migration.override import take_override
@@ -95,6 +97,13 @@ class Gateway:
 
     # -- one request -----------------------------------------------------------
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        table = self.holder.table  # read once: the request keeps this table
+        if table.cors is None or _is_admin(scope["path"]):
+            await self._serve(table, scope, receive, send)
+        else:
+            await table.cors.handle(scope, receive, send, partial(self._serve, table))
+
+    async def _serve(self, table: RouteTable, scope: Scope, receive: Receive, send: Send) -> None:
         request_id, trace_id = tag_request(scope)
         ctx = RequestContext(request_id, trace_id)
         raw_path = scope.get("raw_path") or scope["path"].encode()
@@ -111,7 +120,7 @@ class Gateway:
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             await self.admin(scope, receive, _send_with_date(send))
             return
-        route = ctx.route = self.holder.table.lookup(path, scope["method"])
+        route = ctx.route = table.lookup(path, scope["method"])
         service, cookie = self._choose(ctx, route, scope, path)
 
         async def receive_and_watch() -> Message:
@@ -288,11 +297,13 @@ class Gateway:
                 return
 
 
+def _is_admin(path: str) -> bool:
+    """The gateway's own surface never answers CORS (issue 14)."""
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+
+
 def create_app() -> Any:
     """uvicorn factory (``--factory gateway.app:create_app``): settings from env,
-    read once per worker process.
-
-    CORS wraps everything: the gateway is the one place CORS is answered, for
-    python and go routes alike (see gateway/edge/cors.py).
-    """
-    return CORSMiddleware.from_env(Gateway(GatewaySettings.from_env()))
+    read once per worker process. CORS comes from the live table (routes.yaml
+    ``cors:``), for python and go routes alike (see gateway/edge/cors.py)."""
+    return Gateway(GatewaySettings.from_env())

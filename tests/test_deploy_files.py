@@ -673,6 +673,14 @@ def test_the_default_scan_sees_the_code():
     assert set(code) >= set(code_env_reads()), "the ast scan missed reads the regex scan finds"
 
 
+def test_variables_named_in_routes_yaml_are_documented():
+    # cors.allow_origins_env names a variable the gateway reads at load.
+    config = yaml.safe_load((ROOT / "routes.yaml").read_text())
+    named = {config["cors"]["allow_origins_env"]} if (config.get("cors") or {}).get("allow_origins_env") else set()
+    assert named == {"JUNJO_ALLOW_ORIGINS"}
+    assert named <= env_example_names()
+
+
 def test_documented_defaults_are_the_codes():
     problems = default_mismatches(ENV_EXAMPLE.read_text())
     assert not problems, "\n".join(problems)
