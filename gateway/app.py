@@ -15,6 +15,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import time
 from functools import partial
 from typing import Any
@@ -63,10 +64,9 @@ class Gateway:
         self.settings = settings
         self.registry = registry or discover(("services", *settings.service_packages))
         self.forwarders = Forwarders(debug_errors=settings.debug_errors)
-        serves, dry_run_ok = self.registry.serves, self.registry.dry_run_ok
-        config = load_config(settings.config_path, serves_prefix=serves, dry_run_ok=dry_run_ok,
-                             legacy_url=settings.legacy_url)  # fail fast at boot
-        self.holder = TableHolder(self.build(config))
+        table = self.build(self.load(settings.config_path))  # fail fast at boot
+        self.activate(table)
+        self.holder = TableHolder(table)
         self.metrics = Metrics(settings.metrics_dir)
         self.shadow = ShadowRunner(self.metrics)
         self.canary = CanaryChooser(self.registry.identity, settings.secret.encode() if settings.secret else None)
@@ -74,16 +74,25 @@ class Gateway:
         self.admin_token = settings.admin_token or None
         self.redact_prefixes = tuple(p.rstrip("/") for p in (*self.registry.secret_paths, *settings.redact_prefixes))
         self._housekeeping: asyncio.Task[None] | None = None
-        self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves,
-                                 dry_run_ok=dry_run_ok, legacy_url=settings.legacy_url,
-                                 on_outcome=self.metrics.reload)
+        self.reloader = Reloader(settings.config_path, self.holder, self.build, load=self.load,
+                                 activate=self.activate, on_outcome=self.metrics.reload)
         self.admin = AdminApp(holder=self.holder, forwarders=self.forwarders, metrics=self.metrics,
                               rollbacks=self.rollbacks, services=self.registry.services,
                               config_path=settings.config_path)
 
+    def load(self, path: str | os.PathLike[str], deadline: float | None = None) -> GatewayConfig:
+        return load_config(path, serves_prefix=self.registry.serves, dry_run_ok=self.registry.dry_run_ok,
+                           legacy_url=self.settings.legacy_url, deadline=deadline)
+
     def build(self, config: GatewayConfig) -> RouteTable:
-        go = self.forwarders.get(config.legacy, config.trusted_proxies)
+        """The table for ``config`` (pure: a reload runs it in its worker thread)."""
+        go = self.forwarders.prepare(config.legacy, config.trusted_proxies)
         return compile_table(config, self.registry, go)
+
+    def activate(self, table: RouteTable) -> None:
+        """On the loop, as ``table`` goes live: its upstream pool serves, the old one retires."""
+        config = table.config
+        self.forwarders.adopt(config.legacy, config.trusted_proxies, table.default.go)  # type: ignore[arg-type]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
