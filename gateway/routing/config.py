@@ -86,7 +86,8 @@ def parse_config(
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise RoutesError([Problem(file, line, "<file>", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
+        problem = Problem(file, line, "<file>", f"not UTF-8 text: {exc.reason} at byte {exc.start}")
+        raise RoutesError([problem]) from None
     doc = compose(decoded, file, deadline=deadline)
     if doc.data is None:
         raise RoutesError([Problem(file, 1, "<file>", "file is empty; expected at least 'routes:'")])
@@ -187,9 +188,9 @@ class _Checker:
         data = self.doc.data if isinstance(self.doc.data, dict) else {}
         if data.get("default") == "python" and serves_prefix is not None and not serves_prefix("/"):
             self.add(("default",), "no Python service serves every path; the default must be 'go'")
-        routes = data.get("routes") if isinstance(data.get("routes"), list) else []
+        routes = data.get("routes")
         seen: dict[str, list[tuple[frozenset[str] | None, int]]] = {}
-        for i, item in enumerate(routes):
+        for i, item in enumerate(routes if isinstance(routes, list) else []):
             if isinstance(item, dict):
                 self._route(("routes", i), item, serves_prefix, dry_run_ok, seen)
 
@@ -214,8 +215,8 @@ class _Checker:
                 self.add((*path, "shadow", "writes"),
                          f"the Python service for {prefix!r} does not support dry runs (Service.dry_run), so "
                          "writes can't be replayed to it safely; remove 'writes: true'")
-        methods = _methods_of(item.get("methods"))
-        if prefix is None or methods is False:
+        readable, methods = _methods_of(item.get("methods"))
+        if prefix is None or not readable:
             return
         line = self.doc.line(path)
         for other, other_line in seen.get(prefix, []):
@@ -338,10 +339,10 @@ def _valid(check: Callable[[str], str], value: Any) -> bool:
     return True
 
 
-def _methods_of(value: Any) -> frozenset[str] | None | bool:
-    """The route's methods for the duplicate check: None = every method, False = unreadable."""
+def _methods_of(value: Any) -> tuple[bool, frozenset[str] | None]:
+    """(readable, the route's methods) for the duplicate check; None = every method."""
     if value is None:
-        return None
+        return True, None
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return frozenset(v.upper() for v in value)
-    return False
+        return True, frozenset(v.upper() for v in value)
+    return False, None

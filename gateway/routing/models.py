@@ -150,35 +150,36 @@ class LegacyConfig(_Model):
     """The legacy backend and the connection pool to it."""
 
     url: Annotated[str, Field(strict=True), AfterValidator(check_url)] = Field(
-        "http://localhost:1323", description="The legacy backend's base URL (env LEGACY_URL overrides).")
-    connect_timeout: Seconds = Field(2.0, description="Seconds to open a connection to the backend.")
-    read_timeout: Seconds = Field(60.0, description="Seconds to wait for response headers / between body chunks.")
-    pool_size: Size = Field(512, description="Upstream keep-alive connections at most.")
+        default="http://localhost:1323", description="The legacy backend's base URL (env LEGACY_URL overrides).")
+    connect_timeout: Seconds = Field(default=2.0, description="Seconds to open a connection to the backend.")
+    read_timeout: Seconds = Field(default=60.0,
+                                  description="Seconds to wait for response headers / between body chunks.")
+    pool_size: Size = Field(default=512, description="Upstream keep-alive connections at most.")
     ready_path: Annotated[str, Field(strict=True), AfterValidator(_ready_path)] = Field(
-        "/", description="GET here answering below 500 means the backend is ready (/_gateway/ready).")
+        default="/", description="GET here answering below 500 means the backend is ready (/_gateway/ready).")
     total_timeout: Seconds | None = Field(
-        None, description="Seconds for a whole upstream exchange (headers + body); null = no limit.")
+        default=None, description="Seconds for a whole upstream exchange (headers + body); null = no limit.")
     body_pool_share: Annotated[float, Field(strict=True, gt=0, le=1)] = Field(
-        0.5, description="Requests with a body may hold at most this fraction of pool_size connections.")
+        default=0.5, description="Requests with a body may hold at most this fraction of pool_size connections.")
 
 
 class CorsConfig(_Model):
     """CORS answered at the edge. Without a ``cors:`` block the gateway adds none."""
 
     allow_origins: Annotated[tuple[Origin, ...], Field(min_length=1, max_length=MAX_ORIGINS)] | None = Field(
-        None, description="Origins allowed, compared exactly. Or use allow_origins_env.")
+        default=None, description="Origins allowed, compared exactly. Or use allow_origins_env.")
     allow_origins_env: Annotated[str, Field(strict=True), AfterValidator(_env_name)] | None = Field(
-        None, description="Environment variable holding a comma-separated origin list, read at load; "
+        default=None, description="Environment variable holding a comma-separated origin list, read at load; "
                           "empty or unset = reflect any origin (the legacy's default).")
     allow_methods: Annotated[tuple[Method, ...], BeforeValidator(_upper_all),
                              Field(min_length=1, max_length=MAX_METHODS)] = Field(
-        ("GET", "POST", "PUT", "DELETE", "OPTIONS"), description="Access-Control-Allow-Methods of a preflight.")
+        default=("GET", "POST", "PUT", "DELETE", "OPTIONS"), description="Access-Control-Allow-Methods of a preflight.")
     allow_headers: Annotated[tuple[HeaderName, ...], Field(max_length=MAX_CORS_HEADERS)] = Field(
-        ("Origin", "Content-Type", "Accept", "X-CSRF-Token"),
+        default=("Origin", "Content-Type", "Accept", "X-CSRF-Token"),
         description="Access-Control-Allow-Headers of a preflight; empty = echo the request's.")
-    allow_credentials: Flag = Field(True, description="Send Access-Control-Allow-Credentials: true.")
+    allow_credentials: Flag = Field(default=True, description="Send Access-Control-Allow-Credentials: true.")
     answer_every_options: Flag = Field(
-        True, description="Echo's behaviour: answer every OPTIONS with 204 here; false = only preflights "
+        default=True, description="Echo's behaviour: answer every OPTIONS with 204 here; false = only preflights "
                           "(OPTIONS + Origin + Access-Control-Request-Method).")
 
     @model_validator(mode="after")
@@ -199,62 +200,62 @@ class CorsConfig(_Model):
 class LimitsConfig(_Model):
     """Protocol limits at the edge (nginx/Envoy-like defaults)."""
 
-    request_line: Size = Field(8192, description="Bytes of the request line.")
-    header_line: Size = Field(8192, description="Bytes of one request header field.")
-    header_count: Size = Field(100, description="Request header fields.")
-    head_size: Size = Field(32768, description="Bytes of the whole request head.")
-    head_timeout: Seconds = Field(10.0, description="Seconds to receive a whole request head.")
-    body_idle_timeout: Seconds = Field(30.0, description="Seconds without a request body byte.")
-    keepalive_timeout: Seconds = Field(5.0, description="Seconds an idle client connection stays open.")
-    max_connections: Size = Field(4096, description="Client connections per worker.")
-    upstream_head_size: Size = Field(65536, description="Bytes of an upstream response head.")
-    upstream_header_count: Size = Field(200, description="Upstream response header fields.")
-    python_body: Size = Field(1048576, description="Bytes of request body into a Python route (413 beyond).")
+    request_line: Size = Field(default=8192, description="Bytes of the request line.")
+    header_line: Size = Field(default=8192, description="Bytes of one request header field.")
+    header_count: Size = Field(default=100, description="Request header fields.")
+    head_size: Size = Field(default=32768, description="Bytes of the whole request head.")
+    head_timeout: Seconds = Field(default=10.0, description="Seconds to receive a whole request head.")
+    body_idle_timeout: Seconds = Field(default=30.0, description="Seconds without a request body byte.")
+    keepalive_timeout: Seconds = Field(default=5.0, description="Seconds an idle client connection stays open.")
+    max_connections: Size = Field(default=4096, description="Client connections per worker.")
+    upstream_head_size: Size = Field(default=65536, description="Bytes of an upstream response head.")
+    upstream_header_count: Size = Field(default=200, description="Upstream response header fields.")
+    python_body: Size = Field(default=1048576, description="Bytes of request body into a Python route (413 beyond).")
 
 
 class ShadowSpec(_Model):
     """How a `shadow` route replays to Python (all optional in routes.yaml)."""
 
-    writes: Flag = Field(False, description="Replay unsafe methods too; Python runs them in dry-run mode.")
-    noise: Flag = Field(False, description="Replay safe requests to Go twice and discount fields that differ.")
-    sample: Annotated[float, Field(strict=True, ge=0, le=1)] = Field(1.0, description="Fraction replayed.")
-    timeout: Seconds = Field(5.0, description="Seconds a replay may take before it counts as a Python error.")
+    writes: Flag = Field(default=False, description="Replay unsafe methods too; Python runs them in dry-run mode.")
+    noise: Flag = Field(default=False, description="Replay safe requests to Go twice and discount fields that differ.")
+    sample: Annotated[float, Field(strict=True, ge=0, le=1)] = Field(default=1.0, description="Fraction replayed.")
+    timeout: Seconds = Field(default=5.0, description="Seconds a replay may take before it counts as a Python error.")
 
 
 class DiffSpec(_Model):
     ignore: Annotated[tuple[JsonPath, ...], Field(max_length=MAX_DIFF_PATHS)] = Field(
-        (), description='JSON paths that legitimately differ ("$[*].ID").')
+        default=(), description='JSON paths that legitimately differ ("$[*].ID").')
     unordered: Annotated[tuple[JsonPath, ...], Field(max_length=MAX_DIFF_PATHS)] = Field(
-        (), description="JSON paths of arrays compared as multisets.")
+        default=(), description="JSON paths of arrays compared as multisets.")
     headers: Annotated[tuple[Annotated[HeaderName, AfterValidator(str.lower)], ...],
                        Field(max_length=MAX_DIFF_PATHS)] = Field(
-        ("content-type",), description="Response headers compared.")
+        default=("content-type",), description="Response headers compared.")
 
 
 class RollbackSpec(_Model):
     """Move a canary back to Go when Python is worse than Go on the same route."""
 
     max_error_rate_increase: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] = Field(
-        0.05, description="Python's 5xx rate may exceed Go's by this much.")
+        default=0.05, description="Python's 5xx rate may exceed Go's by this much.")
     max_p99_ratio: Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)] = Field(
-        2.0, description="Python's latency tail may be at most this multiple of Go's.")
+        default=2.0, description="Python's latency tail may be at most this multiple of Go's.")
     min_requests: Annotated[int, Field(strict=True, ge=1)] = Field(
-        100, description="Requests per backend before any verdict.")
+        default=100, description="Requests per backend before any verdict.")
 
 
 class RouteSpec(_Model):
     prefix: Annotated[str, Field(strict=True), AfterValidator(check_prefix)] = Field(
         description="Path prefix, matched on segment boundaries (/users covers /users/7).")
     to: Literal["go", "python", "shadow", "canary"] = Field(description="The route's state.")
-    methods: Methods | None = Field(None, description="Only these methods (default: every method).")
+    methods: Methods | None = Field(default=None, description="Only these methods (default: every method).")
     percent: Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)] = Field(
-        0.0, description="canary: share of users sent to Python (0-100).")
-    shadow: ShadowSpec = Field(ShadowSpec(), description="shadow: how requests are replayed to Python.")
-    diff: DiffSpec = Field(DiffSpec(), description="shadow: how answers are compared.")
-    rollback: RollbackSpec | None = Field(None, description="canary: move back to Go automatically.")
+        default=0.0, description="canary: share of users sent to Python (0-100).")
+    shadow: ShadowSpec = Field(default=ShadowSpec(), description="shadow: how requests are replayed to Python.")
+    diff: DiffSpec = Field(default=DiffSpec(), description="shadow: how answers are compared.")
+    rollback: RollbackSpec | None = Field(default=None, description="canary: move back to Go automatically.")
     max_body: Size | None = Field(
-        None, description="Bytes of request body into Python for this route (default limits.python_body).")
-    line: SkipJsonSchema[int] = Field(0, exclude=True)  # where routes.yaml says it (set by the loader)
+        default=None, description="Bytes of request body into Python for this route (default limits.python_body).")
+    line: SkipJsonSchema[int] = Field(default=0, exclude=True)  # where routes.yaml says it (set by the loader)
 
     @property
     def is_default(self) -> bool:
@@ -269,19 +270,19 @@ class RouteSpec(_Model):
 
 
 class GatewayConfig(_Model):
-    legacy: LegacyConfig = Field(LegacyConfig(), description="The legacy backend.")
-    default: Literal["go", "python"] = Field("go", description="Where paths no route covers go.")
+    legacy: LegacyConfig = Field(default=LegacyConfig(), description="The legacy backend.")
+    default: Literal["go", "python"] = Field(default="go", description="Where paths no route covers go.")
     routes: Annotated[tuple[RouteSpec, ...], Field(max_length=MAX_ROUTES)] = Field(
-        (), description="Longest prefix wins, then methods.")
+        default=(), description="Longest prefix wins, then methods.")
     trusted_proxies: Annotated[tuple[Annotated[str, Field(strict=True), AfterValidator(_proxy)], ...],
                                Field(max_length=MAX_TRUSTED_PROXIES)] = Field(
-        (), description="X-Forwarded-* accepted only from these addresses / CIDR networks.")
-    cors: CorsConfig | None = Field(None, description="CORS at the edge; absent = none added.")
-    limits: LimitsConfig = Field(LimitsConfig(), description="Protocol limits (all optional).")
+        default=(), description="X-Forwarded-* accepted only from these addresses / CIDR networks.")
+    cors: CorsConfig | None = Field(default=None, description="CORS at the edge; absent = none added.")
+    limits: LimitsConfig = Field(default=LimitsConfig(), description="Protocol limits (all optional).")
     # The loader's, never the file's:
-    source: SkipJsonSchema[str] = Field("<defaults>", exclude=True)
-    version: SkipJsonSchema[str] = Field("", exclude=True)  # sha256 of the file's bytes, 12 hex digits
-    default_line: SkipJsonSchema[int] = Field(0, exclude=True)
+    source: SkipJsonSchema[str] = Field(default="<defaults>", exclude=True)
+    version: SkipJsonSchema[str] = Field(default="", exclude=True)  # sha256 of the file's bytes, 12 hex digits
+    default_line: SkipJsonSchema[int] = Field(default=0, exclude=True)
 
     @property
     def default_route(self) -> RouteSpec:
