@@ -2,7 +2,9 @@
 
 One request takes one straight path: ``match_path`` → ``holder.table`` (read
 once: the request keeps the table it started with) → the route's state picks
-the backend → the legacy forwarder or the Python service serves it. What the
+the backend → the legacy forwarder or the Python service serves it. The
+table's CORS policy (routes.yaml ``cors:``) wraps all of it except the admin
+surface. What the
 gateway learns on the way (who answered, the status, a client that left, an
 upstream failure) is kept in the request's ``RequestContext`` and read once at
 the end for metrics, rollback windows and the access log.
@@ -15,7 +17,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
@@ -23,7 +25,6 @@ from starlette.types import Message, Receive, Scope, Send
 from services.registry import Registry, Service, discover
 
 from .context import RequestContext
-from .edge.cors import CORSMiddleware
 from .httpdate import add_date, http_date
 from .migration.canary import CanaryChooser
 from .migration.override import take_override
@@ -35,6 +36,7 @@ from .ops.tracing import tag_request
 from .replies import gateway_error
 from .routing.compile import compile_table
 from .routing.config import GatewayConfig, load_config
+from .settings import GatewaySettings
 from .routing.paths import BadPath, match_path
 from .routing.reload import Reloader, TableHolder
 from .routing.table import Route, RouteTable
@@ -57,51 +59,40 @@ def _send_with_date(send: Send) -> Send:
     return dated
 
 
-@dataclass
-class GatewaySettings:
-    config_path: str
-    access_log: bool = True
-    redact_prefixes: tuple[str, ...] = ()  # beyond what services declare secret
-    # Development only: 502/504 bodies also carry the backend's URL and the
-    # exception, which otherwise only the log gets.
-    debug_errors: bool = False
-
-    @classmethod
-    def from_env(cls) -> "GatewaySettings":
-        redact = os.environ.get("GATEWAY_LOG_REDACT_PREFIXES", "")
-        return cls(
-            config_path=os.environ.get("GATEWAY_CONFIG", "routes.yaml"),
-            access_log=os.environ.get("GATEWAY_ACCESS_LOG", "1") not in ("0", "false", "no"),
-            redact_prefixes=tuple(p.strip().rstrip("/") for p in redact.split(",") if p.strip()),
-            debug_errors=os.environ.get("GATEWAY_DEBUG_ERRORS", "0") in ("1", "true", "yes", "on"),
-        )
-
-
 class Gateway:
     def __init__(self, settings: GatewaySettings, registry: Registry | None = None):
         self.settings = settings
-        self.registry = registry or discover()
+        self.registry = registry or discover(("services", *settings.service_packages))
         self.forwarders = Forwarders(debug_errors=settings.debug_errors)
-        serves, dry_run_ok = self.registry.serves, self.registry.dry_run_ok
-        config = load_config(settings.config_path, serves_prefix=serves, dry_run_ok=dry_run_ok)  # fail fast at boot
-        self.holder = TableHolder(self.build(config))
-        self.metrics = Metrics(os.environ.get("GATEWAY_METRICS_DIR"))
+        table = self.build(self.load(settings.config_path))  # fail fast at boot
+        self.activate(table)
+        self.holder = TableHolder(table)
+        self.metrics = Metrics(settings.metrics_dir)
         self.shadow = ShadowRunner(self.metrics)
-        self.canary = CanaryChooser(self.registry.identity)
-        self.rollbacks = RollbackGuard(os.environ.get("GATEWAY_STATE_DIR") or os.environ.get("GATEWAY_METRICS_DIR"),
-                                       self.metrics)
-        self.admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or None
+        self.canary = CanaryChooser(self.registry.identity, settings.secret.encode() if settings.secret else None)
+        self.rollbacks = RollbackGuard(settings.state_dir or settings.metrics_dir, self.metrics)
+        self.admin_token = settings.admin_token or None
         self.redact_prefixes = tuple(p.rstrip("/") for p in (*self.registry.secret_paths, *settings.redact_prefixes))
         self._housekeeping: asyncio.Task[None] | None = None
-        self.reloader = Reloader(settings.config_path, self.holder, self.build, serves_prefix=serves,
-                                 dry_run_ok=dry_run_ok, on_outcome=self.metrics.reload)
+        self.reloader = Reloader(settings.config_path, self.holder, self.build, load=self.load,
+                                 activate=self.activate, on_outcome=self.metrics.reload)
         self.admin = AdminApp(holder=self.holder, forwarders=self.forwarders, metrics=self.metrics,
                               rollbacks=self.rollbacks, services=self.registry.services,
                               config_path=settings.config_path)
 
+    def load(self, path: str | os.PathLike[str], deadline: float | None = None) -> GatewayConfig:
+        return load_config(path, serves_prefix=self.registry.serves, dry_run_ok=self.registry.dry_run_ok,
+                           legacy_url=self.settings.legacy_url, deadline=deadline)
+
     def build(self, config: GatewayConfig) -> RouteTable:
-        go = self.forwarders.get(config.legacy, config.trusted_proxies)
+        """The table for ``config`` (pure: a reload runs it in its worker thread)."""
+        go = self.forwarders.prepare(config.legacy, config.trusted_proxies)
         return compile_table(config, self.registry, go)
+
+    def activate(self, table: RouteTable) -> None:
+        """On the loop, as ``table`` goes live: its upstream pool serves, the old one retires."""
+        config = table.config
+        self.forwarders.adopt(config.legacy, config.trusted_proxies, table.default.go)  # type: ignore[arg-type]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -115,6 +106,13 @@ class Gateway:
 
     # -- one request -----------------------------------------------------------
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        table = self.holder.table  # read once: the request keeps this table
+        if table.cors is None or _is_admin(scope["path"]):
+            await self._serve(table, scope, receive, send)
+        else:
+            await table.cors.handle(scope, receive, send, partial(self._serve, table))
+
+    async def _serve(self, table: RouteTable, scope: Scope, receive: Receive, send: Send) -> None:
         request_id, trace_id = tag_request(scope)
         ctx = RequestContext(request_id, trace_id)
         raw_path = scope.get("raw_path") or scope["path"].encode()
@@ -131,7 +129,7 @@ class Gateway:
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             await self.admin(scope, receive, _send_with_date(send))
             return
-        route = ctx.route = self.holder.table.lookup(path, scope["method"])
+        route = ctx.route = table.lookup(path, scope["method"])
         service, cookie = self._choose(ctx, route, scope, path)
 
         async def receive_and_watch() -> Message:
@@ -308,10 +306,13 @@ class Gateway:
                 return
 
 
-def create_app() -> Any:
-    """uvicorn factory (``--factory gateway.app:create_app``): settings from env.
+def _is_admin(path: str) -> bool:
+    """The gateway's own surface never answers CORS (issue 14)."""
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
 
-    CORS wraps everything: the gateway is the one place CORS is answered, for
-    python and go routes alike (see gateway/edge/cors.py).
-    """
-    return CORSMiddleware.from_env(Gateway(GatewaySettings.from_env()))
+
+def create_app() -> Any:
+    """uvicorn factory (``--factory gateway.app:create_app``): settings from env,
+    read once per worker process. CORS comes from the live table (routes.yaml
+    ``cors:``), for python and go routes alike (see gateway/edge/cors.py)."""
+    return Gateway(GatewaySettings.from_env())

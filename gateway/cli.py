@@ -1,4 +1,4 @@
-"""``gateway`` command line: serve, check, routes, explain, diff."""
+"""``gateway`` command line: serve, check, routes, explain, diff, schema."""
 from __future__ import annotations
 
 import argparse
@@ -8,20 +8,23 @@ import os
 import sys
 from typing import Sequence
 
-from .routing.config import ConfigError, GatewayConfig, load_config
+from services.common.settings import SettingsError
 
-DEFAULT_PORT = 1324
+from .routing.config import GatewayConfig, RoutesError, load_config
+from .routing.problems import MAX_SHOWN
+from .settings import get_settings, reset_settings
 
 
 def _registry():
     from services.registry import discover
 
-    return discover()
+    return discover(("services", *get_settings().service_packages))
 
 
 def _load(path: str) -> GatewayConfig:
     registry = _registry()
-    return load_config(path, serves_prefix=registry.serves, dry_run_ok=registry.dry_run_ok)
+    return load_config(path, serves_prefix=registry.serves, dry_run_ok=registry.dry_run_ok,
+                       legacy_url=get_settings().legacy_url)
 
 
 def _table(config: GatewayConfig):
@@ -48,10 +51,10 @@ def _table_lines(config: GatewayConfig) -> list[str]:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         config = _load(args.file)
-    except ConfigError as exc:
+    except RoutesError as exc:
         print(f"{args.file}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        for line in exc.text(MAX_SHOWN).splitlines():
+            print(f"  {line}", file=sys.stderr)
         return 1
     print("\n".join(_table_lines(config)))
     print("\nOK")
@@ -61,7 +64,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_routes(args: argparse.Namespace) -> int:
     try:
         config = _load(args.config)
-    except ConfigError as exc:
+    except RoutesError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     if args.json:
@@ -77,7 +80,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     try:
         config = _load(args.config)
-    except ConfigError as exc:
+    except RoutesError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     table = _table(config)
@@ -109,7 +112,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for path in (args.old, args.new):
         try:
             configs.append(_load(path))
-        except ConfigError as exc:
+        except RoutesError as exc:
             print(str(exc), file=sys.stderr)
             return 2
     changes = owner_changes(*configs)
@@ -147,21 +150,31 @@ def owner_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     return out
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema of routes.yaml, for editors (see the README)."""
+    from .routing.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from services.common.settings import check_settings
+
     try:
+        check_settings()  # the services' variables: a bad one stops the start, named
         _load(args.config)
-    except ConfigError as exc:
-        print(f"refusing to start: {args.config} is invalid:\n{exc}", file=sys.stderr)
+    except SettingsError as exc:
+        print(f"refusing to start: bad environment:\n{exc}", file=sys.stderr)
         return 1
-    problem = _environment_problem()
-    if problem:
-        print(f"refusing to start: {problem}", file=sys.stderr)
+    except RoutesError as exc:
+        print(f"refusing to start: {args.config} is invalid:\n{exc}", file=sys.stderr)
         return 1
     # Workers are separate processes: they read their settings from the env.
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
-    if not os.environ.get("GATEWAY_METRICS_DIR"):
+    if not get_settings().metrics_dir:
         # One directory per `gateway serve`: its workers publish metric
         # snapshots there so any worker can answer a scrape for all of them.
         import tempfile
@@ -169,6 +182,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["GATEWAY_METRICS_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     if args.no_access_log:
         os.environ["GATEWAY_ACCESS_LOG"] = "0"
+    reset_settings()  # this process may be the (only) worker: it reads what was just exported
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(
         "gateway.app:create_app",
@@ -191,17 +205,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _environment_problem() -> str | None:
-    """A setting the workers would only trip over at their first request."""
-    from services.common.settings import ConfigError as SettingsError, parse_journal_mode
-
-    try:
-        parse_journal_mode(os.environ.get("JUNJO_SQLITE_JOURNAL_MODE"))
-    except SettingsError as exc:
-        return str(exc)
-    return None
-
-
 def _has(module: str) -> bool:
     import importlib.util
 
@@ -209,16 +212,18 @@ def _has(module: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags' defaults are the gateway settings (env GATEWAY_*, gateway/settings.py)."""
+    env = get_settings()
     parser = argparse.ArgumentParser(prog="gateway", description="Strangler-fig gateway: Go → Python, one route at a time.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"))
-    serve.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", DEFAULT_PORT)))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("GATEWAY_WORKERS", 1)))
-    serve.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "info"))
-    serve.add_argument("--graceful-timeout", type=float, default=float(os.environ.get("GATEWAY_GRACEFUL_TIMEOUT", 30)),
+    serve.add_argument("--config", default=env.config_path)
+    serve.add_argument("--host", default=env.host)
+    serve.add_argument("--port", type=int, default=env.port)
+    serve.add_argument("--workers", type=int, default=env.workers)
+    serve.add_argument("--log-level", default=env.log_level)
+    serve.add_argument("--graceful-timeout", type=float, default=env.graceful_timeout,
                        help="seconds in-flight requests get to finish on SIGTERM")
     serve.add_argument("--no-access-log", action="store_true")
     serve.set_defaults(func=cmd_serve)
@@ -228,14 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     routes = sub.add_parser("routes", help="print the route table")
-    routes.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"))
+    routes.add_argument("--config", default=env.config_path)
     routes.add_argument("--json", action="store_true")
     routes.set_defaults(func=cmd_routes)
 
     explain = sub.add_parser("explain", help="which route serves METHOD PATH, and why")
     explain.add_argument("method")
     explain.add_argument("path")
-    explain.add_argument("--config", default=os.environ.get("GATEWAY_CONFIG", "routes.yaml"))
+    explain.add_argument("--config", default=env.config_path)
     explain.add_argument("--json", action="store_true")
     explain.add_argument("--user", help="email of a signed-in user: which side of a canary they get")
     explain.set_defaults(func=cmd_explain)
@@ -245,12 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("new")
     diff.add_argument("--exit-code", action="store_true", help="exit 1 when something changes owner (for CI)")
     diff.set_defaults(func=cmd_diff)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of routes.yaml (for editors)")
+    schema.set_defaults(func=cmd_schema)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"gateway: bad environment:\n{exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ routes they replace. Services never import the gateway's internals.
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -103,15 +102,12 @@ class Registry:
 
 
 
-def discover(packages: Iterable[str] | None = None) -> Registry:
+def discover(packages: Iterable[str] = ("services",)) -> Registry:
     """Import every subpackage of each package that defines ``SERVICE``.
 
-    By default that is ``services``; env ``GATEWAY_SERVICE_PACKAGES`` (a comma
-    list of importable packages) adds a team's own packages, or test doubles.
+    By default that is ``services``; the gateway adds the packages named in
+    env ``GATEWAY_SERVICE_PACKAGES`` (a team's own packages, or test doubles).
     """
-    if packages is None:
-        extra = os.environ.get("GATEWAY_SERVICE_PACKAGES", "")
-        packages = ["services", *(p.strip() for p in extra.split(",") if p.strip())]
     found: dict[str, Service] = {}
     for package in packages:
         pkg = importlib.import_module(package)

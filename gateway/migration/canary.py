@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import secrets
 from functools import cached_property
 from typing import Any, Callable
@@ -33,15 +32,13 @@ def bucket(prefix: str, identity: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64 * 100
 
 
-def gateway_secret() -> bytes:
-    """The key for what the gateway signs itself; shared by all workers/replicas.
+def process_secret() -> bytes:
+    """Without GATEWAY_SECRET (the gateway's settings hand it to the chooser), a
+    random key per process.
 
-    Only GATEWAY_SECRET: deriving it from the session secret would hand every
-    anonymous client a signed value to test guesses of that secret offline.
+    Never derived from the session secret: that would hand every anonymous
+    client a signed value to test guesses of that secret offline.
     """
-    value = os.environ.get("GATEWAY_SECRET")
-    if value:
-        return value.encode()
     log.warning("GATEWAY_SECRET is not set: canary cookies are signed with a per-process key, so an "
                 "anonymous client's side won't stick across workers or restarts (signed-in users still do)")
     return secrets.token_bytes(32)
@@ -66,7 +63,7 @@ class CanaryChooser:
     @cached_property
     def signer(self) -> Signer:
         # Built on first use: a gateway without canary routes needs no key (nor the warning).
-        return Signer(self._secret or gateway_secret(), salt="gw-canary")
+        return Signer(self._secret or process_secret(), salt="gw-canary")
 
     def identify(self, scope: dict[str, Any]) -> tuple[str, bytes | None]:
         """(identity, Set-Cookie value to add or None)."""

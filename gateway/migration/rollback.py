@@ -44,7 +44,7 @@ Z = 2.0  # width of a quantile's confidence band, in standard deviations of its 
 
 def spec_key(spec: RouteSpec) -> str:
     """Identifies one live version of a route: a routes.yaml edit of it re-arms."""
-    return f"{spec.prefix}|{spec.to}|{spec.percent:g}|{sorted(spec.methods or [])}|{spec.rollback}"
+    return f"{spec.prefix}|{spec.to}|{spec.percent:g}|{sorted(spec.methods or [])}|{spec.rollback!r}"
 
 
 @dataclass

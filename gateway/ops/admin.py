@@ -120,7 +120,7 @@ class AdminApp:
     async def ready(self, request: Request) -> Response:
         table = self.holder.table
         forwarder = self.forwarders.get(table.config.legacy, table.config.trusted_proxies)
-        url = forwarder.base_url + "/ping"
+        url = forwarder.base_url + table.config.legacy.ready_path  # routes.yaml legacy.ready_path
         try:
             req = httpx.Request("GET", url, headers=[(b"host", forwarder.base.netloc)])
             resp = await forwarder.transport.handle_async_request(req)

@@ -2,13 +2,18 @@
 
 Each route carries both backends it may need: the legacy forwarder and the
 Python service that owns its prefix (``shadow`` and ``canary`` choose between
-them per request).
+them per request). The table also carries its ``cors:`` policy, so a request
+answers CORS by the same table it is routed by, and a reload changes both.
+
+Pure: builds objects only, so a reload may compile in its worker thread.
 """
 from __future__ import annotations
 
 from starlette.types import ASGIApp
 
 from services.registry import Registry
+
+from gateway.edge.cors import CorsPolicy
 
 from .config import GatewayConfig, RouteSpec
 from .table import Route, RouteTable
@@ -23,4 +28,5 @@ def compile_table(config: GatewayConfig, registry: Registry, go: ASGIApp) -> Rou
             raise ValueError(f"no Python service serves {spec.prefix!r}")
         return Route(spec, go, service)
 
-    return RouteTable(config, [route_for(spec) for spec in config.routes], route_for(config.default_route))
+    cors = CorsPolicy.from_config(config.cors) if config.cors is not None else None
+    return RouteTable(config, [route_for(spec) for spec in config.routes], route_for(config.default_route), cors)

@@ -1,213 +1,65 @@
-"""Parse and validate ``routes.yaml`` into frozen dataclasses.
+"""Parse and validate ``routes.yaml`` into frozen, hashable models.
 
-Every problem is reported with the file, the line and the key it concerns, and all
-problems are collected before failing, so one ``gateway check`` run shows them all.
+    file ──read_file──► bytes ──compose──► plain data + lines ──pydantic──► GatewayConfig
+                          (source.py: regular files only, capped; no aliases)   (models.py)
+
+Validation runs in two passes over the same plain data, and both always run,
+so one ``gateway check`` shows every problem at once, sorted by line:
+
+1. the pydantic models (types, ranges, unknown keys, value formats), each
+   error's ``loc`` mapped back to the line it was written on;
+2. the checks a schema can't express: keys that only apply to some states,
+   duplicate prefixes with overlapping methods, ``python`` routes no service
+   serves (``serves_prefix``), ``shadow.writes`` only for dry-run services
+   (``dry_run_ok``), and CORS origins read from the environment.
+
+Every problem reads ``file:line: key.path: message`` with a did-you-mean hint
+for typos; see problems.py for how the text is kept short.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable
-from urllib.parse import urlsplit
+import re
+from typing import Any, Callable, Iterable, Mapping, get_args
 
-import yaml
+from pydantic import BaseModel, ValidationError
 
-DEFAULT_STATES = ("go", "python")  # what `default:` may be
-ROUTE_STATES = ("go", "python", "shadow", "canary")  # what a route's `to:` may be
-NEEDS_PYTHON = frozenset({"python", "shadow", "canary"})
-HTTP_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
-)
-RESERVED_PREFIX = "/_gateway"
-DEFAULT_PREFIX = "*"  # the default route's prefix: below every other route
+from .models import (DEFAULT_PREFIX, DEFAULT_STATES, HTTP_METHODS, MAX_CORS_HEADERS, MAX_DIFF_PATHS,
+                     MAX_METHODS, MAX_ORIGINS, MAX_ROUTES, MAX_TRUSTED_PROXIES, NEEDS_PYTHON, RESERVED_PREFIX,
+                     ROUTE_STATES, CorsConfig, DiffSpec, GatewayConfig, LegacyConfig, LimitsConfig, RollbackSpec,
+                     RouteSpec, ShadowSpec, check_origin, check_prefix, check_url, internal_fields, json_schema,
+                     public_fields)
+from .problems import Problem, RoutesError, did_you_mean, shown
+from .source import MAX_FILE_BYTES, Document, Path, compose, key_path, read_file
 
-TOP_KEYS = {"legacy", "default", "routes", "trusted_proxies"}
-LEGACY_KEYS = {"url", "connect_timeout", "read_timeout", "pool_size"}
-ROUTE_KEYS = {"prefix", "to", "methods", "percent", "shadow", "diff", "rollback"}
-SHADOW_KEYS = {"writes", "noise", "sample", "timeout"}
-DIFF_KEYS = {"ignore", "unordered", "headers"}
-ROLLBACK_KEYS = {"max_error_rate_increase", "max_p99_ratio", "min_requests"}
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.key}: {self.message}"
-
-
-class ConfigError(Exception):
-    def __init__(self, problems: list[Problem]):
-        self.problems = sorted(problems, key=lambda p: p.line)
-        super().__init__("\n".join(str(p) for p in problems))
-
-
-@dataclass(frozen=True)
-class LegacyConfig:
-    url: str = "http://localhost:1323"
-    connect_timeout: float = 2.0
-    read_timeout: float = 60.0
-    pool_size: int = 512
-
-
-@dataclass(frozen=True)
-class ShadowSpec:
-    """How a `shadow` route replays to Python (all optional in routes.yaml)."""
-
-    writes: bool = False  # replay unsafe methods too; Python runs them in dry-run mode
-    noise: bool = False  # replay safe requests to Go twice and discount fields that differ
-    sample: float = 1.0  # fraction of requests replayed
-    timeout: float = 5.0  # seconds a replay may take before it counts as a Python error
-
-
-@dataclass(frozen=True)
-class DiffSpec:
-    ignore: tuple[str, ...] = ()  # JSON paths that legitimately differ ("$[*].ID")
-    unordered: tuple[str, ...] = ()  # JSON paths of arrays compared as multisets
-    headers: tuple[str, ...] = ("content-type",)
-
-
-@dataclass(frozen=True)
-class RollbackSpec:
-    """Move a canary back to Go when Python is worse than Go on the same route."""
-
-    max_error_rate_increase: float = 0.05  # python 5xx rate may exceed go's by this much
-    max_p99_ratio: float = 2.0  # python p99 may be at most this multiple of go's
-    min_requests: int = 100  # per backend, before any verdict
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    prefix: str
-    to: str
-    methods: frozenset[str] | None = None  # None = every method
-    line: int = 0
-    percent: float = 0.0  # canary: share of identities sent to Python
-    shadow: ShadowSpec = field(default_factory=ShadowSpec)
-    diff: DiffSpec = field(default_factory=DiffSpec)
-    rollback: RollbackSpec | None = None  # canary only; None = no automatic rollback
-
-    @property
-    def is_default(self) -> bool:
-        return self.prefix == DEFAULT_PREFIX
-
-    def describe_state(self) -> str:
-        """``go``, ``python``, ``shadow`` or ``canary 25%``."""
-        return f"canary {self.percent:g}%" if self.to == "canary" else self.to
-
-    def describe_methods(self) -> str:
-        return ",".join(sorted(self.methods)) if self.methods else "*"
-
-
-@dataclass(frozen=True)
-class GatewayConfig:
-    legacy: LegacyConfig = field(default_factory=LegacyConfig)
-    default: str = "go"
-    routes: tuple[RouteSpec, ...] = ()
-    trusted_proxies: tuple[str, ...] = ()
-    source: str = "<defaults>"
-    version: str = ""  # sha256 of the file's bytes, first 12 hex digits
-    default_line: int = 0
-
-    @property
-    def default_route(self) -> RouteSpec:
-        """``default:`` as a route: it serves what no prefix covers."""
-        return RouteSpec(prefix=DEFAULT_PREFIX, to=self.default, line=self.default_line)
-
-
-def _did_you_mean(word: str, options: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-class _Reader:
-    """Walks the YAML node tree so every value keeps the line it came from."""
-
-    def __init__(self, file: str):
-        self.file = file
-        self.problems: list[Problem] = []
-
-    def problem(self, node: yaml.Node | None, key: str, message: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else 1
-        self.problems.append(Problem(self.file, line, key, message))
-
-    @staticmethod
-    def scalar(node: yaml.Node) -> Any:
-        return yaml.SafeLoader("").construct_object(node, deep=True)
-
-    def mapping(self, node: yaml.Node, key: str, allowed: set[str]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        if not isinstance(node, yaml.MappingNode):
-            self.problem(node, key, "must be a mapping of key: value")
-            return {}
-        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-        for knode, vnode in node.value:
-            name = str(self.scalar(knode))
-            where = f"{key}.{name}" if key else name
-            if name not in allowed:
-                hint = _did_you_mean(name, allowed)
-                self.problem(knode, where, f"unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
-                continue
-            if name in out:
-                self.problem(knode, where, "key given twice")
-                continue
-            out[name] = (knode, vnode)
-        return out
-
-    def number(self, node: yaml.Node, key: str, *, minimum: float, integer: bool = False) -> float | None:
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type or value < minimum:
-            kind = "an integer" if integer else "a number of seconds"
-            self.problem(node, key, f"must be {kind} ≥ {minimum}, got {value!r}")
-            return None
-        return value
-
-    def string(self, node: yaml.Node, key: str) -> str | None:
-        value = self.scalar(node) if isinstance(node, yaml.ScalarNode) else None
-        if not isinstance(value, str) or not value:
-            self.problem(node, key, f"must be a non-empty string, got {value!r}")
-            return None
-        return value
-
-
-def _check_url(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        return f"URL scheme must be http or https, got {url!r}"
-    if not parts.hostname:
-        return f"URL has no host: {url!r}"
-    try:
-        parts.port
-    except ValueError:
-        return f"URL has an invalid port: {url!r}"
-    if parts.query or parts.fragment:
-        return f"URL must not carry a query or fragment: {url!r}"
-    return None
-
-
-def _check_prefix(prefix: str) -> str | None:
-    if not prefix.startswith("/"):
-        return f"prefix must start with '/', got {prefix!r}"
-    if prefix != "/" and prefix.endswith("/"):
-        return f"prefix must not end with '/' (write {prefix.rstrip('/')!r})"
-    if "//" in prefix or any(seg in (".", "..") for seg in prefix.split("/")):
-        return f"prefix must not contain empty, '.' or '..' segments: {prefix!r}"
-    if any(c in prefix for c in "?#%\\ ") or any(ord(c) < 0x20 for c in prefix):
-        return f"prefix must be a plain path (no '?', '#', '%', '\\', spaces): {prefix!r}"
-    if prefix == RESERVED_PREFIX or prefix.startswith(RESERVED_PREFIX + "/"):
-        return f"{RESERVED_PREFIX}/ is the gateway's own admin surface and cannot be routed"
-    return None
-
+__all__ = [
+    "DEFAULT_PREFIX", "DEFAULT_STATES", "HTTP_METHODS", "NEEDS_PYTHON", "RESERVED_PREFIX", "ROUTE_STATES",
+    "CorsConfig", "DiffSpec", "GatewayConfig", "LegacyConfig", "LimitsConfig", "Problem", "RollbackSpec",
+    "RouteSpec", "RoutesError", "ShadowSpec", "ServesPrefix", "json_schema", "load_config", "parse_config",
+]
 
 ServesPrefix = Callable[[str], bool]
+
+# List caps, checked on the raw data ("*" = any index) so an oversized list is
+# one problem and is cut before pydantic looks at its items.
+LIST_CAPS: dict[tuple[str, ...], int] = {
+    ("routes",): MAX_ROUTES,
+    ("trusted_proxies",): MAX_TRUSTED_PROXIES,
+    ("routes", "*", "methods"): MAX_METHODS,
+    ("routes", "*", "diff", "ignore"): MAX_DIFF_PATHS,
+    ("routes", "*", "diff", "unordered"): MAX_DIFF_PATHS,
+    ("routes", "*", "diff", "headers"): MAX_DIFF_PATHS,
+    ("cors", "allow_origins"): MAX_ORIGINS,
+    ("cors", "allow_methods"): MAX_METHODS,
+    ("cors", "allow_headers"): MAX_CORS_HEADERS,
+}
+ONLY_FOR = {"percent": ("canary",), "rollback": ("canary",), "shadow": ("shadow",), "diff": ("shadow",)}
+LIST_HINTS = {
+    "routes": "must be a list of '- prefix: ... to: ...' entries",
+    "trusted_proxies": "must be a list of IP addresses or CIDR networks",
+    "methods": "must be a non-empty list such as [GET, POST]",
+}
 
 
 def parse_config(
@@ -215,256 +67,282 @@ def parse_config(
     file: str = "routes.yaml",
     *,
     serves_prefix: ServesPrefix | None = None,
-    env: dict[str, str] | None = None,
     dry_run_ok: ServesPrefix | None = None,
+    legacy_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    deadline: float | None = None,
 ) -> GatewayConfig:
-    """Build a :class:`GatewayConfig` from YAML text or raise :class:`ConfigError`.
+    """Build a :class:`GatewayConfig` from YAML text or raise :class:`RoutesError`.
 
-    ``serves_prefix(prefix)`` says whether a Python service module serves that
-    prefix; ``python`` routes no module serves are rejected.
+    ``serves_prefix(prefix)``: does a Python service module serve that prefix
+    (``python`` routes no module serves are rejected). ``dry_run_ok(prefix)``:
+    does it support dry runs (``shadow.writes``). ``legacy_url`` overrides
+    ``legacy.url`` (the gateway passes env ``LEGACY_URL``). ``environ`` is
+    where ``cors.allow_origins_env`` is looked up (default: the process
+    environment). ``deadline`` (``time.monotonic()``) bounds the parse.
     """
-    env = os.environ if env is None else env
     raw = text.encode() if isinstance(text, str) else text
-    r = _Reader(file)
     try:
-        root = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
+        decoded = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(file, 1, "<file>", f"not UTF-8 text: {exc}")]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem(file, line, "<yaml>", f"invalid YAML: {reason}")]) from None
-    if root is None:
-        raise ConfigError([Problem(file, 1, "<file>", "file is empty; expected at least 'routes:'")])
-
-    top = r.mapping(root, "", TOP_KEYS)
-    legacy = _parse_legacy(r, top.get("legacy"), env)
-    default, default_line = "go", 0
-    if "default" in top:
-        _, dnode = top["default"]
-        default_line = dnode.start_mark.line + 1
-        value = r.scalar(dnode) if isinstance(dnode, yaml.ScalarNode) else None
-        if value not in DEFAULT_STATES:
-            r.problem(dnode, "default", f"unknown state {value!r}{_did_you_mean(str(value), DEFAULT_STATES)}; expected one of: {', '.join(DEFAULT_STATES)}")
-        elif value == "python" and serves_prefix is not None and not serves_prefix("/"):
-            r.problem(dnode, "default", "no Python service serves every path; the default must be 'go'")
-        else:
-            default = value
-
-    trusted: tuple[str, ...] = ()
-    if "trusted_proxies" in top:
-        trusted = _parse_trusted(r, top["trusted_proxies"][1])
-
-    routes: list[RouteSpec] = []
-    if "routes" in top:
-        routes = _parse_routes(r, top["routes"][1], serves_prefix, dry_run_ok)
-
-    if r.problems:
-        raise ConfigError(r.problems)
-    return GatewayConfig(
-        legacy=legacy,
-        default=default,
-        default_line=default_line,
-        routes=tuple(routes),
-        trusted_proxies=trusted,
-        source=file,
-        version=hashlib.sha256(raw).hexdigest()[:12],
-    )
+        line = raw[: exc.start].count(b"\n") + 1
+        problem = Problem(file, line, "<file>", f"not UTF-8 text: {exc.reason} at byte {exc.start}")
+        raise RoutesError([problem]) from None
+    doc = compose(decoded, file, deadline=deadline)
+    if doc.data is None:
+        raise RoutesError([Problem(file, 1, "<file>", "file is empty; expected at least 'routes:'")])
+    check = _Checker(file, doc)
+    check.prepare()
+    config = check.validate()
+    check.semantics(serves_prefix, dry_run_ok)
+    url = check.legacy_override(legacy_url)
+    if config is not None:
+        config = check.resolve_cors(config, os.environ if environ is None else environ)
+    if check.problems or config is None:
+        raise RoutesError(check.problems)
+    if url is not None:
+        config = config.model_copy(update={"legacy": config.legacy.model_copy(update={"url": url})})
+    return config.model_copy(update={
+        "source": file,
+        "version": hashlib.sha256(raw).hexdigest()[:12],
+        "default_line": doc.value_lines.get(("default",), 0),
+    })
 
 
-def _parse_legacy(r: _Reader, item: tuple[yaml.Node, yaml.Node] | None, env: dict[str, str]) -> LegacyConfig:
-    values: dict[str, Any] = {}
-    if item is not None:
-        fields = r.mapping(item[1], "legacy", LEGACY_KEYS)
-        if "url" in fields:
-            node = fields["url"][1]
-            url = r.string(node, "legacy.url")
-            if url is not None:
-                err = _check_url(url)
-                if err:
-                    r.problem(node, "legacy.url", err)
-                else:
-                    values["url"] = url.rstrip("/")
-        for name in ("connect_timeout", "read_timeout"):
-            if name in fields:
-                v = r.number(fields[name][1], f"legacy.{name}", minimum=0.001)
-                if v is not None:
-                    values[name] = float(v)
-        if "pool_size" in fields:
-            v = r.number(fields["pool_size"][1], "legacy.pool_size", minimum=1, integer=True)
-            if v is not None:
-                values["pool_size"] = int(v)
-    override = env.get("LEGACY_URL")
-    if override:
-        err = _check_url(override)
-        if err:
-            r.problems.append(Problem("$LEGACY_URL", 0, "LEGACY_URL", err))
-        else:
-            values["url"] = override.rstrip("/")
-    return LegacyConfig(**values)
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    serves_prefix: ServesPrefix | None = None,
+    dry_run_ok: ServesPrefix | None = None,
+    legacy_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    deadline: float | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> GatewayConfig:
+    """:func:`parse_config` of a file, read safely (regular files only, capped)."""
+    data = read_file(path, max_bytes=max_bytes)
+    return parse_config(data, os.fspath(path), serves_prefix=serves_prefix, dry_run_ok=dry_run_ok,
+                        legacy_url=legacy_url, environ=environ, deadline=deadline)
 
 
-def _parse_trusted(r: _Reader, node: yaml.Node) -> tuple[str, ...]:
-    import ipaddress
+class _Checker:
+    """Both validation passes over one document, collecting problems with lines."""
 
-    if not isinstance(node, yaml.SequenceNode):
-        r.problem(node, "trusted_proxies", "must be a list of IP addresses or CIDR networks")
-        return ()
-    out = []
-    for i, item in enumerate(node.value):
-        value = r.scalar(item) if isinstance(item, yaml.ScalarNode) else None
+    def __init__(self, file: str, doc: Document):
+        self.file = file
+        self.doc = doc
+        self.problems: list[Problem] = list(doc.problems)
+
+    def add(self, path: Path, message: str, *, key: bool = False, name: str | None = None) -> None:
+        self.problems.append(Problem(self.file, self.doc.line(path, key=key), name or key_path(path) or "<file>",
+                                     message))
+
+    # -- before validation -------------------------------------------------------
+    def prepare(self) -> None:
+        """Cap lists, refuse the loader's own fields, give each route its line."""
+        data = self.doc.data
+        for pattern, cap in LIST_CAPS.items():
+            for path, items in _lists_at(data, pattern):
+                if len(items) > cap:
+                    self.add(path, f"at most {cap:,} items, got {len(items):,}")
+                    del items[cap:]
+        if not isinstance(data, dict):
+            return
+        self._refuse_internal(data, (), GatewayConfig)
+        routes = data.get("routes")
+        if isinstance(routes, list):
+            for i, item in enumerate(routes):
+                if isinstance(item, dict):
+                    self._refuse_internal(item, ("routes", i), RouteSpec)
+                    item["line"] = self.doc.line(("routes", i))
+
+    def _refuse_internal(self, mapping: dict[str, Any], path: Path, model: type[BaseModel]) -> None:
+        for name in internal_fields(model) & mapping.keys():
+            self.add((*path, name), _unknown_key(name, public_fields(model)), key=True)
+            del mapping[name]
+
+    # -- pass 1: the models --------------------------------------------------------
+    def validate(self) -> GatewayConfig | None:
         try:
-            ipaddress.ip_network(str(value), strict=False)
-            out.append(str(value))
-        except ValueError:
-            r.problem(item, f"trusted_proxies[{i}]", f"not an IP address or CIDR network: {value!r}")
-    return tuple(out)
+            return GatewayConfig.model_validate(self.doc.data)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                self._from_pydantic(error)
+            return None
 
-
-def _parse_routes(r: _Reader, node: yaml.Node, serves_prefix: ServesPrefix | None,
-                  dry_run_ok: ServesPrefix | None = None) -> list[RouteSpec]:
-    if not isinstance(node, yaml.SequenceNode):
-        r.problem(node, "routes", "must be a list of '- prefix: ... to: ...' entries")
-        return []
-    routes: list[RouteSpec] = []
-    seen: dict[str, list[RouteSpec]] = {}
-    for i, item in enumerate(node.value):
-        key = f"routes[{i}]"
-        fields = r.mapping(item, key, ROUTE_KEYS)
-        line = item.start_mark.line + 1
-        for required in ("prefix", "to"):
-            if required not in fields and isinstance(item, yaml.MappingNode):
-                r.problem(item, key, f"missing required key '{required}'")
-        prefix = to = None
-        if "prefix" in fields:
-            pnode = fields["prefix"][1]
-            prefix = r.string(pnode, f"{key}.prefix")
-            if prefix is not None and (err := _check_prefix(prefix)):
-                r.problem(pnode, f"{key}.prefix", err)
-                prefix = None
-        if "to" in fields:
-            tnode = fields["to"][1]
-            to = r.scalar(tnode) if isinstance(tnode, yaml.ScalarNode) else None
-            if to not in ROUTE_STATES:
-                r.problem(tnode, f"{key}.to", f"unknown state {to!r}{_did_you_mean(str(to), ROUTE_STATES)}; expected one of: {', '.join(ROUTE_STATES)}")
-                to = None
-            elif to in NEEDS_PYTHON and prefix is not None and serves_prefix is not None and not serves_prefix(prefix):
-                r.problem(tnode, f"{key}.to", f"no Python service module serves {prefix!r}; add one under services/ or route it to 'go'")
-                to = None
-        methods = None
-        if "methods" in fields:
-            methods = _parse_methods(r, fields["methods"][1], f"{key}.methods")
-        extras = _parse_route_extras(r, fields, key, to)
-        if prefix is None or to is None or extras is None:
-            continue
-        spec = RouteSpec(prefix=prefix, to=to, methods=methods, line=line, **extras)
-        if spec.to == "shadow" and spec.shadow.writes and dry_run_ok is not None and not dry_run_ok(prefix):
-            r.problem(fields["shadow"][1], f"{key}.shadow.writes",
-                      f"the Python service for {prefix!r} does not support dry runs (Service.dry_run), "
-                      "so writes can't be replayed to it safely; remove 'writes: true'")
-            continue
-        for other in seen.get(prefix, []):
-            if other.methods is None or methods is None or other.methods & methods:
-                overlap = "every method" if other.methods is None or methods is None else ", ".join(sorted(other.methods & methods))
-                r.problem(fields["prefix"][1], f"{key}.prefix", f"duplicate prefix {prefix!r} (also on line {other.line}) for {overlap}")
-                break
+    def _from_pydantic(self, error: Any) -> None:
+        loc: Path = tuple(error["loc"])
+        kind = error["type"]
+        if kind == "missing":
+            parent = loc[:-1]
+            self.add(parent, f"missing required key '{loc[-1]}'")
+        elif kind == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            allowed = public_fields(model) if model is not None else []
+            self.add(loc, _unknown_key(loc[-1], allowed), key=True)
         else:
-            seen.setdefault(prefix, []).append(spec)
-            routes.append(spec)
-    return routes
+            self.add(loc, _message(error, loc))
+
+    # -- pass 2: what a schema can't say ------------------------------------------
+    def semantics(self, serves_prefix: ServesPrefix | None, dry_run_ok: ServesPrefix | None) -> None:
+        data = self.doc.data if isinstance(self.doc.data, dict) else {}
+        if data.get("default") == "python" and serves_prefix is not None and not serves_prefix("/"):
+            self.add(("default",), "no Python service serves every path; the default must be 'go'")
+        routes = data.get("routes")
+        seen: dict[str, list[tuple[frozenset[str] | None, int]]] = {}
+        for i, item in enumerate(routes if isinstance(routes, list) else []):
+            if isinstance(item, dict):
+                self._route(("routes", i), item, serves_prefix, dry_run_ok, seen)
+
+    def _route(self, path: Path, item: dict[str, Any], serves_prefix: ServesPrefix | None,
+               dry_run_ok: ServesPrefix | None, seen: dict[str, list[tuple[frozenset[str] | None, int]]]) -> None:
+        prefix = item.get("prefix") if _valid(check_prefix, item.get("prefix")) else None
+        to = item.get("to") if item.get("to") in ROUTE_STATES else None
+        if to is not None:
+            for name, states in ONLY_FOR.items():
+                if name in item and to not in states:
+                    self.add((*path, name), f"only applies to routes with to: {' or '.join(states)} "
+                                            f"(this one is '{to}')", key=True)
+            if to == "canary" and "percent" not in item:
+                self.add((*path, "to"), "a canary route needs 'percent: N' (0-100, the share sent to Python)",
+                         name=key_path((*path, "percent")))
+            if to in NEEDS_PYTHON and prefix is not None and serves_prefix is not None and not serves_prefix(prefix):
+                self.add((*path, "to"), f"no Python service module serves {prefix!r}; add one under services/ "
+                                        "or route it to 'go'")
+            shadow = item.get("shadow")
+            writes = shadow.get("writes") is True if isinstance(shadow, dict) else False
+            if to == "shadow" and writes and prefix is not None and dry_run_ok is not None and not dry_run_ok(prefix):
+                self.add((*path, "shadow", "writes"),
+                         f"the Python service for {prefix!r} does not support dry runs (Service.dry_run), so "
+                         "writes can't be replayed to it safely; remove 'writes: true'")
+        readable, methods = _methods_of(item.get("methods"))
+        if prefix is None or not readable:
+            return
+        line = self.doc.line(path)
+        for other, other_line in seen.get(prefix, []):
+            if other is None or methods is None or other & methods:
+                overlap = "every method" if other is None or methods is None else ", ".join(sorted(other & methods))
+                self.add((*path, "prefix"), f"duplicate prefix {prefix!r} (also on line {other_line}) for {overlap}")
+                return
+        seen.setdefault(prefix, []).append((methods, line))
+
+    def legacy_override(self, url: str | None) -> str | None:
+        if not url:
+            return None
+        try:
+            return check_url(url)
+        except ValueError as exc:
+            self.problems.append(Problem("$LEGACY_URL", 0, "LEGACY_URL", str(exc)))
+            return None
+
+    def resolve_cors(self, config: GatewayConfig, environ: Mapping[str, str]) -> GatewayConfig:
+        """``allow_origins_env``: read the named variable now; its origins become ``allow_origins``."""
+        cors = config.cors
+        if cors is None or cors.allow_origins_env is None:
+            return config
+        name = cors.allow_origins_env
+        origins = [o.strip() for o in environ.get(name, "").split(",") if o.strip()]
+        where = ("cors", "allow_origins_env")
+        if len(origins) > MAX_ORIGINS:
+            self.add(where, f"${name} lists {len(origins):,} origins; at most {MAX_ORIGINS}")
+        for origin in origins[:MAX_ORIGINS]:
+            try:
+                check_origin(origin)
+            except ValueError as exc:
+                self.add(where, f"${name}: {exc}")
+        return config.model_copy(update={"cors": cors.model_copy(update={"allow_origins": tuple(origins)})})
 
 
-def _parse_route_extras(r: _Reader, fields: dict[str, tuple[yaml.Node, yaml.Node]], key: str,
-                        to: str | None) -> dict[str, Any] | None:
-    """percent / shadow / diff / rollback: each only where its state uses it."""
-    out: dict[str, Any] = {}
-    before = len(r.problems)
-    only_for = {"percent": ("canary",), "shadow": ("shadow",), "rollback": ("canary",), "diff": ("shadow",)}
-    for name, states in only_for.items():
-        if name in fields and to is not None and to not in states:
-            r.problem(fields[name][0], f"{key}.{name}", f"only applies to routes with to: {' or '.join(states)} (this one is '{to}')")
-    if to == "canary":
-        if "percent" not in fields:
-            r.problem(fields["to"][1], f"{key}.percent", "a canary route needs 'percent: N' (0-100, the share sent to Python)")
-        else:
-            pct = r.number(fields["percent"][1], f"{key}.percent", minimum=0)
-            if pct is not None and pct > 100:
-                r.problem(fields["percent"][1], f"{key}.percent", f"must be between 0 and 100, got {pct!r}")
-            elif pct is not None:
-                out["percent"] = float(pct)
-        if "rollback" in fields:
-            out["rollback"] = RollbackSpec(**_parse_block(r, fields["rollback"][1], f"{key}.rollback", ROLLBACK_KEYS, {
-                "max_error_rate_increase": ("number", 0.0), "max_p99_ratio": ("number", 1.0), "min_requests": ("int", 1)}))
-    if to == "shadow":
-        if "shadow" in fields:
-            values = _parse_block(r, fields["shadow"][1], f"{key}.shadow", SHADOW_KEYS, {
-                "writes": ("bool", 0), "noise": ("bool", 0), "sample": ("number", 0.0), "timeout": ("number", 0.001)})
-            if values.get("sample", 0) > 1:
-                r.problem(fields["shadow"][1], f"{key}.shadow.sample", "must be a fraction between 0 and 1")
-            out["shadow"] = ShadowSpec(**values)
-        if "diff" in fields:
-            values = _parse_block(r, fields["diff"][1], f"{key}.diff", DIFF_KEYS, {
-                "ignore": ("paths", 0), "unordered": ("paths", 0), "headers": ("strings", 0)})
-            out["diff"] = DiffSpec(**values)
-    return out if len(r.problems) == before else None
+def _unknown_key(name: Any, allowed: list[str]) -> str:
+    return f"unknown key{did_you_mean(name, allowed)}; allowed: {', '.join(allowed)}"
 
 
-def _parse_block(r: _Reader, node: yaml.Node, key: str, allowed: set[str],
-                 kinds: dict[str, tuple[str, float]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, (_, vnode) in r.mapping(node, key, allowed).items():
-        kind, minimum = kinds[name]
-        where = f"{key}.{name}"
-        if kind == "bool":
-            value = r.scalar(vnode) if isinstance(vnode, yaml.ScalarNode) else None
-            if not isinstance(value, bool):
-                r.problem(vnode, where, f"must be true or false, got {value!r}")
-            else:
-                out[name] = value
-        elif kind in ("number", "int"):
-            value = r.number(vnode, where, minimum=minimum, integer=kind == "int")
-            if value is not None:
-                out[name] = value
-        else:
-            items = vnode.value if isinstance(vnode, yaml.SequenceNode) else None
-            values = [r.scalar(i) for i in items if isinstance(i, yaml.ScalarNode)] if items is not None else None
-            if values is None or not all(isinstance(v, str) and v for v in values):
-                r.problem(vnode, where, "must be a list of strings")
-                continue
-            if kind == "paths":
-                from gateway.migration.jsonpath import parse_json_path
-
-                try:
-                    for v in values:
-                        parse_json_path(v)
-                except ValueError as exc:
-                    r.problem(vnode, where, str(exc))
-                    continue
-            out[name] = tuple(v.lower() if kind == "strings" else v for v in values)
-    return out
-
-
-def _parse_methods(r: _Reader, node: yaml.Node, key: str) -> frozenset[str] | None:
-    if not isinstance(node, yaml.SequenceNode) or not node.value:
-        r.problem(node, key, "must be a non-empty list such as [GET, POST]")
-        return None
-    out = set()
-    for item in node.value:
-        value = r.scalar(item) if isinstance(item, yaml.ScalarNode) else None
-        name = str(value).upper()
-        if name not in HTTP_METHODS:
-            r.problem(item, key, f"unknown HTTP method {value!r}")
-        else:
-            out.add(name)
-    return frozenset(out)
+def _message(error: Any, loc: Path) -> str:
+    """A pydantic error in the words routes.yaml users already know."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    name = loc[-1] if loc else ""
+    got = shown(value)
+    if kind == "literal_error":
+        states = {"to": ROUTE_STATES, "default": DEFAULT_STATES}.get(str(name))
+        options = states or tuple(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        return (f"unknown {'state' if states else 'value'} {got}{did_you_mean(value, options)}; "
+                f"expected one of: {', '.join(options)}")
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error") or error["msg"])
+    simple = {
+        "float_type": "must be a number", "float_parsing": "must be a number",
+        "int_type": "must be an integer", "int_parsing": "must be an integer", "int_from_float": "must be an integer",
+        "bool_type": "must be true or false", "bool_parsing": "must be true or false",
+        "string_type": "must be a string", "finite_number": "must be a finite number",
+    }
+    if kind in simple:
+        return f"{simple[kind]}, got {got}"
+    bounds = {"greater_than": ("greater than", "gt"), "greater_than_equal": ("at least", "ge"),
+              "less_than": ("less than", "lt"), "less_than_equal": ("at most", "le")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        bound = ctx.get(key)
+        return f"must be {words} {bound:g}, got {got}" if isinstance(bound, (int, float)) else \
+            f"must be {words} {bound}, got {got}"
+    if kind in ("too_short", "string_too_short"):
+        return LIST_HINTS.get(str(name), "must not be empty")
+    if kind == "too_long":
+        return f"at most {ctx.get('max_length')} items, got {ctx.get('actual_length')}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a mapping of key: value"
+    if kind in ("tuple_type", "list_type", "frozen_set_type", "set_type", "iterable_type"):
+        return LIST_HINTS.get(str(name), "must be a list")
+    return str(error.get("msg", kind))
 
 
-def load_config(path: str | os.PathLike[str], *, serves_prefix: ServesPrefix | None = None,
-                dry_run_ok: ServesPrefix | None = None) -> GatewayConfig:
-    p = Path(path)
+def _model_at(loc: Path) -> type[BaseModel] | None:
+    """The model whose keys live at ``loc`` (for the list of allowed keys)."""
+    model: type[BaseModel] | None = GatewayConfig
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue  # a list index: the element model was found with the field
+        field = model.model_fields.get(part)
+        model = _inner_model(field.annotation) if field is not None else None
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _lists_at(data: Any, pattern: tuple[str, ...], path: Path = ()) -> Iterable[tuple[Path, list[Any]]]:
+    if not pattern:
+        if isinstance(data, list):
+            yield path, data
+        return
+    head, rest = pattern[0], pattern[1:]
+    if head == "*" and isinstance(data, list):
+        for i, item in enumerate(data):
+            yield from _lists_at(item, rest, (*path, i))
+    elif isinstance(data, dict) and head in data:
+        yield from _lists_at(data[head], rest, (*path, head))
+
+
+def _valid(check: Callable[[str], str], value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError([Problem(str(p), 0, "<file>", f"cannot read: {exc.strerror or exc}")]) from None
-    return parse_config(data, str(p), serves_prefix=serves_prefix, dry_run_ok=dry_run_ok)
+        check(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _methods_of(value: Any) -> tuple[bool, frozenset[str] | None]:
+    """(readable, the route's methods) for the duplicate check; None = every method."""
+    if value is None:
+        return True, None
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return True, frozenset(v.upper() for v in value)
+    return False, None

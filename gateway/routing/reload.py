@@ -9,6 +9,13 @@ truncate-then-write and write-to-temp-then-rename alike, needs no extra
 dependency, and works on bind mounts where inotify events don't cross. A change
 is only read once the file has been stable for one poll, so an editor's burst of
 writes is one reload, not several half-written ones.
+
+Reading, parsing, validating and compiling run in a worker thread with a
+deadline (issue 14): a huge, slow or hostile file never stalls a request on
+the event loop. Only the swap itself — one reference assignment, plus
+adopting the new table's upstream pool — happens on the loop. The thread is a
+daemon and the parse checks the deadline itself, so a load that is given up
+on stops soon after and can never keep the process from exiting on SIGTERM.
 """
 from __future__ import annotations
 
@@ -16,15 +23,23 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
-from .config import ConfigError, GatewayConfig, load_config
+from .config import GatewayConfig, RoutesError, load_config
+from .problems import MAX_PROBLEM_CHARS, clip
 from .table import RouteTable
 
 log = logging.getLogger("gateway.reload")
+
+RELOAD_DEADLINE = 5.0  # seconds a reload may take before it is given up (a 1 MiB file takes well under 1 s)
+T = TypeVar("T")
+
+# (path, deadline as time.monotonic()) → config: reads and validates the file.
+Load = Callable[[Path, float], GatewayConfig]
 
 
 @dataclass
@@ -77,24 +92,38 @@ def describe_changes(old: RouteTable, new: RouteTable) -> list[tuple[str, str]]:
 
 
 class Reloader:
+    """Polls the file; each change is loaded off the loop and swapped in on it.
+
+    ``load`` reads and validates (default: :func:`load_config` with
+    ``serves_prefix``/``dry_run_ok``); ``build`` compiles the table. Both run in
+    the worker thread, so they must not touch loop-bound objects; ``activate``
+    (on the loop, just before the swap) is where the new table's resources are
+    put in service.
+    """
+
     def __init__(
         self,
         path: str | os.PathLike[str],
         holder: TableHolder,
         build: Callable[[GatewayConfig], RouteTable],
         *,
+        load: Load | None = None,
         serves_prefix: Callable[[str], bool] | None = None,
-        interval: float = 0.2,
-        on_outcome: Callable[[str], None] | None = None,
         dry_run_ok: Callable[[str], bool] | None = None,
+        activate: Callable[[RouteTable], None] | None = None,
+        interval: float = 0.2,
+        deadline: float = RELOAD_DEADLINE,
+        on_outcome: Callable[[str], None] | None = None,
     ):
-        self.dry_run_ok = dry_run_ok
-        self.on_outcome = on_outcome or (lambda outcome: None)
         self.path = Path(path)
         self.holder = holder
         self.build = build
-        self.serves_prefix = serves_prefix
+        self.load: Load = load or (lambda p, until: load_config(
+            p, serves_prefix=serves_prefix, dry_run_ok=dry_run_ok, deadline=until))
+        self.activate = activate or (lambda table: None)
         self.interval = interval
+        self.deadline = deadline
+        self.on_outcome = on_outcome or (lambda outcome: None)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -105,26 +134,47 @@ class Reloader:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def reload_now(self) -> bool:
-        """Read, validate and swap. Returns True when a new table went live."""
+    def _prepare(self) -> RouteTable | None:
+        """Worker thread: the new table, or None when the file is unchanged."""
+        config = self.load(self.path, time.monotonic() + self.deadline)
+        if config.version == self.holder.table.version and self.holder.last_error is None:
+            return None  # touched but unchanged
+        return self.build(config)
+
+    async def reload(self) -> bool:
+        """Load off the loop, swap on it. Returns True when a new table went live."""
         try:
-            config = load_config(self.path, serves_prefix=self.serves_prefix, dry_run_ok=self.dry_run_ok)
-            if config.version == self.holder.table.version and self.holder.last_error is None:
-                return False  # touched but unchanged
-            table = self.build(config)
-        except ConfigError as exc:
-            message = str(exc)
-            if message != self.holder.last_error:
-                log.error("routes.yaml rejected; the last good table (version %s) keeps serving:\n%s",
-                          self.holder.table.version, message)
-            self.holder.fail(message)
-            self.on_outcome("error")
-            return False
+            table = await _in_thread(self._prepare, self.deadline)
+        except TimeoutError:
+            return self._failed(f"{self.path}: loading took longer than {self.deadline:g} s; the file is too "
+                                "large or complex (the last good table keeps serving)")
+        except RoutesError as exc:
+            return self._failed(str(exc))
         except Exception as exc:  # a bug must not kill the watcher or the table
             log.exception("reload failed; the last good table keeps serving")
-            self.holder.fail(f"{self.path}: internal error while loading: {exc}")
-            self.on_outcome("error")
+            return self._failed(clip(f"{self.path}: internal error while loading: {exc!r}", MAX_PROBLEM_CHARS))
+        if table is None:
             return False
+        return self._swap(table)
+
+    def reload_now(self) -> bool:
+        """The same, on the calling thread (tools and tests without a loop)."""
+        try:
+            table = self._prepare()
+        except RoutesError as exc:
+            return self._failed(str(exc))
+        return False if table is None else self._swap(table)
+
+    def _failed(self, message: str) -> bool:
+        if message != self.holder.last_error:
+            log.error("routes.yaml rejected; the last good table (version %s) keeps serving:\n%s",
+                      self.holder.table.version, message)
+        self.holder.fail(message)
+        self.on_outcome("error")
+        return False
+
+    def _swap(self, table: RouteTable) -> bool:
+        self.activate(table)
         changes = self.holder.swap(table)
         self.on_outcome("ok")
         log.info("routes.yaml reloaded: version %s, %d route(s) changed", table.version, len(changes))
@@ -135,7 +185,7 @@ class Reloader:
     async def _run(self, seen: tuple[int, int, int] | None) -> None:
         # Catch an edit made between the initial load and this watcher starting
         # (a no-op when the file still has the loaded table's version).
-        self.reload_now()
+        await self.reload()
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
@@ -158,7 +208,7 @@ class Reloader:
                 self.holder.fail(f"{self.path}: file is missing (the last good table keeps serving)")
                 log.error("%s disappeared; the last good table keeps serving", self.path)
                 continue
-            self.reload_now()
+            await self.reload()
 
     def trigger(self) -> None:
         """Reload at the next tick (SIGHUP and the admin endpoint use this)."""
@@ -180,3 +230,34 @@ class Reloader:
             except asyncio.CancelledError:
                 pass
             self._task = None
+
+
+async def _in_thread(work: Callable[[], T], timeout: float) -> T:
+    """``work()`` in a daemon thread; TimeoutError after ``timeout`` s (the thread is abandoned).
+
+    Not ``asyncio.to_thread``: the default executor's threads are joined at
+    interpreter exit, so one stuck thread would keep a SIGTERMed process alive.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: object) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)  # type: ignore[arg-type]
+            else:
+                future.set_exception(value)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result: tuple[bool, object] = (True, work())
+        except BaseException as exc:  # handed to the awaiting task, whatever it is
+            result = (False, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *result)
+        except RuntimeError:
+            pass  # the loop closed meanwhile (shutdown): nobody is waiting
+
+    threading.Thread(target=run, name="routes-reload", daemon=True).start()
+    async with asyncio.timeout(timeout):
+        return await future

@@ -11,8 +11,8 @@ routes.yaml says; the *backend* is who answers one request (``go``,
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
 
 from starlette.types import ASGIApp
 
@@ -20,6 +20,9 @@ from services.registry import Service
 
 from .config import GatewayConfig, RouteSpec
 from .paths import is_under
+
+if TYPE_CHECKING:
+    from gateway.edge.cors import CorsPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +54,10 @@ class Route:
         }
         if spec.to == "canary":
             out["percent"] = spec.percent
-            out["rollback"] = asdict(spec.rollback) if spec.rollback else None
+            out["rollback"] = spec.rollback.model_dump() if spec.rollback else None
         if spec.to == "shadow":
-            out["shadow"] = asdict(spec.shadow)
-            out["diff"] = asdict(spec.diff)
+            out["shadow"] = spec.shadow.model_dump()
+            out["diff"] = spec.diff.model_dump()
         return out
 
 
@@ -65,9 +68,11 @@ class Match:
 
 
 class RouteTable:
-    def __init__(self, config: GatewayConfig, routes: list[Route], default: Route):
+    def __init__(self, config: GatewayConfig, routes: list[Route], default: Route,
+                 cors: "CorsPolicy | None" = None):
         self.config = config
         self.version = config.version
+        self.cors = cors  # the edge CORS policy of this table (None: the gateway adds no CORS)
         self.routes: tuple[Route, ...] = tuple(sorted(routes, key=lambda r: (-len(r.prefix), r.prefix)))
         self.default = default
         by_prefix: dict[str, list[Route]] = {}

@@ -23,8 +23,17 @@ class Forwarders:
         self._debug_errors = debug_errors
 
     def get(self, legacy: LegacyConfig, trusted: tuple[str, ...]) -> LegacyForwarder:
-        key = (legacy, trusted)
-        fwd = self._live.get(key)
+        """The forwarder for these settings, put in service now (on the event loop)."""
+        fwd = self.prepare(legacy, trusted)
+        self.adopt(legacy, trusted, fwd)
+        return fwd
+
+    def prepare(self, legacy: LegacyConfig, trusted: tuple[str, ...]) -> LegacyForwarder:
+        """The live forwarder for these settings, or a new one not yet in service.
+
+        Only builds objects (no I/O, no loop), so a reload's worker thread may
+        call it; :meth:`adopt` then puts the new one in service on the loop."""
+        fwd = self._live.get((legacy, trusted))
         if fwd is None:
             transport = FastTransport(
                 connect_timeout=legacy.connect_timeout,
@@ -33,11 +42,17 @@ class Forwarders:
             )
             fwd = LegacyForwarder(legacy.url, transport, trusted_proxies=TrustedProxies(trusted),
                                   debug_errors=self._debug_errors)
-            for old_key, old in list(self._live.items()):
-                del self._live[old_key]
-                self._retire(old)
-            self._live[key] = fwd
         return fwd
+
+    def adopt(self, legacy: LegacyConfig, trusted: tuple[str, ...], fwd: LegacyForwarder) -> None:
+        """``fwd`` serves these settings from now on; any other pool retires (on the loop)."""
+        key = (legacy, trusted)
+        if self._live.get(key) is fwd:
+            return
+        for old_key, old in list(self._live.items()):
+            del self._live[old_key]
+            self._retire(old)
+        self._live[key] = fwd
 
     @staticmethod
     def _retire(fwd: LegacyForwarder) -> None:

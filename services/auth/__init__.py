@@ -6,7 +6,7 @@ so either side can serve any request. See docs/auth.md.
 """
 from starlette.types import Scope
 
-from services.common import ConfigError, close_database, get_cookie, get_settings
+from services.common import SettingsError, close_database, get_cookie, get_settings
 from services.common.db import open_at_startup
 from services.registry import Service
 
@@ -22,7 +22,7 @@ def signed_in_email(scope: Scope) -> str | None:
         return None
     try:
         return get_settings().session_codec.decode(value)
-    except ConfigError:
+    except SettingsError:
         return None  # no session secret configured: nobody is signed in as far as we can tell
 
 

@@ -15,11 +15,11 @@ from .db import ApiKey, Database, DuplicateError, User, close_database, get_data
 from .protect import PUBLIC_PATHS, LegacyProtection, protect
 from .responses import error_response, go_json, json_response
 from .session_codec import SessionCodec
-from .settings import ConfigError, Settings, get_settings, reset_settings, settings_from_env
+from .settings import Settings, SettingsError, get_settings, reset_settings, settings_from_env
 
 __all__ = [
-    "ApiKey", "ConfigError", "close_database", "CsrfTokens", "Database", "DuplicateError", "LegacyProtection",
-    "PUBLIC_PATHS", "SessionCodec", "Settings", "User", "csrf_set_cookie", "error_response",
+    "ApiKey", "close_database", "CsrfTokens", "Database", "DuplicateError", "LegacyProtection",
+    "PUBLIC_PATHS", "SessionCodec", "Settings", "SettingsError", "User", "csrf_set_cookie", "error_response",
     "format_set_cookie", "get_cookie", "get_database", "get_settings", "go_json", "http_date",
     "json_response", "protect", "reset_settings", "rfc3339", "set_database", "settings_from_env",
 ]

@@ -32,7 +32,7 @@ from .cookies import get_cookie
 from .csrf import COOKIE_NAME as CSRF_COOKIE, SAFE_METHODS, CsrfTokens, csrf_set_cookie
 from .responses import PRETTY, error_response, wants_pretty
 from .session_codec import COOKIE_NAME as SESSION_COOKIE, SessionCodec
-from .settings import ConfigError, Settings, get_settings
+from .settings import SettingsError, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class LegacyProtection:
         pretty = PRETTY.set(wants_pretty(scope.get("query_string", b"")))
         try:
             await self._handle(scope, receive, send)
-        except ConfigError as exc:
+        except SettingsError as exc:
             log.error("legacy protection misconfigured: %s", exc)
             await error_response(500, str(exc), method=scope["method"])(scope, receive, send)
         finally:

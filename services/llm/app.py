@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import httpx
 from starlette.requests import Request
@@ -41,13 +38,11 @@ from services.common.gobind import (FLOAT64, INT, STRING, BindError, Ptr, Slice,
 from services.common.echo_router import EchoRoute, EchoRouter
 from services.common.protect import LegacyProtection
 from services.common.responses import go_json, json_response
-from services.common.settings import Settings, get_settings
+from services.common.settings import LlmSettings, Settings, get_llm_settings, get_settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_MODEL = "gemini-2.5-flash"
-DEFAULT_TIMEOUT = 60.0
 MSG_NO_KEY = "GEMINI_API_KEY environment variable is not set"
 MIME_JSON = "application/json"
 
@@ -70,39 +65,9 @@ GEMINI_REQUEST = Struct("GeminiRequest", "llm", (
 ))
 
 
-@dataclass(frozen=True)
-class LlmSettings:
-    api_key: str
-    base_url: str
-    timeout: float
-
-    def __repr__(self) -> str:  # never print the key
-        return f"LlmSettings(api_key={'set' if self.api_key else 'unset'}, base_url={self.base_url!r}, timeout={self.timeout})"
-
-
-def llm_settings_from_env(environ: dict[str, str] | None = None) -> LlmSettings:
-    env = os.environ if environ is None else environ
-    raw_timeout = env.get("LLM_TIMEOUT_SECONDS", "").strip()
-    timeout = DEFAULT_TIMEOUT
-    if raw_timeout:
-        try:
-            timeout = float(raw_timeout)
-        except ValueError:
-            timeout = -1
-        if not 0 < timeout < float("inf"):
-            log.error("LLM_TIMEOUT_SECONDS=%r is not a positive number; using %s", raw_timeout, DEFAULT_TIMEOUT)
-            timeout = DEFAULT_TIMEOUT
-    return LlmSettings(
-        api_key=env.get("GEMINI_API_KEY", ""),
-        base_url=env.get("GEMINI_BASE_URL", "") or DEFAULT_BASE_URL,
-        timeout=timeout,
-    )
-
-
-@lru_cache(maxsize=1)
-def get_llm_settings() -> LlmSettings:
-    """Read once per process, like the Go backend reads its environment at boot."""
-    return llm_settings_from_env()
+def llm_settings_from_env(environ: Mapping[str, str] | None = None) -> LlmSettings:
+    """GEMINI_API_KEY, GEMINI_BASE_URL, LLM_TIMEOUT_SECONDS (services/common/settings.py)."""
+    return LlmSettings.from_env(environ)
 
 
 def reset_llm_settings() -> None:

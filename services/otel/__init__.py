@@ -14,9 +14,9 @@ DuckDB checkpoint, when the gateway stops.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
+from services.common.settings import get_otel_settings
 from services.registry import Service
 
 from .app import create_app
@@ -27,7 +27,7 @@ PREFIXES = ("/otel",)
 def _start_at_boot() -> None:
     """Gateway startup hook: run the poller from boot when ops configured the
     pipeline (INGESTION_ADDR or OTEL_PIPELINE=1); else it starts on first use."""
-    if os.environ.get("INGESTION_ADDR") or os.environ.get("OTEL_PIPELINE", "") in ("1", "true", "on"):
+    if get_otel_settings().starts_at_boot:
         start()
 
 

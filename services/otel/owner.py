@@ -39,10 +39,12 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from services.common.settings import get_otel_settings
+
 from .poller import Poller
 from .store import QueryError, SpanStore, duckdb_path
 
-_QUERY_TIMEOUT = float(os.environ.get("OTEL_QUERY_TIMEOUT", "60"))  # seconds a follower waits for the owner
+_QUERY_TIMEOUT = get_otel_settings().query_timeout  # seconds a follower waits for the owner
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ class Unavailable(Exception):
 
 
 def socket_path_for(db_path: str) -> str:
-    explicit = os.environ.get("OTEL_SOCKET_PATH")
+    explicit = get_otel_settings().socket_path
     if explicit:
         return explicit
     beside = os.path.abspath(db_path) + ".sock"
@@ -230,7 +232,7 @@ class Pipeline:
         """Bounds this loop's threads waiting on DuckDB (one semaphore per event loop)."""
         loop = asyncio.get_running_loop()
         if self._local_slots is None or self._local_slots[0] is not loop:
-            n = int(os.environ.get("OTEL_DB_CONCURRENCY", "4"))
+            n = get_otel_settings().db_concurrency
             self._local_slots = (loop, asyncio.Semaphore(n))
         return self._local_slots[1]
 

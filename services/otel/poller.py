@@ -14,13 +14,14 @@ Differences from the legacy poller, on purpose (docs/migrating-traces.md):
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import grpc
+
+from services.common.settings import get_otel_settings
 
 from .proto import ingestion_pb2, ingestion_pb2_grpc
 from .rows import SpanRow, entry_to_row
@@ -29,13 +30,6 @@ from .store import SpanStore
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
-
-
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 @dataclass
@@ -84,10 +78,10 @@ class Poller:
                  batch_size: int | None = None, read_timeout: float | None = None,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.store = store
-        self.addr = addr or os.environ.get("INGESTION_ADDR", "localhost:50052")
-        self.interval = interval if interval is not None else _env_float("OTEL_POLL_INTERVAL", 5.0)
-        self.batch_size = batch_size or int(os.environ.get("OTEL_BATCH_SIZE", "1000"))
-        self.read_timeout = read_timeout or _env_float("OTEL_READ_TIMEOUT", 30.0)
+        self.addr = addr or get_otel_settings().ingestion_addr
+        self.interval = interval if interval is not None else get_otel_settings().poll_interval
+        self.batch_size = batch_size or get_otel_settings().batch_size
+        self.read_timeout = read_timeout or get_otel_settings().read_timeout
         self.on_batch = on_batch
         self.status = PollerStatus(self.addr)
         self._stop = threading.Event()

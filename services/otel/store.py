@@ -22,12 +22,13 @@ from typing import Any, Iterable, Sequence
 
 import duckdb
 
+from services.common.settings import get_otel_settings
+
 from . import gojson
 from .rows import JSON_COLUMNS, PATCH_COLUMNS, SPAN_COLUMNS, TIME_COLUMNS, SpanRow
 
 log = logging.getLogger("services.otel.store")
 
-DEFAULT_PATH = "data/otel_python.duckdb"
 LEGACY_PATH = "/dbdata/duckdb/otel_data.db"
 ROOT_LIMIT = 500
 
@@ -123,7 +124,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def duckdb_path() -> str:
-    path = os.environ.get("OTEL_DUCKDB_PATH") or DEFAULT_PATH
+    path = get_otel_settings().duckdb_path
     if os.path.abspath(path) == LEGACY_PATH:
         raise ValueError(f"OTEL_DUCKDB_PATH must not be the legacy's file {LEGACY_PATH}")
     return path
@@ -155,7 +156,7 @@ class SpanStore:
         self._conn = duckdb.connect(path)
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        n = concurrency or int(os.environ.get("OTEL_DB_CONCURRENCY", "4"))
+        n = concurrency or get_otel_settings().db_concurrency
         self._slots = threading.BoundedSemaphore(max(1, n))
         cur = self._cursor()
         for statement in SCHEMA:

@@ -70,10 +70,17 @@ class GatewayProc:
         raise KeyError(field)
 
 
+# The repo's routes.yaml CORS policy: junjo's (Echo's semantics, origins from the env).
+JUNJO_CORS = ("cors:\n  allow_origins_env: JUNJO_ALLOW_ORIGINS\n  allow_methods: [GET, POST, PUT, DELETE, OPTIONS]\n"
+              "  allow_headers: [Origin, Content-Type, Accept, X-CSRF-Token]\n  allow_credentials: true\n"
+              "  answer_every_options: true\n")
+
+
 def routes_yaml(legacy_url: str, routes: str = "", *, read_timeout: float = 60, default: str = "go",
-                extra_legacy: str = "") -> str:
-    return (f"legacy:\n  url: {legacy_url}\n  connect_timeout: 2\n  read_timeout: {read_timeout}\n{extra_legacy}"
-            f"default: {default}\nroutes:\n{routes or '  []'}\n")
+                extra_legacy: str = "", cors: str = JUNJO_CORS) -> str:
+    """A routes.yaml like the repo's (junjo's CORS block unless ``cors=""``)."""
+    return (f"legacy:\n  url: {legacy_url}\n  connect_timeout: 2\n  read_timeout: {read_timeout}\n"
+            f"  ready_path: /ping\n{extra_legacy}{cors}default: {default}\nroutes:\n{routes or '  []'}\n")
 
 
 def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None = None,

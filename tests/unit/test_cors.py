@@ -1,9 +1,29 @@
-"""Edge CORS: Echo v4.13.3 semantics with the legacy configuration."""
+"""Edge CORS: Echo v4.13.3 semantics, the policy built from routes.yaml's ``cors:``."""
 from __future__ import annotations
 
+import pytest
 from starlette.testclient import TestClient
 
-from gateway.edge.cors import ALLOW_HEADERS, ALLOW_METHODS, CORSMiddleware, parse_origins
+from gateway.edge.cors import CORSMiddleware, CorsPolicy
+from gateway.routing.config import RoutesError, parse_config
+
+
+ALLOW_METHODS = "GET,POST,PUT,DELETE,OPTIONS"
+ALLOW_HEADERS = "Origin,Content-Type,Accept,X-CSRF-Token"
+# routes.yaml's junjo block (the defaults spelled out); the origins come from the env.
+JUNJO = """cors:
+  allow_origins_env: JUNJO_ALLOW_ORIGINS
+  allow_methods: [GET, POST, PUT, DELETE, OPTIONS]
+  allow_headers: [Origin, Content-Type, Accept, X-CSRF-Token]
+  allow_credentials: true
+  answer_every_options: true
+"""
+
+
+def policy(block: str = JUNJO, origins: str = "") -> CorsPolicy:
+    config = parse_config(block + "routes: []\n", environ={"JUNJO_ALLOW_ORIGINS": origins})
+    assert config.cors is not None
+    return CorsPolicy.from_config(config.cors)
 
 SEEN: list[str] = []
 
@@ -33,8 +53,8 @@ def raw(r):
             if k.lower() not in (b"content-length", b"date", b"server")]
 
 
-OPEN = CORSMiddleware(backend, [])
-LISTED = CORSMiddleware(backend, ["http://localhost:5151"])
+OPEN = CORSMiddleware(backend, policy(origins=""))
+LISTED = CORSMiddleware(backend, policy(origins="http://localhost:5151"))
 
 
 def test_preflight_allowed_origin():
@@ -50,8 +70,6 @@ def test_preflight_allowed_origin():
         ("access-control-allow-methods", ALLOW_METHODS),
         ("access-control-allow-headers", ALLOW_HEADERS),
     ]
-    assert ALLOW_METHODS == "GET,POST,PUT,DELETE,OPTIONS"
-    assert ALLOW_HEADERS == "Origin,Content-Type,Accept,X-CSRF-Token"
 
 
 def test_options_without_origin_or_disallowed_is_bare_204():
@@ -92,9 +110,63 @@ def test_no_origin_skips_cors_but_strips_upstream_headers():
     assert not [k for k, _ in raw(r) if k.startswith("access-control-")]
 
 
-def test_from_env():
-    mw = CORSMiddleware.from_env(backend, {"JUNJO_ALLOW_ORIGINS": " http://a.example , ,http://b.example"})
-    assert mw.allow_origins == {"http://a.example", "http://b.example"}
-    assert parse_origins("") == []
-    assert CORSMiddleware.from_env(backend, {}).is_allowed("http://x.example")
-    assert not mw.is_allowed("http://A.example")
+def test_origins_from_the_named_variable():
+    p = policy(origins=" http://a.example , ,http://b.example")
+    assert p.allow_origins == {"http://a.example", "http://b.example"}
+    assert policy(origins="").is_allowed("http://x.example")  # empty = any origin (the legacy's default)
+    assert not p.is_allowed("http://A.example")  # exact match, as Echo's AllowOriginFunc
+    assert not p.is_allowed("")
+
+
+def test_the_defaults_are_the_junjo_policy():
+    assert policy("cors:\n  allow_origins_env: JUNJO_ALLOW_ORIGINS\n") == policy()
+
+
+def test_standard_preflight_only_mode():
+    std = CORSMiddleware(backend, policy("cors:\n  allow_origins: [http://localhost:5151]\n"
+                                         "  answer_every_options: false\n  allow_credentials: false\n"))
+    SEEN.clear()
+    r = TestClient(std).request("OPTIONS", "/users", headers={"Origin": "http://localhost:5151",
+                                                              "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 204 and SEEN == []
+    assert r.headers["access-control-allow-methods"] == ALLOW_METHODS
+    assert "access-control-allow-credentials" not in r.headers
+    # An OPTIONS that is no preflight reaches the app, with the simple-request headers.
+    r = TestClient(std).request("OPTIONS", "/users", headers={"Origin": "http://localhost:5151"})
+    assert r.status_code == 200 and SEEN == ["OPTIONS"]
+    assert r.headers["access-control-allow-origin"] == "http://localhost:5151"
+    r = TestClient(std).request("OPTIONS", "/users")
+    assert r.status_code == 200 and SEEN == ["OPTIONS", "OPTIONS"]
+
+
+def test_empty_allow_headers_echo_the_request_ones():
+    p = CORSMiddleware(backend, policy("cors:\n  allow_origins: [http://a.example]\n  allow_headers: []\n"))
+    r = TestClient(p).request("OPTIONS", "/x", headers={"Origin": "http://a.example",
+                                                        "Access-Control-Request-Method": "PUT",
+                                                        "Access-Control-Request-Headers": "x-one, x-two"})
+    assert r.headers["access-control-allow-headers"] == "x-one, x-two"
+
+
+@pytest.mark.parametrize("block,fragment", [
+    ("cors:\n  allow_origins: [http://a.example]\n  allow_origins_env: X\n", "not both"),
+    ("cors:\n  allow_credentials: true\n", "needs allow_origins"),
+    ("cors:\n  allow_origins: ['http://a.example/']\n", "an origin has no path"),
+    ("cors:\n  allow_origins: []\n", "must not be empty"),
+    ("cors:\n  allow_origins_env: 'NOT A NAME'\n", "name of an environment variable"),
+    ("cors:\n  allow_origins: [http://a.example]\n  allow_methods: [FETCH]\n", "unknown HTTP method"),
+    ("cors:\n  allow_origins: [http://a.example]\n  answer_every_option: true\n",
+     "did you mean 'answer_every_options'"),
+])
+def test_bad_cors_blocks_are_reported_with_their_line(block, fragment):
+    with pytest.raises(RoutesError) as info:
+        parse_config(block + "routes: []\n", environ={})
+    assert any(fragment in str(p) and p.line >= 1 and str(p).startswith("routes.yaml:")
+               for p in info.value.problems), info.value.problems
+
+
+def test_a_bad_origin_in_the_variable_names_it():
+    with pytest.raises(RoutesError) as info:
+        parse_config(JUNJO + "routes: []\n", environ={"JUNJO_ALLOW_ORIGINS": "http://ok.example,not an origin"})
+    assert [str(p) for p in info.value.problems] == [
+        "routes.yaml:2: cors.allow_origins_env: $JUNJO_ALLOW_ORIGINS: not an origin such as "
+        "'https://app.example' or 'http://localhost:5153': 'not an origin'"]

@@ -402,9 +402,14 @@ def compose_variables(path: Path) -> set[str]:
     return names
 
 
+# A settings field, ``name: T = env_var("NAME", default)`` (gateway/settings.py,
+# services/common/settings.py), is a read of NAME like ``environ.get("NAME", default)``.
+SETTINGS_FIELD = "env_var"
+
 ENV_READ = re.compile(
-    r"""\b(?:os\.environ|environ|env|os\.getenv|getenv)\b   # the mapping or function
-        (?:\.get|\.setdefault|\.pop)?\s*[\[(]\s*             # .get( / [ / (
+    r"""(?:\b(?:os\.environ|environ|env|os\.getenv|getenv)\b  # the mapping or function
+        (?:\.get|\.setdefault|\.pop)?\s*[\[(]\s*              # .get( / [ / (
+        |\benv_var\(\s*)                                       # or a settings field
         ["']([A-Z][A-Z0-9_]*)["']""",
     re.VERBOSE,
 )
@@ -461,7 +466,8 @@ def test_every_variable_of_the_brief_is_in_env_example():
 # are the template's settings, not defaults. The code's defaults are found by
 # reading the code (ast): the second argument of every env read, module
 # constants resolved, ``read("X", "") or CONSTANT`` followed to the constant,
-# and helpers such as ``_env_float("X", 5.0)`` recognised as reads.
+# helpers such as ``_env_float("X", 5.0)`` recognised as reads, and settings
+# fields ``env_var("X", 5.0)``.
 
 ENV_DEFAULT_LINE = re.compile(r"^#\s*([A-Z][A-Z0-9_]*)=(.*)$")
 ENV_ACTIVE_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=")
@@ -469,8 +475,8 @@ UNRESOLVED = object()
 
 # Reads whose own default argument is a sentinel for "use this module constant"
 # (the code then falls back in a later statement the scan does not follow).
-COMPUTED_DEFAULTS = {
-    "LLM_TIMEOUT_SECONDS": ("services/llm/app.py", "DEFAULT_TIMEOUT"),  # "" → DEFAULT_TIMEOUT
+COMPUTED_DEFAULTS: dict[str, tuple[str, str]] = {
+    # "NAME": ("path/to/module.py", "CONSTANT"),
 }
 
 
@@ -511,7 +517,7 @@ def _env_read(call: ast.Call, helpers: set[str]) -> tuple[ast.expr, ast.expr | N
     func = call.func
     if isinstance(func, ast.Attribute) and func.attr == "get" and _is_env_mapping(func.value) \
             or isinstance(func, ast.Attribute) and func.attr == "getenv" \
-            or isinstance(func, ast.Name) and func.id in helpers:
+            or isinstance(func, ast.Name) and (func.id in helpers or func.id == SETTINGS_FIELD):
         if call.args:
             return call.args[0], call.args[1] if len(call.args) > 1 else None
     return None
@@ -538,40 +544,48 @@ def code_env_defaults() -> dict[str, list[tuple[Any, str]]]:
     found: dict[str, list[tuple[Any, str]]] = {}
     for folder in ("gateway", "services"):
         for path in sorted((ROOT / folder).rglob("*.py")):
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-            constants, helpers = _module_constants(tree), _env_helpers(tree)
             where = str(path.relative_to(ROOT))
+            for name, reads in scan_source(path.read_text(encoding="utf-8"), where).items():
+                found.setdefault(name, []).extend(reads)
+    return found
 
-            def value_of(node: ast.expr | None) -> Any:
-                if node is None:
-                    return None
-                if isinstance(node, ast.Constant):
-                    return node.value
-                if isinstance(node, ast.Name):
-                    return constants.get(node.id, UNRESOLVED)
-                return UNRESOLVED
 
-            # ``read("X", "") or FALLBACK``: an empty read means the fallback, a
-            # constant, or another variable (``read("X") or read("Y")``: unset).
-            # Any other right-hand side is a condition, not a default.
-            fallbacks: dict[int, ast.expr | None] = {}
-            for node in ast.walk(tree):
-                if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and len(node.values) == 2:
-                    left, right = node.values
-                    if isinstance(left, ast.Call) and isinstance(right, (ast.Constant, ast.Name)):
-                        fallbacks[id(left)] = right
-                    elif isinstance(left, ast.Call) and isinstance(right, ast.Call) and _env_read(right, helpers):
-                        fallbacks[id(left)] = None
-            for node in ast.walk(tree):
-                read = isinstance(node, ast.Call) and _env_read(node, helpers)
-                if not read or not isinstance(read[0], ast.Constant) or not isinstance(read[0].value, str):
-                    continue
-                name, default = read[0].value, value_of(read[1])
-                if not default and id(node) in fallbacks:
-                    default = value_of(fallbacks[id(node)])
-                if name in COMPUTED_DEFAULTS and where == COMPUTED_DEFAULTS[name][0]:
-                    default = constants.get(COMPUTED_DEFAULTS[name][1], UNRESOLVED)
-                found.setdefault(name, []).append((default, f"{where}:{node.lineno}"))
+def scan_source(text: str, where: str) -> dict[str, list[tuple[Any, str]]]:
+    """The env reads of one module's source, with their defaults."""
+    found: dict[str, list[tuple[Any, str]]] = {}
+    tree = ast.parse(text)
+    constants, helpers = _module_constants(tree), _env_helpers(tree)
+
+    def value_of(node: ast.expr | None) -> Any:
+        if node is None:
+            return None
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return constants.get(node.id, UNRESOLVED)
+        return UNRESOLVED
+
+    # ``read("X", "") or FALLBACK``: an empty read means the fallback, a
+    # constant, or another variable (``read("X") or read("Y")``: unset).
+    # Any other right-hand side is a condition, not a default.
+    fallbacks: dict[int, ast.expr | None] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and len(node.values) == 2:
+            left, right = node.values
+            if isinstance(left, ast.Call) and isinstance(right, (ast.Constant, ast.Name)):
+                fallbacks[id(left)] = right
+            elif isinstance(left, ast.Call) and isinstance(right, ast.Call) and _env_read(right, helpers):
+                fallbacks[id(left)] = None
+    for node in ast.walk(tree):
+        read = isinstance(node, ast.Call) and _env_read(node, helpers)
+        if not read or not isinstance(read[0], ast.Constant) or not isinstance(read[0].value, str):
+            continue
+        name, default = read[0].value, value_of(read[1])
+        if not default and id(node) in fallbacks:
+            default = value_of(fallbacks[id(node)])
+        if name in COMPUTED_DEFAULTS and where == COMPUTED_DEFAULTS[name][0]:
+            default = constants.get(COMPUTED_DEFAULTS[name][1], UNRESOLVED)
+        found.setdefault(name, []).append((default, f"{where}:{node.lineno}"))
     return found
 
 
@@ -585,7 +599,7 @@ def compose_defaults() -> dict[str, set[str]]:
 
 
 def _same(documented: str, code: Any) -> bool:
-    if code is None or code == "":
+    if code is None or code == "" or code == () or code == b"":  # unset / empty
         return documented == ""
     try:
         return float(documented) == float(code)
@@ -622,17 +636,49 @@ def default_mismatches(text: str) -> list[str]:
     return problems
 
 
+# Every way of reading a variable the scan understands, with the default it must find.
+SCAN_FORMS = """
+import os
+FALLBACK = "fallback"
+def _env_float(name, default):
+    return float(os.environ.get(name, default))
+a = int(os.environ.get("FORM_LITERAL", "1000"))
+b = os.environ.get("FORM_CONSTANT", FALLBACK)
+c = _env_float("FORM_HELPER", 5.0)
+d = os.environ.get("FORM_OR", "") or FALLBACK
+e = os.environ.get("FORM_UNSET")
+class Settings(EnvSettings):
+    f: int = env_var("FORM_FIELD", 42, gt=0)
+    g: str = env_var("FORM_FIELD_CONSTANT", FALLBACK)
+    h: str | None = env_var("FORM_FIELD_UNSET", None)
+"""
+
+
 def test_the_default_scan_sees_the_code():
     # Guards the scan: each way of reading a default must be found, or the
     # comparison below could pass by seeing nothing.
+    forms = {name: {d for d, _ in reads} for name, reads in scan_source(SCAN_FORMS, "forms.py").items()}
+    assert forms == {
+        "FORM_LITERAL": {"1000"}, "FORM_CONSTANT": {"fallback"}, "FORM_HELPER": {5.0}, "FORM_OR": {"fallback"},
+        "FORM_UNSET": {None}, "FORM_FIELD": {42}, "FORM_FIELD_CONSTANT": {"fallback"}, "FORM_FIELD_UNSET": {None},
+    }
+    assert {m.group(1) for m in ENV_READ.finditer(SCAN_FORMS)} == set(forms) - {"FORM_HELPER"}
     code = code_env_defaults()
-    assert {d for d, _ in code["OTEL_BATCH_SIZE"]} == {"1000"}             # int(environ.get(X, "1000"))
-    assert {d for d, _ in code["GATEWAY_PORT"]} == {1324}                  # a module constant
-    assert {d for d, _ in code["OTEL_POLL_INTERVAL"]} == {5.0}             # through _env_float
-    assert {d for d, _ in code["JUNJO_SQLITE_PATH"]} == {"data/app_data.db"}  # "" or DEFAULT_SQLITE_PATH
-    assert {d for d, _ in code["LLM_TIMEOUT_SECONDS"]} == {60.0}           # COMPUTED_DEFAULTS
+    assert {d for d, _ in code["OTEL_BATCH_SIZE"]} == {1000}                 # a settings field
+    assert {d for d, _ in code["GATEWAY_PORT"]} == {1324}                    # through a module constant
+    assert {d for d, _ in code["OTEL_POLL_INTERVAL"]} == {5.0}
+    assert {d for d, _ in code["JUNJO_SQLITE_PATH"]} == {"data/app_data.db"}
+    assert {d for d, _ in code["LLM_TIMEOUT_SECONDS"]} == {60.0}
     assert len(documented_defaults(ENV_EXAMPLE.read_text())) >= 30
     assert set(code) >= set(code_env_reads()), "the ast scan missed reads the regex scan finds"
+
+
+def test_variables_named_in_routes_yaml_are_documented():
+    # cors.allow_origins_env names a variable the gateway reads at load.
+    config = yaml.safe_load((ROOT / "routes.yaml").read_text())
+    named = {config["cors"]["allow_origins_env"]} if (config.get("cors") or {}).get("allow_origins_env") else set()
+    assert named == {"JUNJO_ALLOW_ORIGINS"}
+    assert named <= env_example_names()
 
 
 def test_documented_defaults_are_the_codes():

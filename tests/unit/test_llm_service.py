@@ -12,7 +12,7 @@ import respx
 from starlette.testclient import TestClient
 
 from services.common.session_codec import SessionCodec
-from services.common.settings import settings_from_env
+from services.common.settings import SettingsError, settings_from_env
 from services.llm import PREFIXES, SERVICE, LlmSettings, create_app, llm_settings_from_env
 from services.registry import discover
 
@@ -215,7 +215,7 @@ def test_api_key_never_leaks_into_answers_or_logs(mock, caplog):
     for r in (r1, r2, r3, r4):
         assert API_KEY not in r.text
     assert API_KEY not in caplog.text
-    assert API_KEY not in repr(LlmSettings(API_KEY, BASE, 1.0))
+    assert API_KEY not in repr(LlmSettings(api_key=API_KEY, base_url=BASE, timeout=1.0))
 
 
 def test_redirects_are_not_followed(mock):
@@ -262,8 +262,9 @@ def test_settings_from_env():
     assert (s.api_key, s.base_url, s.timeout) == ("", "https://generativelanguage.googleapis.com", 60.0)
     s = llm_settings_from_env({"GEMINI_API_KEY": "k", "GEMINI_BASE_URL": "http://x", "LLM_TIMEOUT_SECONDS": "2.5"})
     assert (s.api_key, s.base_url, s.timeout) == ("k", "http://x", 2.5)
-    for bad in ("0", "-1", "soon", "inf"):
-        assert llm_settings_from_env({"LLM_TIMEOUT_SECONDS": bad}).timeout == 60.0
+    for bad in ("0", "-1", "soon", "inf"):  # an error naming the variable, not a silent default
+        with pytest.raises(SettingsError, match="^LLM_TIMEOUT_SECONDS: "):
+            llm_settings_from_env({"LLM_TIMEOUT_SECONDS": bad})
     assert llm_settings_from_env({"GEMINI_BASE_URL": ""}).base_url == "https://generativelanguage.googleapis.com"
 
 

@@ -139,3 +139,44 @@ def test_sighup_style_trigger_reloads_even_without_stat_change(tmp_path):
             await reloader.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_slow_load_runs_off_the_loop_and_is_given_up_at_the_deadline(tmp_path):
+    import threading
+
+    path = tmp_path / "routes.yaml"
+    path.write_text(GO)
+    release = threading.Event()
+
+    async def scenario():
+        holder, reloader = make(path)
+        fast_load = reloader.load
+
+        def slow_load(p, deadline):
+            release.wait(10)  # a parse that never finishes in time
+            return fast_load(p, deadline)
+
+        reloader.load = slow_load
+        reloader.deadline = 0.3
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.get_running_loop().create_task(tick())
+        try:
+            path.write_text(PY)
+            assert await reloader.reload() is False
+        finally:
+            ticker.cancel()
+            release.set()
+        assert ticks >= 5, "the event loop was blocked while the file loaded"
+        assert "loading took longer than 0.3 s" in holder.last_error
+        assert target(holder) == "go"  # the last good table keeps serving
+        reloader.load = fast_load
+        assert await reloader.reload() is True and target(holder) == "python"
+
+    asyncio.run(scenario())

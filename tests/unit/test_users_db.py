@@ -11,7 +11,7 @@ import pytest
 
 from services.common import db as dbmod
 from services.common.db import Database, DuplicateError, rfc3339
-from services.common.settings import ConfigError, settings_from_env
+from services.common.settings import SettingsError, settings_from_env
 
 
 @pytest.fixture
@@ -249,8 +249,10 @@ def test_opt_in_wal_for_a_file_python_owns_alone(tmp_path, caplog):
 
 
 def test_unknown_journal_mode_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="JUNJO_SQLITE_JOURNAL_MODE='memory' is not supported"):
+    with pytest.raises(SettingsError, match="JUNJO_SQLITE_JOURNAL_MODE='memory' is not supported"):
         Database.from_url(f"sqlite:///{tmp_path / 'x.db'}", journal_mode="memory")
     assert not (tmp_path / "x.db").exists()
     assert settings_from_env({"JUNJO_SQLITE_JOURNAL_MODE": "wal"}).sqlite_journal_mode == "wal"
     assert settings_from_env({}).sqlite_journal_mode == "delete"
+    with pytest.raises(SettingsError, match="JUNJO_SQLITE_JOURNAL_MODE: .*'memory' is not supported"):
+        settings_from_env({"JUNJO_SQLITE_JOURNAL_MODE": "memory"})

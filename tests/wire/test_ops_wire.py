@@ -114,6 +114,7 @@ def test_two_workers_converge_on_a_reload_and_metrics_add_up(gateway_factory, st
 
     pids = set()
     _until(lambda: len(pids.update([fresh_health()["pid"]]) or pids) == 2, timeout=20)
+    old = fresh_health()["config"]["version"]  # before the edit: a fast reload must not hide it
     gw.write_config(routes_yaml(standin.url, PING_PY))
     new_version = None
 
@@ -129,7 +130,6 @@ def test_two_workers_converge_on_a_reload_and_metrics_add_up(gateway_factory, st
             return True
         return False
 
-    old = fresh_health()["config"]["version"]
     _until(lambda: all_new() and new_version != old)
     n = 40
     for _ in range(n):

@@ -1,0 +1,63 @@
+"""The gateway process's settings: every GATEWAY_* variable and LEGACY_URL, read once.
+
+The CLI's defaults come from here too (``gateway serve --port`` defaults to
+``GATEWAY_PORT``, …), so each default is written once. A bad value is an
+error naming the variable (``GATEWAY_PORT: must be a valid integer, got
+'abc'``), raised when the settings are read. Same mechanism as the services'
+settings (services/common/settings.py says why not pydantic-settings); the
+services keep their own object: they never import the gateway.
+
+``gateway serve`` exports what its workers need (``GATEWAY_CONFIG``, the
+metrics directory) before uvicorn starts them: each worker process reads its
+settings once, in ``create_app``.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator
+
+from services.common.settings import CommaList, EnvSettings, env_var
+
+from .routing.models import check_url
+
+DEFAULT_PORT = 1324
+DEFAULT_CONFIG = "routes.yaml"
+
+
+def _prefixes(value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p.rstrip("/") for p in value)
+
+
+class GatewaySettings(EnvSettings):
+    config_path: str = env_var("GATEWAY_CONFIG", DEFAULT_CONFIG)  # the routes file
+    host: str = env_var("GATEWAY_HOST", "127.0.0.1")
+    port: int = env_var("GATEWAY_PORT", DEFAULT_PORT, ge=0, le=65535)
+    workers: int = env_var("GATEWAY_WORKERS", 1, ge=1)
+    log_level: Annotated[Literal["critical", "error", "warning", "info", "debug", "trace"],
+                         BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)] = env_var(
+        "GATEWAY_LOG_LEVEL", "info")
+    graceful_timeout: float = env_var("GATEWAY_GRACEFUL_TIMEOUT", 30.0, ge=0)  # seconds after SIGTERM
+    access_log: bool = env_var("GATEWAY_ACCESS_LOG", True)
+    # More prefixes whose path tails are cut from the access log (services declare their own).
+    redact_prefixes: Annotated[CommaList, AfterValidator(_prefixes)] = env_var(
+        "GATEWAY_LOG_REDACT_PREFIXES", "", validate_default=True)
+    # Development only: 502/504 bodies also carry the backend's URL and the exception.
+    debug_errors: bool = env_var("GATEWAY_DEBUG_ERRORS", False)
+    metrics_dir: str | None = env_var("GATEWAY_METRICS_DIR", None)  # shared by one serve's workers
+    state_dir: str | None = env_var("GATEWAY_STATE_DIR", None)  # canary rollbacks; default metrics_dir
+    admin_token: str | None = env_var("GATEWAY_ADMIN_TOKEN", None, repr=False)  # enables X-Gateway-Backend
+    secret: str | None = env_var("GATEWAY_SECRET", None, repr=False)  # signs the canary gw_id cookie
+    service_packages: CommaList = env_var("GATEWAY_SERVICE_PACKAGES", "", validate_default=True)
+    legacy_url: Annotated[str, AfterValidator(check_url)] | None = env_var("LEGACY_URL", None)  # beats legacy.url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> GatewaySettings:
+    return GatewaySettings.from_env()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests; ``gateway serve`` after exporting for its workers)."""
+    get_settings.cache_clear()
