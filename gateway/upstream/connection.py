@@ -13,7 +13,7 @@ from typing import AsyncIterator, Protocol
 
 import httpx
 
-from .http11 import ResponseReader
+from .http11 import DEFAULT_HEAD_LIMITS, HeadLimits, ResponseReader
 
 READ_HIGH_WATER = 256 * 1024  # pause the upstream socket above this many buffered bytes
 
@@ -31,7 +31,7 @@ class Owner(Protocol):
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, owner: Owner, key: Origin):
+    def __init__(self, owner: Owner, key: Origin, limits: HeadLimits = DEFAULT_HEAD_LIMITS):
         self.owner = owner
         self.key = key
         self.loop = asyncio.get_running_loop()
@@ -42,7 +42,7 @@ class Connection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._body_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
-        self.reader = ResponseReader(self)
+        self.reader = ResponseReader(self, limits)
         self._begin(head_only=False)
 
     def _begin(self, head_only: bool) -> None:

@@ -7,6 +7,10 @@ between requests (no cookie jar). The transport is any ``httpx`` transport: the
 fast one in production, respx or ``httpx.MockTransport`` in unit tests. We call
 ``handle_async_request`` directly rather than going through ``httpx.AsyncClient``
 — the client layer is where cookie jars, redirects and default headers live.
+
+What may go wrong upstream is answered in one place each: no answer → 502/504
+(``_describe``); an answer over the gateway's limits or a 101 → 502
+(``http11.UpstreamRefused``).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from gateway.context import RequestContext
 from gateway.replies import gateway_error
 
 from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
+from .http11 import UpstreamRefused
 from .httpx_fast import raw_headers, url_with_target
 
 log = logging.getLogger("gateway.forward")
@@ -217,8 +222,8 @@ class LegacyForwarder:
                 # body message makes uvicorn close it) so the client sees a
                 # truncated transfer, not a short body that looks complete.
                 ctx.upstream_error = type(exc).__name__
-                log.warning("%s %s: upstream failed mid-body (%s); aborting the client connection",
-                            method, request.url.raw_path.decode("latin-1"), exc)
+                log.warning("%s %s (request id %s): upstream failed mid-body (%s); aborting the client connection",
+                            method, request.url.raw_path.decode("latin-1"), ctx.request_id_text, exc)
                 return
             finished = True
             if not ended:
@@ -247,6 +252,11 @@ class LegacyForwarder:
 
     def _describe(self, exc: httpx.TransportError, method: str, target: str) -> UpstreamFailure:
         name, where = self.backend_name, f"the {self.backend_name} at {self.base_url}"
+        if isinstance(exc, UpstreamRefused):
+            return UpstreamFailure(
+                502, f"Bad gateway: the {name} sent {exc.what}.",
+                f"{where} answered {method} {target} over a limit: {exc} [{exc.limit}]. "
+                "The upstream connection was closed; the answer was not relayed.")
         if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
             return UpstreamFailure(
                 504, f"Gateway timeout: the {name} did not accept a connection in time.",

@@ -17,6 +17,9 @@ It is deliberately literal, which is what a transparent proxy needs:
   repeated headers (``Set-Cookie``) stay separate;
 * bodies stream both ways undecoded, with flow control: a slow reader pauses
   the upstream socket instead of buffering the whole body.
+
+And it holds the upstream to bounds (all constructor arguments): the response head's size, field count and
+interim answers (``http11.HeadLimits``; a 101 is refused too).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from typing import AsyncIterator, Hashable
 import httpx
 
 from .connection import Connection, Origin
-from .http11 import encode_head
+from .http11 import HeadLimits, encode_head
 from .httpx_fast import raw_headers
 from .pool import ConnectionPool
 
@@ -59,10 +62,20 @@ class _ResponseStream(httpx.AsyncByteStream):
 class FastTransport(httpx.AsyncBaseTransport):
     """Pooled HTTP/1.1 keep-alive transport (plain HTTP; https falls back to httpx's)."""
 
-    def __init__(self, *, connect_timeout: float = 2.0, read_timeout: float = 60.0, max_connections: int = 512):
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 60.0,
+        max_connections: int = 512,
+        head_size: int = HeadLimits.head_size,
+        header_count: int = HeadLimits.header_count,
+        interim_responses: int = HeadLimits.interim_responses,
+    ):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_connections = max_connections
+        self.head_limits = HeadLimits(head_size, header_count, interim_responses)
         self.pool: ConnectionPool[Connection] = ConnectionPool(
             self._connect, max_connections=max_connections, acquire_timeout=connect_timeout)
         self._tls: httpx.AsyncHTTPTransport | None = None
@@ -78,7 +91,7 @@ class FastTransport(httpx.AsyncBaseTransport):
     async def _connect(self, key: Hashable) -> Connection:
         host, port = key  # type: ignore[misc]
         origin: Origin = (host, port)
-        conn = Connection(self.pool, origin)
+        conn = Connection(self.pool, origin, self.head_limits)
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow an
             # outer cancel (the client went away) when the connect completes at

@@ -63,6 +63,9 @@ class GatewayProc:
                 self.proc.wait()
         return self.proc.returncode
 
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
     def rss_kib(self, field: str = "VmRSS") -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):

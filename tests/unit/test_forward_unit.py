@@ -6,6 +6,7 @@ import pytest
 import respx
 
 from gateway.upstream.forwarder import LegacyForwarder
+from gateway.upstream.http11 import UpstreamRefused
 from gateway.upstream.headers import TrustedProxies
 
 from tests.support.asgi_helpers import call, make_scope
@@ -138,6 +139,10 @@ FAILURES = [  # (exception, status, what any client is told, what only the log s
      ["did not answer GET /slow", "read_timeout"]),
     (httpx.RemoteProtocolError("garbage"), 502, "Bad gateway: the legacy Go backend failed while answering.",
      ["failed while answering GET /slow", "garbage"]),
+    (UpstreamRefused("upstream_header_count", "more header fields than the gateway accepts",
+                     "upstream sent more than 200 header fields in its response head (limit upstream_header_count)"),
+     502, "Bad gateway: the legacy Go backend sent more header fields than the gateway accepts.",
+     ["answered GET /slow over a limit", "more than 200 header fields", "[upstream_header_count]"]),
 ]
 REQUEST_ID = b"req-4711"
 
