@@ -19,7 +19,9 @@ It is deliberately literal, which is what a transparent proxy needs:
   the upstream socket instead of buffering the whole body.
 
 And it holds the upstream to bounds (all constructor arguments): the response head's size, field count and
-interim answers (``http11.HeadLimits``; a 101 is refused too).
+interim answers (``http11.HeadLimits``; a 101 is refused too), and requests
+with a body may hold at most ``body_pool_share`` of the pool, so requests
+without one always find a connection (``pool``).
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         connect_timeout: float = 2.0,
         read_timeout: float = 60.0,
         max_connections: int = 512,
+        body_pool_share: float = 0.5,
         head_size: int = HeadLimits.head_size,
         header_count: int = HeadLimits.header_count,
         interim_responses: int = HeadLimits.interim_responses,
@@ -77,7 +80,8 @@ class FastTransport(httpx.AsyncBaseTransport):
         self.max_connections = max_connections
         self.head_limits = HeadLimits(head_size, header_count, interim_responses)
         self.pool: ConnectionPool[Connection] = ConnectionPool(
-            self._connect, max_connections=max_connections, acquire_timeout=connect_timeout)
+            self._connect, max_connections=max_connections, acquire_timeout=connect_timeout,
+            body_share=body_pool_share)
         self._tls: httpx.AsyncHTTPTransport | None = None
 
     @property
@@ -87,6 +91,11 @@ class FastTransport(httpx.AsyncBaseTransport):
     @property
     def idle_connections(self) -> int:
         return self.pool.idle_connections
+
+    @property
+    def body_connections(self) -> int:
+        """Connections held by requests with a body (at most ``pool.max_body_connections``)."""
+        return self.pool.body_connections
 
     async def _connect(self, key: Hashable) -> Connection:
         host, port = key  # type: ignore[misc]
@@ -114,7 +123,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         attempt = 0
         while True:
             attempt += 1
-            conn, reused = await self.pool.acquire(key)
+            conn, reused = await self.pool.acquire(key, body=body_mode != "none")
             try:
                 try:
                     await conn.send(request, head, body_mode, self.read_timeout)
