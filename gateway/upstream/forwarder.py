@@ -10,7 +10,8 @@ fast one in production, respx or ``httpx.MockTransport`` in unit tests. We call
 
 What may go wrong upstream is answered in one place each: no answer → 502/504
 (``_describe``); an answer over the gateway's limits or a 101 → 502
-(``http11.UpstreamRefused``).
+(``http11.UpstreamRefused``); a client body that stalls → 408
+(``connection.RequestBodyStalled``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.context import RequestContext
 from gateway.replies import gateway_error
 
+from .connection import RequestBodyStalled
 from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
 from .http11 import UpstreamRefused
 from .httpx_fast import raw_headers, url_with_target
@@ -181,17 +183,20 @@ class LegacyForwarder:
             except ClientDisconnected:
                 ctx.client_gone = True
                 return
+            except RequestBodyStalled as exc:
+                # Its upstream connection is closed already (never reused
+                # half-written); the client hears why, and its connection closes.
+                log.warning("%s %s → 408 (request id %s): %s; the upstream exchange was cancelled "
+                            "and its connection closed (body_idle_timeout)", method,
+                            request.url.raw_path.decode("latin-1"), ctx.request_id_text, exc)
+                await self._answer(send, 408, f"Request timeout: no request body arrived for {exc.idle:g} s. "
+                                              f"Request id {ctx.request_id_text}.", close=True)
+                return
             except httpx.TransportError as exc:
                 target = request.url.raw_path.decode("latin-1")
                 failure = self._describe(exc, method, target)
-                request_id = ctx.request_id_text
                 ctx.upstream_error = type(exc).__name__
-                log.warning("%s %s → %d (request id %s): %s", method, target, failure.status,
-                            request_id, failure.detail)
-                start, body = gateway_error(failure.status,
-                                            failure.client_message(request_id, self.debug_errors))
-                await send(start)
-                await send(body)
+                await self._fail(ctx, send, failure, method, target)
                 return
             # The upstream may answer before reading the whole body: from here
             # on, only a disconnect can come (a no-op when already scheduled).
@@ -244,6 +249,24 @@ class LegacyForwarder:
                 watcher.cancel()
             if response is not None:
                 await response.aclose()
+
+    async def _fail(self, ctx: RequestContext, send: Send, failure: UpstreamFailure, method: str,
+                    target: str) -> None:
+        """Log ``failure`` with the request id and answer the client with it."""
+        request_id = ctx.request_id_text
+        log.warning("%s %s → %d (request id %s): %s", method, target, failure.status, request_id, failure.detail)
+        await self._answer(send, failure.status, failure.client_message(request_id, self.debug_errors))
+
+    @staticmethod
+    async def _answer(send: Send, status: int, message: str, *, close: bool = False) -> None:
+        """A gateway error answer. ``close`` ends the client connection after
+        it — only for a client that stopped sending its body: closing on one
+        still sending could reset the connection before it reads the answer."""
+        start, body = gateway_error(status, message)
+        if close:
+            start["headers"].append((b"connection", b"close"))
+        await send(start)
+        await send(body)
 
     def _url(self, scope: Scope) -> httpx.URL:
         """The upstream URL with the client's path and query byte for byte."""

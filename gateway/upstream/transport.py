@@ -19,7 +19,8 @@ It is deliberately literal, which is what a transparent proxy needs:
   the upstream socket instead of buffering the whole body.
 
 And it holds the upstream to bounds (all constructor arguments): the response head's size, field count and
-interim answers (``http11.HeadLimits``; a 101 is refused too), and requests
+interim answers (``http11.HeadLimits``; a 101 is refused too), a request body
+that stalls for ``body_idle_timeout`` s frees its connection, and requests
 with a body may hold at most ``body_pool_share`` of the pool, so requests
 without one always find a connection (``pool``).
 """
@@ -30,7 +31,7 @@ from typing import AsyncIterator, Hashable
 
 import httpx
 
-from .connection import Connection, Origin
+from .connection import Connection, Origin, RequestBodyStalled
 from .http11 import HeadLimits, encode_head
 from .httpx_fast import raw_headers
 from .pool import ConnectionPool
@@ -71,6 +72,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         read_timeout: float = 60.0,
         max_connections: int = 512,
         body_pool_share: float = 0.5,
+        body_idle_timeout: float | None = 30.0,
         head_size: int = HeadLimits.head_size,
         header_count: int = HeadLimits.header_count,
         interim_responses: int = HeadLimits.interim_responses,
@@ -78,6 +80,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_connections = max_connections
+        self.body_idle_timeout = body_idle_timeout  # s without a request-body byte; None: no limit
         self.head_limits = HeadLimits(head_size, header_count, interim_responses)
         self.pool: ConnectionPool[Connection] = ConnectionPool(
             self._connect, max_connections=max_connections, acquire_timeout=connect_timeout,
@@ -126,11 +129,13 @@ class FastTransport(httpx.AsyncBaseTransport):
             conn, reused = await self.pool.acquire(key, body=body_mode != "none")
             try:
                 try:
-                    await conn.send(request, head, body_mode, self.read_timeout)
-                except httpx.WriteError:
+                    await conn.send(request, head, body_mode, self.read_timeout, self.body_idle_timeout)
+                except (httpx.WriteError, RequestBodyStalled):
                     # The upstream answered early and closed while we were still
-                    # sending (Go does this past 256 KiB unread): the answer wins.
-                    if not (conn.headers_done.done() and conn.headers_done.exception() is None):
+                    # sending (Go does this past 256 KiB unread), or answered
+                    # before the client stalled: the answer wins (the request
+                    # may have run; the client must hear how it ended).
+                    if not conn.answered:
                         raise
                 await conn.receive_head(self.read_timeout)
             except (httpx.RemoteProtocolError, httpx.WriteError) as exc:

@@ -1,10 +1,12 @@
 """Unit tests of the legacy forwarder's edges, with respx standing in for the network."""
 import asyncio
+import json
 
 import httpx
 import pytest
 import respx
 
+from gateway.upstream.connection import RequestBodyStalled
 from gateway.upstream.forwarder import LegacyForwarder
 from gateway.upstream.http11 import UpstreamRefused
 from gateway.upstream.headers import TrustedProxies
@@ -207,3 +209,16 @@ def test_fast_httpx_builders_agree_with_the_public_api():
     assert (url.scheme, url.host, url.port) == ("http", "legacy.internal", 1323)
     assert str(url) == "http://legacy.internal:1323/a%2Fb/%7e/x?q=1&q=2"
     assert url_with_target(base, b"/p", b"").raw_path == b"/p"
+
+
+def test_a_stalled_request_body_is_a_408_that_closes_the_connection(caplog):
+    router = respx.Router()
+    router.route().mock(side_effect=RequestBodyStalled(30))
+    scope = make_scope("POST", b"/upload", headers=[(b"host", b"h"), (b"content-length", b"100"),
+                                                     (b"x-request-id", REQUEST_ID)])
+    with caplog.at_level("WARNING", logger="gateway.forward"):
+        res = run(call(forwarder(router), scope, [b"part"]))
+    assert res.status == 408 and res.header(b"connection") == [b"close"]
+    assert json.loads(res.body) == {"message": "Request timeout: no request body arrived for 30 s. "
+                                               "Request id req-4711."}
+    assert any("req-4711" in r.getMessage() and "body_idle_timeout" in r.getMessage() for r in caplog.records)
