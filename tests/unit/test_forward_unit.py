@@ -211,6 +211,57 @@ def test_fast_httpx_builders_agree_with_the_public_api():
     assert url_with_target(base, b"/p", b"").raw_path == b"/p"
 
 
+class _Trickle(httpx.AsyncByteStream):
+    """A response body that sends one chunk and then nothing, for ever."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def __aiter__(self):
+        yield b"first"
+        await asyncio.sleep(3600)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_total_timeout_before_the_answer_is_a_504_saying_so(caplog):
+    async def slow(request):
+        await asyncio.sleep(3600)
+
+    router = respx.Router()
+    router.route().mock(side_effect=slow)
+    fwd = LegacyForwarder(BASE, httpx.MockTransport(router.async_handler), total_timeout=0.05)
+    scope = make_scope(raw_path=b"/slow", headers=[(b"host", b"h"), (b"x-request-id", REQUEST_ID)])
+    with caplog.at_level("WARNING", logger="gateway.forward"):
+        res = run(call(fwd, scope))
+    assert res.status == 504 and res.completed
+    assert res.body.startswith(b'{"message":"Gateway timeout: the legacy Go backend did not answer in time. '
+                               b'Request id req-4711')
+    log_line = "\n".join(r.getMessage() for r in caplog.records)
+    assert "req-4711" in log_line and "legacy.total_timeout (0.05 s)" in log_line
+
+
+def test_total_timeout_after_the_answer_started_aborts_the_client_connection(caplog):
+    body = _Trickle()
+    router = respx.Router()
+    router.route().mock(return_value=httpx.Response(200, stream=body))
+    fwd = LegacyForwarder(BASE, httpx.MockTransport(router.async_handler), total_timeout=0.05)
+    scope = make_scope(raw_path=b"/trickle", headers=[(b"host", b"h"), (b"x-request-id", REQUEST_ID)])
+    with caplog.at_level("WARNING", logger="gateway.forward"):
+        res = run(call(fwd, scope))
+    # The head and the first chunk went out; the answer never ends as if complete.
+    assert res.status == 200 and res.body == b"first" and not res.completed
+    assert body.closed
+    log_line = "\n".join(r.getMessage() for r in caplog.records)
+    assert "req-4711" in log_line and "total_timeout" in log_line and "aborting the client connection" in log_line
+
+
+def test_no_total_timeout_by_default():
+    fwd = LegacyForwarder(BASE, httpx.MockTransport(lambda request: httpx.Response(204)))
+    assert fwd.total_timeout is None
+
+
 def test_a_stalled_request_body_is_a_408_that_closes_the_connection(caplog):
     router = respx.Router()
     router.route().mock(side_effect=RequestBodyStalled(30))
