@@ -100,7 +100,9 @@ class Gateway:
                               config_path=settings.config_path)
 
     def build(self, config: GatewayConfig) -> RouteTable:
-        go = self.forwarders.get(config.legacy, config.trusted_proxies)
+        # routes.yaml's limits: section (when config carries one) reaches the
+        # upstream through UpstreamSettings.from_config.
+        go = self.forwarders.get(config.legacy, config.trusted_proxies, getattr(config, "limits", None))
         return compile_table(config, self.registry, go)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -18,7 +18,8 @@ It is deliberately literal, which is what a transparent proxy needs:
 * bodies stream both ways undecoded, with flow control: a slow reader pauses
   the upstream socket instead of buffering the whole body.
 
-And it holds the upstream to bounds (all constructor arguments): the response head's size, field count and
+And it holds the upstream to bounds (all constructor arguments, wired from
+routes.yaml by ``forwarders``): the response head's size, field count and
 interim answers (``http11.HeadLimits``; a 101 is refused too), a request body
 that stalls for ``body_idle_timeout`` s frees its connection, and requests
 with a body may hold at most ``body_pool_share`` of the pool, so requests

@@ -1,11 +1,15 @@
 """The upstream held to bounds, over real sockets: a scripted hostile upstream
 behind the real gateway. Oversized and endless response heads, header floods,
 interim-answer floods and a 101 are refused with a 502 the moment a limit is
-passed (and logged with the limit and the request id). After each case the
-gateway's descriptors and memory are back where they were."""
+passed (and logged with the limit and the request id); an upstream that
+trickles is cut at ``legacy.total_timeout``. After each case the gateway's
+descriptors and memory are back where they were."""
 from __future__ import annotations
 
+import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -145,3 +149,75 @@ def test_an_oversized_trailer_section_aborts_the_client_connection(hostile):
     until(lambda: any("trailer-8mib" in l and "trailer section over 65536 bytes" in l
                       for l in gw.output().splitlines()), what="the mid-body log line")
     until(lambda: gw.open_fds() <= fds, what="descriptors back")
+
+
+# -- legacy.total_timeout: a whole exchange, however the upstream trickles ----
+
+@pytest.fixture
+def trickler():
+    """An upstream that sends ``head`` and then one byte every 50 ms, for ever
+    (or until the gateway hangs up, which ``cut`` records)."""
+    cut = threading.Event()
+
+    def handler(conn: socket.socket, head: bytes) -> None:
+        slow_head = b"/slow-head" in head.split(b"\r\n", 1)[0]
+        try:
+            if slow_head:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(600):  # 30 s at most
+                conn.sendall(b"a" if slow_head else b"1\r\na\r\n")
+                time.sleep(0.05)
+        except OSError:
+            cut.set()
+
+    u = RawUpstream(handler)
+    yield u, cut
+    u.close()
+
+
+def test_total_timeout_before_the_answer_is_a_504(trickler, gateway_factory):
+    u, cut = trickler
+    gw = gateway_factory(routes_yaml(u.url, read_timeout=120), upstream={"legacy": {"total_timeout": 1}})
+    fds = settled(gw)
+    r = httpx.get(gw.url + "/slow-head", headers={"X-Request-Id": "total-head"}, timeout=30)
+    assert r.status_code == 504
+    assert r.json() == {"message": "Gateway timeout: the legacy Go backend did not answer in time. "
+                                   "Request id total-head — the gateway's log has the details."}
+    until(lambda: any("total-head" in l and "legacy.total_timeout (1 s)" in l for l in gw.output().splitlines()),
+          what="the 504's log line")
+    assert cut.wait(10), "the upstream connection was left open"
+    until(lambda: gw.open_fds() <= fds, what="descriptors back")
+
+
+def test_total_timeout_after_the_answer_started_aborts_the_client_connection(trickler, gateway_factory):
+    u, cut = trickler
+    gw = gateway_factory(routes_yaml(u.url, read_timeout=120), upstream={"legacy": {"total_timeout": 1}})
+    fds = settled(gw)
+    got = b""
+    with (pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)),
+          httpx.stream("GET", gw.url + "/slow-body", headers={"X-Request-Id": "total-body"}, timeout=30) as r):
+        assert r.status_code == 200
+        for chunk in r.iter_raw():
+            got += chunk
+    assert got and set(got) == {ord("a")}  # what came before the deadline was relayed
+    until(lambda: any("total-body" in l and "total_timeout" in l and "aborting the client connection" in l
+                      for l in gw.output().splitlines()), what="the abort's log line")
+    assert cut.wait(10), "the upstream connection was left open"
+    until(lambda: gw.open_fds() <= fds, what="descriptors back")
+    record = next(json.loads(l.split("gateway.access: ", 1)[1]) for l in gw.output().splitlines()
+                  if "gateway.access" in l and "/slow-body" in l)
+    assert record["upstream_error"] == "TotalTimeout"
+
+
+def test_without_total_timeout_a_trickling_answer_is_still_relayed(trickler, gateway_factory):
+    u, cut = trickler
+    gw = gateway_factory(routes_yaml(u.url, read_timeout=120))
+    with httpx.stream("GET", gw.url + "/slow-body", timeout=30) as r:
+        chunks = r.iter_raw()
+        got = b""
+        deadline = time.monotonic() + 2  # past where total_timeout 1 cut the same answer above
+        while time.monotonic() < deadline:
+            got += next(chunks)
+    assert len(got) > 10 and not cut.is_set()
