@@ -85,8 +85,9 @@ class Gateway:
                            legacy_url=self.settings.legacy_url, deadline=deadline)
 
     def build(self, config: GatewayConfig) -> RouteTable:
-        """The table for ``config`` (pure: a reload runs it in its worker thread)."""
-        go = self.forwarders.prepare(config.legacy, config.trusted_proxies)
+        """The table for ``config`` (pure: a reload runs it in its worker thread).
+        routes.yaml's ``limits:`` reach the upstream through UpstreamSettings.from_config."""
+        go = self.forwarders.prepare(config.legacy, config.trusted_proxies, config.limits)
         return compile_table(config, self.registry, go)
 
     def activate(self, table: RouteTable) -> None:

@@ -5,6 +5,10 @@ buffer is full), hands received bytes to its ``ResponseReader``, and pauses
 reading while the client is slower than the upstream, so a large response is
 never buffered whole. When the response is done it goes back to its pool, or
 closes when the framing can't be trusted for another request.
+
+While it writes a request body it waits for the client's next chunk at most
+``body_idle`` seconds: a client that stops sending can't hold a pooled
+connection (``RequestBodyStalled``; the connection is closed, never reused).
 """
 from __future__ import annotations
 
@@ -13,11 +17,20 @@ from typing import AsyncIterator, Protocol
 
 import httpx
 
-from .http11 import ResponseReader
+from .http11 import DEFAULT_HEAD_LIMITS, HeadLimits, ResponseReader
 
 READ_HIGH_WATER = 256 * 1024  # pause the upstream socket above this many buffered bytes
 
 Origin = tuple[str, int]
+
+
+class RequestBodyStalled(httpx.WriteTimeout):
+    """The client sent no request-body byte for ``idle`` seconds while we were
+    relaying its body upstream; the half-sent request can't be completed."""
+
+    def __init__(self, idle: float):
+        super().__init__(f"no request body byte from the client for {idle:g} s")
+        self.idle = idle
 
 
 class Owner(Protocol):
@@ -31,7 +44,7 @@ class Owner(Protocol):
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, owner: Owner, key: Origin):
+    def __init__(self, owner: Owner, key: Origin, limits: HeadLimits = DEFAULT_HEAD_LIMITS):
         self.owner = owner
         self.key = key
         self.loop = asyncio.get_running_loop()
@@ -42,7 +55,7 @@ class Connection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._body_waiter: asyncio.Future[None] | None = None
         self._read_paused = False
-        self.reader = ResponseReader(self)
+        self.reader = ResponseReader(self, limits)
         self._begin(head_only=False)
 
     def _begin(self, head_only: bool) -> None:
@@ -69,6 +82,11 @@ class Connection(asyncio.Protocol):
     @property
     def got_bytes(self) -> bool:
         return self.reader.got_bytes
+
+    @property
+    def answered(self) -> bool:
+        """The upstream's response head is in (possibly before the request was all sent)."""
+        return self.headers_done.done() and self.headers_done.exception() is None
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -172,7 +190,9 @@ class Connection(asyncio.Protocol):
             timer.cancel()
 
     # -- request / response -------------------------------------------------
-    async def send(self, request: httpx.Request, head: bytes, body_mode: str, timeout: float) -> None:
+    async def send(self, request: httpx.Request, head: bytes, body_mode: str, timeout: float,
+                   body_idle: float | None = None) -> None:
+        """Write the request; wait at most ``body_idle`` s for each chunk of its body."""
         assert self.transport is not None
         self._begin(head_only=request.method == "HEAD")
         self.transport.write(head)
@@ -180,23 +200,37 @@ class Connection(asyncio.Protocol):
             self.request_done = True
             return
         chunked = body_mode == "chunked"
-        async for chunk in request.stream:  # type: ignore[union-attr]
+        chunks = request.stream.__aiter__()  # type: ignore[union-attr]
+        while True:
+            try:
+                if body_idle is None:
+                    chunk = await chunks.__anext__()
+                else:
+                    idle = asyncio.timeout(body_idle)
+                    try:
+                        async with idle:
+                            chunk = await chunks.__anext__()
+                    except TimeoutError:
+                        if idle.expired():
+                            raise RequestBodyStalled(body_idle) from None
+                        raise
+            except StopAsyncIteration:
+                break
             if not chunk:
                 continue
             if self.closed or self.headers_done.done():
-                break  # upstream already answered (or went away): stop sending
+                return  # upstream already answered (or went away): stop sending
             if chunked:
                 self.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
             else:
                 self.transport.write(chunk)
             await self._drain(timeout)
-        else:
-            # Only a fully written request leaves the connection reusable: a
-            # half-sent body would be read as the start of the next request.
-            if not self.closed:
-                if chunked:
-                    self.transport.write(b"0\r\n\r\n")
-                self.request_done = True
+        # Only a fully written request leaves the connection reusable: a
+        # half-sent body would be read as the start of the next request.
+        if not self.closed:
+            if chunked:
+                self.transport.write(b"0\r\n\r\n")
+            self.request_done = True
 
     async def receive_head(self, timeout: float) -> None:
         if not self.headers_done.done():

@@ -7,6 +7,13 @@ between requests (no cookie jar). The transport is any ``httpx`` transport: the
 fast one in production, respx or ``httpx.MockTransport`` in unit tests. We call
 ``handle_async_request`` directly rather than going through ``httpx.AsyncClient``
 — the client layer is where cookie jars, redirects and default headers live.
+
+What may go wrong upstream is answered in one place each: no answer → 502/504
+(``_describe``); an answer over the gateway's limits or a 101 → 502
+(``http11.UpstreamRefused``); a client body that stalls → 408
+(``connection.RequestBodyStalled``); an exchange past ``total_timeout`` → 504,
+or, once the answer has started, an aborted client connection — as for an
+upstream that fails mid-body.
 """
 from __future__ import annotations
 
@@ -21,7 +28,9 @@ from starlette.types import Receive, Scope, Send
 from gateway.context import RequestContext
 from gateway.replies import gateway_error
 
+from .connection import RequestBodyStalled
 from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
+from .http11 import UpstreamRefused
 from .httpx_fast import raw_headers, url_with_target
 
 log = logging.getLogger("gateway.forward")
@@ -110,6 +119,7 @@ class LegacyForwarder:
         trusted_proxies: TrustedProxies | None = None,
         backend_name: str = "legacy Go backend",
         debug_errors: bool = False,
+        total_timeout: float | None = None,
     ):
         self.base = httpx.URL(base_url)
         self.base_url = base_url
@@ -117,6 +127,9 @@ class LegacyForwarder:
         self.trusted = trusted_proxies or TrustedProxies()
         self.backend_name = backend_name
         self.debug_errors = debug_errors  # 502/504 bodies carry the log's detail too
+        # Seconds one whole upstream exchange may take (request body, head and
+        # response body); None: only the per-step timeouts apply.
+        self.total_timeout = total_timeout
         self._default_host = self.base.netloc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -137,13 +150,22 @@ class LegacyForwarder:
         task = asyncio.current_task()
         watcher: asyncio.Future[None] | None = None
         timer: asyncio.TimerHandle | None = None
+        deadline: asyncio.TimerHandle | None = None
         finished = False
         client_gone = False
+        overdue = False  # total_timeout passed: the exchange was cancelled
+        started = False  # the answer's head went to the client
 
         def on_disconnect(f: asyncio.Future[None]) -> None:
             nonlocal client_gone
             if not finished and not f.cancelled() and task is not None:
                 client_gone = True
+                task.cancel()
+
+        def on_deadline() -> None:
+            nonlocal overdue
+            if not finished and not client_gone and task is not None:
+                overdue = True
                 task.cancel()
 
         def start_watching() -> None:
@@ -167,6 +189,8 @@ class LegacyForwarder:
             watch_for_disconnect()
         else:
             stream = _ClientBody(receive, watch_for_disconnect)
+        if self.total_timeout is not None:
+            deadline = asyncio.get_running_loop().call_later(self.total_timeout, on_deadline)
 
         request = httpx.Request(method, self._url(scope), headers=raw_headers(headers), stream=stream)
         response: httpx.Response | None = None
@@ -176,17 +200,22 @@ class LegacyForwarder:
             except ClientDisconnected:
                 ctx.client_gone = True
                 return
+            except RequestBodyStalled as exc:
+                finished = True  # from here on, no deadline or disconnect cancels the answer
+                # Its upstream connection is closed already (never reused
+                # half-written); the client hears why, and its connection closes.
+                log.warning("%s %s → 408 (request id %s): %s; the upstream exchange was cancelled "
+                            "and its connection closed (body_idle_timeout)", method,
+                            request.url.raw_path.decode("latin-1"), ctx.request_id_text, exc)
+                await self._answer(send, 408, f"Request timeout: no request body arrived for {exc.idle:g} s. "
+                                              f"Request id {ctx.request_id_text}.", close=True)
+                return
             except httpx.TransportError as exc:
+                finished = True
                 target = request.url.raw_path.decode("latin-1")
                 failure = self._describe(exc, method, target)
-                request_id = ctx.request_id_text
                 ctx.upstream_error = type(exc).__name__
-                log.warning("%s %s → %d (request id %s): %s", method, target, failure.status,
-                            request_id, failure.detail)
-                start, body = gateway_error(failure.status,
-                                            failure.client_message(request_id, self.debug_errors))
-                await send(start)
-                await send(body)
+                await self._fail(ctx, send, failure, method, target)
                 return
             # The upstream may answer before reading the whole body: from here
             # on, only a disconnect can come (a no-op when already scheduled).
@@ -198,6 +227,7 @@ class LegacyForwarder:
                     "headers": response_headers_for_client(response.headers.raw),
                 }
             )
+            started = True
             if method == "HEAD":
                 finished = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -217,28 +247,63 @@ class LegacyForwarder:
                 # body message makes uvicorn close it) so the client sees a
                 # truncated transfer, not a short body that looks complete.
                 ctx.upstream_error = type(exc).__name__
-                log.warning("%s %s: upstream failed mid-body (%s); aborting the client connection",
-                            method, request.url.raw_path.decode("latin-1"), exc)
+                log.warning("%s %s (request id %s): upstream failed mid-body (%s); aborting the client connection",
+                            method, request.url.raw_path.decode("latin-1"), ctx.request_id_text, exc)
                 return
             finished = True
             if not ended:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not client_gone:
+            if not (client_gone or overdue):
                 raise
-            # The client went away: the upstream exchange was cancelled and its
-            # connection is closed below rather than returned to the pool.
-            ctx.client_gone = True
             if task is not None:
                 task.uncancel()
+            if client_gone:
+                # The client went away: the upstream exchange was cancelled and its
+                # connection is closed below rather than returned to the pool.
+                ctx.client_gone = True
+                return
+            # total_timeout: the exchange was cancelled wherever it was (its
+            # upstream connection is closed below, never reused).
+            finished = True
+            ctx.upstream_error = "TotalTimeout"
+            target = request.url.raw_path.decode("latin-1")
+            if started:
+                # As for an upstream failing mid-body: abort the client
+                # connection rather than end a short body that looks complete.
+                log.warning("%s %s (request id %s): the %s at %s did not finish within legacy.total_timeout "
+                            "(%g s); aborting the client connection mid-body", method, target,
+                            ctx.request_id_text, self.backend_name, self.base_url, self.total_timeout)
+                return
+            await self._fail(ctx, send, self._overdue(method, target), method, target)
         finally:
             finished = True
             if timer is not None:
                 timer.cancel()
+            if deadline is not None:
+                deadline.cancel()
             if watcher is not None and not watcher.done():
                 watcher.cancel()
             if response is not None:
                 await response.aclose()
+
+    async def _fail(self, ctx: RequestContext, send: Send, failure: UpstreamFailure, method: str,
+                    target: str) -> None:
+        """Log ``failure`` with the request id and answer the client with it."""
+        request_id = ctx.request_id_text
+        log.warning("%s %s → %d (request id %s): %s", method, target, failure.status, request_id, failure.detail)
+        await self._answer(send, failure.status, failure.client_message(request_id, self.debug_errors))
+
+    @staticmethod
+    async def _answer(send: Send, status: int, message: str, *, close: bool = False) -> None:
+        """A gateway error answer. ``close`` ends the client connection after
+        it — only for a client that stopped sending its body: closing on one
+        still sending could reset the connection before it reads the answer."""
+        start, body = gateway_error(status, message)
+        if close:
+            start["headers"].append((b"connection", b"close"))
+        await send(start)
+        await send(body)
 
     def _url(self, scope: Scope) -> httpx.URL:
         """The upstream URL with the client's path and query byte for byte."""
@@ -247,6 +312,11 @@ class LegacyForwarder:
 
     def _describe(self, exc: httpx.TransportError, method: str, target: str) -> UpstreamFailure:
         name, where = self.backend_name, f"the {self.backend_name} at {self.base_url}"
+        if isinstance(exc, UpstreamRefused):
+            return UpstreamFailure(
+                502, f"Bad gateway: the {name} sent {exc.what}.",
+                f"{where} answered {method} {target} over a limit: {exc} [{exc.limit}]. "
+                "The upstream connection was closed; the answer was not relayed.")
         if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
             return UpstreamFailure(
                 504, f"Gateway timeout: the {name} did not accept a connection in time.",
@@ -265,6 +335,13 @@ class LegacyForwarder:
         return UpstreamFailure(
             502, f"Bad gateway: the {name} failed while answering.",
             f"{where} failed while answering {method} {target} ({exc!r}).")
+
+    def _overdue(self, method: str, target: str) -> UpstreamFailure:
+        return UpstreamFailure(
+            504, f"Gateway timeout: the {self.backend_name} did not answer in time.",
+            f"the {self.backend_name} at {self.base_url} did not finish {method} {target} within "
+            f"legacy.total_timeout ({self.total_timeout:g} s). Raise or unset legacy.total_timeout "
+            "in routes.yaml if this request is expected to be slow.")
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -1,14 +1,24 @@
 """The upstream connection pool: idle keep-alive connections per origin.
 
 O(1) per request: an idle stack per origin (the most recently used socket is
-the warmest), a set of open connections for the limit, and a FIFO of waiters
-when every connection is busy. It knows nothing of HTTP; a connection is
-anything with ``key``, ``idle_since``, ``is_usable()`` and ``close()``, made
-by the ``connect`` function it is given — so it can be tested alone.
+the warmest), a set of open connections for the limit, and FIFO queues of
+waiters when every connection is busy. It knows nothing of HTTP; a connection
+is anything with ``key``, ``idle_since``, ``is_usable()`` and ``close()``,
+made by the ``connect`` function it is given — so it can be tested alone.
+
+Fair use: the pool is one resource shared by every client, and a request with
+a body holds its connection for as long as its client takes to send it. So
+requests with a body (``acquire(body=True)``) may hold at most
+``max_body_connections`` (``body_share`` of the pool) at once; the rest is
+always there for requests without one. A request with a body past that budget
+waits, like any request when the pool is full, up to ``acquire_timeout``.
+Waiters of both kinds are woken in arrival order, a body waiter only while the
+budget has room.
 """
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from typing import Awaitable, Callable, Generic, Hashable, Protocol, TypeVar
@@ -28,6 +38,14 @@ class Pooled(Protocol):
 
 
 C = TypeVar("C", bound=Pooled)
+_Waiter = tuple[int, "asyncio.Future[None]"]  # (arrival number, future)
+
+
+def body_budget(max_connections: int, share: float) -> int:
+    """Connections requests with a body may hold: ``share`` of the pool, at least one."""
+    if not 0 < share <= 1:
+        raise ValueError(f"body_pool_share must be in (0, 1], not {share!r}")
+    return max(1, int(max_connections * share))
 
 
 class ConnectionPool(Generic[C]):
@@ -38,17 +56,24 @@ class ConnectionPool(Generic[C]):
         max_connections: int = 512,
         acquire_timeout: float = 2.0,
         idle_max_age: float = IDLE_MAX_AGE,
+        body_share: float = 0.5,
         clock: Callable[[], float] = time.monotonic,  # for idle ages
     ) -> None:
         self._connect = connect
         self.max_connections = max_connections
         self.acquire_timeout = acquire_timeout
         self.idle_max_age = idle_max_age
+        self.body_share = body_share
+        self.max_body_connections = body_budget(max_connections, body_share)
         self._clock = clock
         self._idle: dict[Hashable, list[C]] = {}
         self._open: set[C] = set()
         self._connecting = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._body_conns: set[C] = set()  # lent to requests with a body
+        self._body_held = 0  # len(_body_conns) + body requests still connecting
+        self._waiters: deque[_Waiter] = deque()
+        self._body_waiters: deque[_Waiter] = deque()
+        self._arrivals = itertools.count()
         self.retired = False
 
     @property
@@ -59,36 +84,53 @@ class ConnectionPool(Generic[C]):
     def idle_connections(self) -> int:
         return sum(len(v) for v in self._idle.values())
 
-    async def acquire(self, key: Hashable) -> tuple[C, bool]:
+    @property
+    def body_connections(self) -> int:
+        return self._body_held
+
+    async def acquire(self, key: Hashable, *, body: bool = False) -> tuple[C, bool]:
         """A connection to ``key`` and whether it was reused (idle before).
 
-        Waits up to ``acquire_timeout`` for a slot when all are busy, then
-        raises ``httpx.PoolTimeout``."""
+        ``body``: the request has a body to send (it counts against
+        ``max_body_connections`` until released). Waits up to
+        ``acquire_timeout`` for a slot when all are busy (or the body budget
+        is spent), then raises ``httpx.PoolTimeout``."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.acquire_timeout
+        deadline = None
         while True:
-            conn = self._take_idle(key)
-            if conn is not None:
-                return conn, True
-            if len(self._open) + self._connecting < self.max_connections:
-                return await self._open_new(key), False
-            if self._evict_other_idle(key):
-                continue
+            if not body or self._body_held < self.max_body_connections:
+                conn = self._take_idle(key)
+                if conn is not None:
+                    if body:
+                        self._lend_for_body(conn)
+                    return conn, True
+                if len(self._open) + self._connecting < self.max_connections:
+                    return await self._open_new(key, body), False
+                if self._evict_other_idle(key):
+                    continue
+            if deadline is None:
+                deadline = loop.time() + self.acquire_timeout
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise httpx.PoolTimeout(
-                    f"all {self.max_connections} upstream connections are busy (raise legacy.pool_size)"
-                )
+                raise httpx.PoolTimeout(self._busy_message(body))
             waiter = loop.create_future()
-            self._waiters.append(waiter)
+            (self._body_waiters if body else self._waiters).append((next(self._arrivals), waiter))
             try:
                 async with asyncio.timeout(remaining):
                     await waiter
             except TimeoutError:
-                pass
+                pass  # the loop tries once more, then gives up
+            except BaseException:
+                # Cancelled (the client left) after being woken: pass the
+                # wake-up on, or a waiter behind us sleeps past a free slot.
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_waiter()
+                raise
 
     def release(self, conn: C) -> None:
         """``conn`` finished its exchange and can carry another one."""
+        if conn in self._body_conns:
+            self._return_from_body(conn)
         conn.idle_since = self._clock()
         self._idle.setdefault(conn.key, []).append(conn)
         self._wake_waiter()
@@ -97,6 +139,8 @@ class ConnectionPool(Generic[C]):
         """``conn`` is closed: forget it and free its slot."""
         if conn in self._open:
             self._open.discard(conn)
+            if conn in self._body_conns:
+                self._return_from_body(conn)
             idle = self._idle.get(conn.key)
             if idle and conn in idle:
                 idle.remove(conn)
@@ -127,17 +171,31 @@ class ConnectionPool(Generic[C]):
             return conn
         return None
 
-    async def _open_new(self, key: Hashable) -> C:
+    async def _open_new(self, key: Hashable, body: bool) -> C:
         self._connecting += 1
+        if body:
+            self._body_held += 1  # held from now: the budget can't be overrun while connecting
         try:
             conn = await self._connect(key)
         except BaseException:
             self._connecting -= 1
+            if body:
+                self._body_held -= 1
             self._wake_waiter()
             raise
         self._connecting -= 1
         self._open.add(conn)
+        if body:
+            self._body_conns.add(conn)
         return conn
+
+    def _lend_for_body(self, conn: C) -> None:
+        self._body_conns.add(conn)
+        self._body_held += 1
+
+    def _return_from_body(self, conn: C) -> None:
+        self._body_conns.discard(conn)
+        self._body_held -= 1
 
     def _evict_other_idle(self, key: Hashable) -> bool:
         for other, conns in self._idle.items():
@@ -146,9 +204,23 @@ class ConnectionPool(Generic[C]):
                 return True
         return False
 
+    def _busy_message(self, body: bool) -> str:
+        if body and self._body_held >= self.max_body_connections:
+            return (f"all {self.max_body_connections} upstream connections requests with a body may hold "
+                    f"are busy (legacy.body_pool_share {self.body_share:g} of legacy.pool_size "
+                    f"{self.max_connections}; raise either)")
+        return f"all {self.max_connections} upstream connections are busy (raise legacy.pool_size)"
+
     def _wake_waiter(self) -> None:
-        while self._waiters:
-            w = self._waiters.popleft()
-            if not w.done():
-                w.set_result(None)
-                return
+        """Wake the longest-waiting request that could now get a connection:
+        any request without a body, one with a body only while the budget has room."""
+        plain, bodies = self._waiters, self._body_waiters
+        while plain and plain[0][1].done():  # gave up (timed out, cancelled)
+            plain.popleft()
+        while bodies and bodies[0][1].done():
+            bodies.popleft()
+        body_ok = bool(bodies) and self._body_held < self.max_body_connections
+        if plain and (not body_ok or plain[0][0] < bodies[0][0]):
+            plain.popleft()[1].set_result(None)
+        elif body_ok:
+            bodies.popleft()[1].set_result(None)

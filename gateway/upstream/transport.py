@@ -17,6 +17,13 @@ It is deliberately literal, which is what a transparent proxy needs:
   repeated headers (``Set-Cookie``) stay separate;
 * bodies stream both ways undecoded, with flow control: a slow reader pauses
   the upstream socket instead of buffering the whole body.
+
+And it holds the upstream to bounds (all constructor arguments, wired from
+routes.yaml by ``forwarders``): the response head's size, field count and
+interim answers (``http11.HeadLimits``; a 101 is refused too), a request body
+that stalls for ``body_idle_timeout`` s frees its connection, and requests
+with a body may hold at most ``body_pool_share`` of the pool, so requests
+without one always find a connection (``pool``).
 """
 from __future__ import annotations
 
@@ -25,8 +32,8 @@ from typing import AsyncIterator, Hashable
 
 import httpx
 
-from .connection import Connection, Origin
-from .http11 import encode_head
+from .connection import Connection, Origin, RequestBodyStalled
+from .http11 import HeadLimits, encode_head
 from .httpx_fast import raw_headers
 from .pool import ConnectionPool
 
@@ -59,12 +66,26 @@ class _ResponseStream(httpx.AsyncByteStream):
 class FastTransport(httpx.AsyncBaseTransport):
     """Pooled HTTP/1.1 keep-alive transport (plain HTTP; https falls back to httpx's)."""
 
-    def __init__(self, *, connect_timeout: float = 2.0, read_timeout: float = 60.0, max_connections: int = 512):
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 60.0,
+        max_connections: int = 512,
+        body_pool_share: float = 0.5,
+        body_idle_timeout: float | None = 30.0,
+        head_size: int = HeadLimits.head_size,
+        header_count: int = HeadLimits.header_count,
+        interim_responses: int = HeadLimits.interim_responses,
+    ):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_connections = max_connections
+        self.body_idle_timeout = body_idle_timeout  # s without a request-body byte; None: no limit
+        self.head_limits = HeadLimits(head_size, header_count, interim_responses)
         self.pool: ConnectionPool[Connection] = ConnectionPool(
-            self._connect, max_connections=max_connections, acquire_timeout=connect_timeout)
+            self._connect, max_connections=max_connections, acquire_timeout=connect_timeout,
+            body_share=body_pool_share)
         self._tls: httpx.AsyncHTTPTransport | None = None
 
     @property
@@ -75,10 +96,15 @@ class FastTransport(httpx.AsyncBaseTransport):
     def idle_connections(self) -> int:
         return self.pool.idle_connections
 
+    @property
+    def body_connections(self) -> int:
+        """Connections held by requests with a body (at most ``pool.max_body_connections``)."""
+        return self.pool.body_connections
+
     async def _connect(self, key: Hashable) -> Connection:
         host, port = key  # type: ignore[misc]
         origin: Origin = (host, port)
-        conn = Connection(self.pool, origin)
+        conn = Connection(self.pool, origin, self.head_limits)
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow an
             # outer cancel (the client went away) when the connect completes at
@@ -101,14 +127,16 @@ class FastTransport(httpx.AsyncBaseTransport):
         attempt = 0
         while True:
             attempt += 1
-            conn, reused = await self.pool.acquire(key)
+            conn, reused = await self.pool.acquire(key, body=body_mode != "none")
             try:
                 try:
-                    await conn.send(request, head, body_mode, self.read_timeout)
-                except httpx.WriteError:
+                    await conn.send(request, head, body_mode, self.read_timeout, self.body_idle_timeout)
+                except (httpx.WriteError, RequestBodyStalled):
                     # The upstream answered early and closed while we were still
-                    # sending (Go does this past 256 KiB unread): the answer wins.
-                    if not (conn.headers_done.done() and conn.headers_done.exception() is None):
+                    # sending (Go does this past 256 KiB unread), or answered
+                    # before the client stalled: the answer wins (the request
+                    # may have run; the client must hear how it ended).
+                    if not conn.answered:
                         raise
                 await conn.receive_head(self.read_timeout)
             except (httpx.RemoteProtocolError, httpx.WriteError) as exc:

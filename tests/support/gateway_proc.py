@@ -63,6 +63,9 @@ class GatewayProc:
                 self.proc.wait()
         return self.proc.returncode
 
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
     def rss_kib(self, field: str = "VmRSS") -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -77,10 +80,13 @@ JUNJO_CORS = ("cors:\n  allow_origins_env: JUNJO_ALLOW_ORIGINS\n  allow_methods:
 
 
 def routes_yaml(legacy_url: str, routes: str = "", *, read_timeout: float = 60, default: str = "go",
-                extra_legacy: str = "", cors: str = JUNJO_CORS) -> str:
-    """A routes.yaml like the repo's (junjo's CORS block unless ``cors=""``)."""
+                extra_legacy: str = "", cors: str = JUNJO_CORS, limits: str = "") -> str:
+    """A routes.yaml like the repo's (junjo's CORS block unless ``cors=""``);
+    ``extra_legacy`` and ``limits`` are indented YAML lines for those sections."""
+    limits_block = f"limits:\n{limits}" if limits else ""
     return (f"legacy:\n  url: {legacy_url}\n  connect_timeout: 2\n  read_timeout: {read_timeout}\n"
-            f"  ready_path: /ping\n{extra_legacy}{cors}default: {default}\nroutes:\n{routes or '  []'}\n")
+            f"  ready_path: /ping\n{extra_legacy}{cors}{limits_block}default: {default}\n"
+            f"routes:\n{routes or '  []'}\n")
 
 
 def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None = None,
@@ -94,9 +100,10 @@ def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None
     child_env["GATEWAY_SERVICE_PACKAGES"] = "tests.fakeservices"
     child_env["GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
     child_env.update(env or {})
+    module = "gateway.cli"
     fd, log_name = tempfile.mkstemp(prefix="gateway-", suffix=".log", dir=tmp_dir)
     log = os.fdopen(fd, "wb")
-    cmd = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port), *(args or [])]
+    cmd = [sys.executable, "-m", module, "serve", "--config", str(config), "--port", str(port), *(args or [])]
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(cmd, cwd=repo, env=child_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()

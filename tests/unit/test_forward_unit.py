@@ -1,11 +1,14 @@
 """Unit tests of the legacy forwarder's edges, with respx standing in for the network."""
 import asyncio
+import json
 
 import httpx
 import pytest
 import respx
 
+from gateway.upstream.connection import RequestBodyStalled
 from gateway.upstream.forwarder import LegacyForwarder
+from gateway.upstream.http11 import UpstreamRefused
 from gateway.upstream.headers import TrustedProxies
 
 from tests.support.asgi_helpers import call, make_scope
@@ -138,6 +141,10 @@ FAILURES = [  # (exception, status, what any client is told, what only the log s
      ["did not answer GET /slow", "read_timeout"]),
     (httpx.RemoteProtocolError("garbage"), 502, "Bad gateway: the legacy Go backend failed while answering.",
      ["failed while answering GET /slow", "garbage"]),
+    (UpstreamRefused("upstream_header_count", "more header fields than the gateway accepts",
+                     "upstream sent more than 200 header fields in its response head (limit upstream_header_count)"),
+     502, "Bad gateway: the legacy Go backend sent more header fields than the gateway accepts.",
+     ["answered GET /slow over a limit", "more than 200 header fields", "[upstream_header_count]"]),
 ]
 REQUEST_ID = b"req-4711"
 
@@ -202,3 +209,99 @@ def test_fast_httpx_builders_agree_with_the_public_api():
     assert (url.scheme, url.host, url.port) == ("http", "legacy.internal", 1323)
     assert str(url) == "http://legacy.internal:1323/a%2Fb/%7e/x?q=1&q=2"
     assert url_with_target(base, b"/p", b"").raw_path == b"/p"
+
+
+class _Trickle(httpx.AsyncByteStream):
+    """A response body that sends one chunk and then nothing, for ever."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def __aiter__(self):
+        yield b"first"
+        await asyncio.sleep(3600)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_total_timeout_before_the_answer_is_a_504_saying_so(caplog):
+    async def slow(request):
+        await asyncio.sleep(3600)
+
+    router = respx.Router()
+    router.route().mock(side_effect=slow)
+    fwd = LegacyForwarder(BASE, httpx.MockTransport(router.async_handler), total_timeout=0.05)
+    scope = make_scope(raw_path=b"/slow", headers=[(b"host", b"h"), (b"x-request-id", REQUEST_ID)])
+    with caplog.at_level("WARNING", logger="gateway.forward"):
+        res = run(call(fwd, scope))
+    assert res.status == 504 and res.completed
+    assert res.body.startswith(b'{"message":"Gateway timeout: the legacy Go backend did not answer in time. '
+                               b'Request id req-4711')
+    log_line = "\n".join(r.getMessage() for r in caplog.records)
+    assert "req-4711" in log_line and "legacy.total_timeout (0.05 s)" in log_line
+
+
+def test_total_timeout_after_the_answer_started_aborts_the_client_connection(caplog):
+    body = _Trickle()
+    router = respx.Router()
+    router.route().mock(return_value=httpx.Response(200, stream=body))
+    fwd = LegacyForwarder(BASE, httpx.MockTransport(router.async_handler), total_timeout=0.05)
+    scope = make_scope(raw_path=b"/trickle", headers=[(b"host", b"h"), (b"x-request-id", REQUEST_ID)])
+    with caplog.at_level("WARNING", logger="gateway.forward"):
+        res = run(call(fwd, scope))
+    # The head and the first chunk went out; the answer never ends as if complete.
+    assert res.status == 200 and res.body == b"first" and not res.completed
+    assert body.closed
+    log_line = "\n".join(r.getMessage() for r in caplog.records)
+    assert "req-4711" in log_line and "total_timeout" in log_line and "aborting the client connection" in log_line
+
+
+def test_no_total_timeout_by_default():
+    fwd = LegacyForwarder(BASE, httpx.MockTransport(lambda request: httpx.Response(204)))
+    assert fwd.total_timeout is None
+
+
+def test_a_stalled_request_body_is_a_408_that_closes_the_connection(caplog):
+    router = respx.Router()
+    router.route().mock(side_effect=RequestBodyStalled(30))
+    scope = make_scope("POST", b"/upload", headers=[(b"host", b"h"), (b"content-length", b"100"),
+                                                     (b"x-request-id", REQUEST_ID)])
+    with caplog.at_level("WARNING", logger="gateway.forward"):
+        res = run(call(forwarder(router), scope, [b"part"]))
+    assert res.status == 408 and res.header(b"connection") == [b"close"]
+    assert json.loads(res.body) == {"message": "Request timeout: no request body arrived for 30 s. "
+                                               "Request id req-4711."}
+    assert any("req-4711" in r.getMessage() and "body_idle_timeout" in r.getMessage() for r in caplog.records)
+
+
+def test_upstream_settings_come_from_config_with_defaults_for_what_it_lacks():
+    from dataclasses import dataclass
+    from types import SimpleNamespace
+
+    from gateway.routing.config import LegacyConfig
+    from gateway.upstream.forwarders import Forwarders, UpstreamSettings
+
+    plain = UpstreamSettings.from_config(LegacyConfig(url=BASE, pool_size=64))
+    assert (plain.pool_size, plain.total_timeout, plain.body_pool_share, plain.body_idle_timeout) == (64, None, 0.5, 30)
+    assert (plain.head_size, plain.header_count, plain.interim_responses) == (65536, 200, 10)
+
+    @dataclass(frozen=True)
+    class Legacy(LegacyConfig):  # legacy: as routes.yaml will carry it
+        total_timeout: float | None = None
+        body_pool_share: float = 0.5
+
+    legacy = Legacy(url=BASE, total_timeout=90, body_pool_share=0.25)
+    limits = SimpleNamespace(upstream_head_size=8192, upstream_header_count=50, body_idle_timeout=5)
+    forwarders = Forwarders()
+    fwd = forwarders.get(legacy, (), limits)
+    transport = fwd.transport
+    assert fwd.total_timeout == 90 and transport.body_idle_timeout == 5
+    assert (transport.head_limits.head_size, transport.head_limits.header_count) == (8192, 50)
+    assert transport.pool.max_body_connections == 128  # a quarter of 512
+    # Unchanged settings keep the live pool; so does a caller that knows only legacy: (readiness).
+    assert forwarders.get(legacy, (), SimpleNamespace(**vars(limits))) is fwd
+    assert forwarders.get(legacy, ()) is fwd
+    # Changed limits build a new one and retire the old pool.
+    again = forwarders.get(legacy, (), SimpleNamespace(**{**vars(limits), "upstream_header_count": 100}))
+    assert again is not fwd and transport.pool.retired and forwarders.current() is again
