@@ -32,6 +32,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Union
 
+from .goquery import first_error
+
 __all__ = [
     "BindError", "Struct", "Slice", "Ptr", "STRING", "FLOAT64", "INT", "echo_bind",
     "decode_json", "go_quote", "is_chunked",
@@ -627,28 +629,8 @@ def decode_json(data: bytes, typ: Struct) -> dict[str, Any]:
 
 # --- form and XML bodies ----------------------------------------------------------
 
-def _go_unescape_error(s: bytes) -> str | None:
-    i = s.find(b"%")
-    while i != -1:
-        if i + 2 >= len(s) or s[i + 1] not in _HEX or s[i + 2] not in _HEX:
-            bad = s[i:i + 3].decode("latin-1")
-            return f"invalid URL escape {go_quote(bad)}"
-        i = s.find(b"%", i + 3)
-    return None
-
-
-def _parse_query_error(raw: bytes) -> str | None:
-    """The first error Go's ``url.ParseQuery`` reports for ``raw``, if any."""
-    first = None
-    for piece in raw.split(b"&"):
-        if not piece:
-            continue
-        key, _, value = piece.partition(b"=")
-        if b";" in key:
-            first = first or "invalid semicolon separator in query"
-            continue
-        first = first or _go_unescape_error(key) or _go_unescape_error(value)
-    return first
+# net/http's maxFormSize: ParseForm reads at most this much of a urlencoded body.
+MAX_FORM_SIZE = 10 << 20
 
 
 def _bind_xml(body: bytes, typ: Struct) -> dict[str, Any]:
@@ -697,8 +679,8 @@ def echo_bind(body: bytes, content_type: str, typ: Struct, *, query: bytes = b""
     if mediatype == "application/x-www-form-urlencoded":
         problem = None
         if method in ("POST", "PUT", "PATCH"):
-            problem = _parse_query_error(body)
-        problem = problem or _parse_query_error(query)
+            problem = "http: POST too large" if len(body) > MAX_FORM_SIZE else first_error(body)
+        problem = problem or first_error(query)
         if problem:
             raise BindError(400, problem, problem)
         return typ.zero()

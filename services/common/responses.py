@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from starlette.responses import Response
 
 from .gojson import encode, encode_indent
+from .goquery import has_key
 
 # Echo's c.JSON indents when the request has a ``pretty`` query parameter; the
 # protection middleware sets this for the request it is serving.
@@ -20,8 +21,12 @@ PRETTY: ContextVar[bool] = ContextVar("echo_pretty", default=False)
 
 
 def wants_pretty(query_string: bytes) -> bool:
-    """Go's ``c.QueryParams()["pretty"]`` is present (any value, even empty)."""
-    return any(part.split(b"=", 1)[0] == b"pretty" for part in query_string.split(b"&"))
+    """Go's ``c.QueryParams()["pretty"]`` is present (any value, even empty).
+
+    ``c.QueryParams()`` is ``url.ParseQuery``: keys are unescaped (``%70retty``
+    counts, ``+`` is a space) and a pair whose value is malformed (``pretty=%zz``)
+    or that holds ``;`` is dropped (services/common/goquery.py)."""
+    return has_key(query_string, b"pretty")
 
 MIME_JSON = "application/json"
 
