@@ -1,13 +1,14 @@
 """How Echo reads a request, Go (the stand-in, real Echo) vs Python, through the gateway.
 
-Readings every Python feature shares (services/common), each asserted
+Three readings every Python feature shares (services/common), each asserted
 byte for byte on both sides:
 
 * ``?pretty``: ``c.QueryParams()`` is Go's ``url.ParseQuery`` — keys unescaped,
   ``+`` a space, pairs with a bad escape or a ``;`` dropped, nothing at all
   past 10,000 parameters (services/common/goquery.py);
-* a form body's bind error is ParseQuery's (a ``;`` anywhere wins, Go's
-  quoting of the bad escape, the parameter limit).
+* the CSRF skipper and the auth middleware compare ``c.Path()``, the template
+  of the route that matched, never the request path (services/common/protect.py);
+* ``r.Cookies()`` sees no cookie at all past 3,000 (services/common/cookies.py).
 
 The gateways share the stand-in's SQLite file; one routes every family to Go,
 the other to Python.
@@ -99,6 +100,57 @@ def test_pretty_is_read_as_go_parses_the_query(gateways, session, query, indente
         go, py = both(gateways, "GET", f"{path}?{query}", headers=[("Cookie", session)])
         assert py == go, path
         assert (b"\n  " in go["body"]) is indented, (path, go["body"])
+
+
+# --- c.Path(): the auth and CSRF decisions -----------------------------------------------------
+
+@pytest.mark.parametrize("method,path,jar", [
+    ("DELETE", "/users/db%2Dhas-users", "csrf=c"),  # matches /users/:id: not public (Go 401)
+    ("DELETE", "/users/db-has-users", "csrf=c"),  # the static route has no DELETE: /users/:id again
+    ("GET", "/users/db%2Dhas-users", "csrf=c"),  # a 405 of /users/:id: the session is checked first
+    ("GET", "/users/create%2Dfirst-user", None),
+    ("POST", "/users/db-has-users", "csrf=c"),  # a 405 of the public route: no session needed
+    ("POST", "/users/create%2Dfirst-user", "csrf=c"),
+    ("POST", "/sign%2Din", None),  # no route: c.Path() is "", so CSRF is not skipped
+    ("POST", "/sign%2Din", "csrf=c"),
+    ("POST", "/sign-in/", None),
+    ("GET", "/csrf%2F", None),
+    ("GET", "/users/db%2dhas-users", None),
+])
+def test_auth_and_csrf_decide_on_the_matched_route(gateways, method, path, jar):
+    headers = [("Cookie", jar)] if jar else []
+    go, py = both(gateways, method, path, headers=headers, body=b"{}")
+    assert py == go
+    assert go["status"] in (400, 401, 404, 405)
+
+
+@pytest.mark.parametrize("path,status", [("/users/db%2Dhas-users", 400), ("/users/db-has-users", 400)])
+def test_with_a_session_the_handler_answers(gateways, session, path, status):
+    go, py = both(gateways, "DELETE", path, headers=[("Cookie", session + "; csrf=c")])
+    assert py == go and go["status"] == status
+    assert go["body"] == b'{"message":"Invalid user ID format"}\n'
+
+
+# --- r.Cookies(): 3,000 at most ----------------------------------------------------------------
+
+def _jar(session: str, total: int) -> str:
+    return "; ".join([session, "csrf=c", *(f"c{i}=1" for i in range(total - 2))])
+
+
+@pytest.mark.parametrize("total,status", [(3000, 409), (3001, 400)])
+def test_a_write_past_3000_cookies_loses_its_csrf_cookie(gateways, session, total, status):
+    body = ('{"email":"%s","password":"x"}' % EMAIL).encode()
+    go, py = both(gateways, "POST", "/users", body=body,
+                  headers=[("Cookie", _jar(session, total)), ("Content-Type", "application/json")])
+    assert py == go and go["status"] == status
+    if status == 400:
+        assert go["body"] == b'{"message":"missing value in cookies"}\n'
+
+
+@pytest.mark.parametrize("total,status", [(3000, 200), (3001, 401)])
+def test_a_read_past_3000_cookies_loses_its_session(gateways, session, total, status):
+    go, py = both(gateways, "GET", "/auth-test", headers=[("Cookie", _jar(session, total))])
+    assert py == go and go["status"] == status
 
 
 # --- form bodies: ParseQuery's error -----------------------------------------------------------
