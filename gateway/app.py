@@ -167,7 +167,7 @@ class Gateway:
                 else:
                     await route.go.forward(ctx, scope, receive_and_watch, send_and_watch)
             elif service is not None:
-                await service.app(scope, receive_and_watch, send_and_watch)
+                await service.call(scope, receive_and_watch, send_and_watch)
             else:
                 start, body = gateway_error(
                     409, "X-Gateway-Backend: python, but no Python service serves this path")
