@@ -167,3 +167,12 @@ def test_form_bind_errors_are_parse_querys(gateways, session, body, query):
     go, py = both(gateways, "POST", target, body=body,
                   headers=[("Cookie", session + "; csrf=c"), ("Content-Type", "application/x-www-form-urlencoded")])
     assert py == go and go["status"] == 400
+
+
+@pytest.mark.parametrize("path", ["/sign-in", "/users", "/users/create-first-user", "/llm/generate"])
+def test_every_feature_binds_the_query_of_a_form_post(gateways, session, path):
+    # r.ParseForm reads the URL query too: a bad escape there fails the bind.
+    go, py = both(gateways, "POST", path + "?x=%zz", body=b"email=a",
+                  headers=[("Cookie", session + "; csrf=c"), ("Content-Type", "application/x-www-form-urlencoded")])
+    assert py == go and go["status"] == 400
+    assert b'invalid URL escape \\"%zz\\"' in go["body"]

@@ -22,25 +22,32 @@ say them the same way (``str(BindError)`` is that ``err.Error()``):
   as ``Unmarshal type error: expected=…, got=…, field=…, offset=…`` with Go
   1.24's ``internal`` text.
 
-This module has no feature-specific code: the api_keys and llm features
-describe their structs with :class:`Struct` / :class:`Slice` / :class:`Ptr`.
+This module has no feature-specific code: the auth, api_keys and llm
+features describe their structs with :class:`Struct` / :class:`Slice` /
+:class:`Ptr` and bind with :func:`bind_request`.
 
 Hostile bodies: the work is linear in the body (no per-byte Python loop, no
-tree of the whole value) and every regex call is bounded, and the body is
-capped before it is read (services/body_limit.py).
+tree of the whole value), the body is capped before it is read
+(services/body_limit.py), and a body larger than ``INLINE_BIND_BYTES`` is
+bound in a worker thread, at most ``BIND_THREADS`` at a time, so a bind never
+holds the event loop — Go routes included — for more than a few milliseconds.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterable, Iterator, Union
 
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
 from .goquery import first_error
 
 __all__ = [
-    "BindError", "Struct", "Slice", "Ptr", "STRING", "FLOAT64", "INT", "echo_bind",
+    "BindError", "Struct", "Slice", "Ptr", "STRING", "FLOAT64", "INT", "bind_request", "echo_bind",
     "decode_json", "go_quote", "is_chunked",
 ]
 
@@ -593,7 +600,8 @@ def decode_json(data: bytes, typ: Struct) -> dict[str, Any]:
     for flat hostile shapes (``[1,1,…]``, whitespace, many keys), about half a
     second per MiB at worst (containers nested two deep or more cost a Python
     step each, as do large slices of structs), so the caller caps bodies
-    (services/body_limit.py)."""
+    (services/body_limit.py) and binds large ones off the event loop
+    (:func:`bind_request`)."""
     try:
         _first_value_end(data)
     except _SyntaxError as exc:
@@ -671,3 +679,40 @@ def echo_bind(body: bytes, content_type: str, typ: Struct, *, query: bytes = b""
     raise BindError(415, "Unsupported Media Type")
 
 
+
+# --- binding a request, off the event loop when it is large ----------------------
+
+# Up to this size a bind takes about a millisecond at most, whatever the JSON:
+# it runs inline (the legacy's own bodies are a few dozen bytes). Larger bodies
+# go to a worker thread.
+INLINE_BIND_BYTES = 1 << 10
+# Binds in threads at once: they hold the GIL, so more would not finish sooner
+# and would only take more turns from the event loop.
+BIND_THREADS = 2
+_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+
+def _bind_slots() -> asyncio.Semaphore:
+    """One semaphore per event loop (tests run several loops in one process)."""
+    global _slots
+    loop = asyncio.get_running_loop()
+    if _slots is None or _slots[0] is not loop:
+        _slots = (loop, asyncio.Semaphore(BIND_THREADS))
+    return _slots[1]
+
+
+async def bind_request(request: Request, typ: Struct) -> dict[str, Any]:
+    """``c.Bind(&req)`` for a POST/PUT/PATCH request: read the body, bind it.
+
+    Raises :class:`BindError` (``str()`` is Echo's ``err.Error()``). The body
+    read is capped by the registry's guard (services/body_limit.py), which
+    answers 413 itself when the cap is passed.
+    """
+    body = await request.body()
+    args = (body, request.headers.get("content-type", ""), typ)
+    options = {"query": request.scope.get("query_string", b""), "method": request.method,
+               "chunked": is_chunked(request.headers.items())}
+    if len(body) <= INLINE_BIND_BYTES:
+        return echo_bind(*args, **options)
+    async with _bind_slots():
+        return await run_in_threadpool(echo_bind, *args, **options)
