@@ -602,18 +602,27 @@ def decode_json(data: bytes, typ: Struct) -> dict[str, Any]:
     step each, as do large slices of structs), so the caller caps bodies
     (services/body_limit.py) and binds large ones off the event loop
     (:func:`bind_request`)."""
+    # Each BindError is raised after its except block: raised inside it, it
+    # would keep the scanner's or decoder's exception as __context__, and with
+    # its traceback every frame's locals — the whole decoded value, tens of MiB
+    # for a hostile body — for as long as anything holds the BindError.
+    error: BindError | None = None
     try:
         _first_value_end(data)
     except _SyntaxError as exc:
-        raise BindError(400, f"Syntax error: offset={exc.offset}, error={exc.msg}", exc.msg) from None
+        error = BindError(400, f"Syntax error: offset={exc.offset}, error={exc.msg}", exc.msg)
     except _EOF as exc:
-        raise BindError(400, str(exc), str(exc)) from None
+        error = BindError(400, str(exc), str(exc))
+    if error is not None:
+        raise error
     start = _WS.match(data, 0).end()
     try:
         result, _ = _Decoder(data).value(start, typ, typ.zero())  # never reads past ``end``
     except _TypeError as e:
-        raise BindError(400, f"Unmarshal type error: expected={e.typ}, got={e.value}, "
-                             f"field={e.field}, offset={e.offset}", e.internal) from None
+        error = BindError(400, f"Unmarshal type error: expected={e.typ}, got={e.value}, "
+                               f"field={e.field}, offset={e.offset}", e.internal)
+    if error is not None:
+        raise error
     return result
 
 
@@ -686,9 +695,12 @@ def echo_bind(body: bytes, content_type: str, typ: Struct, *, query: bytes = b""
 # it runs inline (the legacy's own bodies are a few dozen bytes). Larger bodies
 # go to a worker thread.
 INLINE_BIND_BYTES = 1 << 10
-# Binds in threads at once: they hold the GIL, so more would not finish sooner
-# and would only take more turns from the event loop.
-BIND_THREADS = 2
+# Binds in worker threads at once. One: a bind holds the GIL while it runs, and
+# two CPU-bound threads only trade it between themselves while the event loop
+# waits longer for its turn (measured with tests/test_body_limits_wire.py's
+# attack: /ping's median 8 ms with one, 20-25 ms with two, and fewer binds
+# done). Others wait, holding nothing but their (capped) body.
+BIND_THREADS = 1
 _slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
 
