@@ -48,7 +48,7 @@ from .goquery import first_error
 
 __all__ = [
     "BindError", "Struct", "Slice", "Ptr", "STRING", "FLOAT64", "INT", "bind_request", "echo_bind",
-    "decode_json", "go_quote", "is_chunked",
+    "decode_json", "is_chunked",
 ]
 
 MAX_NESTING_DEPTH = 10000
@@ -128,7 +128,7 @@ def zero_value(t: GoType) -> Any:
     return None  # nil slice / nil pointer
 
 
-# --- Go's strconv.Quote, for error texts ----------------------------------------
+# --- Go's quoteChar, for JSON syntax errors --------------------------------------
 
 _GO_CTRL = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v"}
 
@@ -141,17 +141,6 @@ def _go_quote_rune(r: int) -> str:
     if 0x80 <= r <= 0xA0 or r == 0xAD:
         return "\\u%04x" % r
     return chr(r)
-
-
-def go_quote(s: str) -> str:
-    """``strconv.Quote`` for the Latin-1/ASCII texts that appear in binder errors."""
-    out = []
-    for ch in s:
-        if ch == '"':
-            out.append('\\"')
-        else:
-            out.append(_go_quote_rune(ord(ch)) if ord(ch) < 0x100 else ch)
-    return '"' + "".join(out) + '"'
 
 
 def _quote_char(c: int) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_PARAMS", "first_error", "go_quote_bytes", "has_key", "query_unescape"]
+__all__ = ["MAX_PARAMS", "first_error", "go_quote", "has_key", "query_unescape"]
 
 MAX_PARAMS = 10000  # net/url's defaultMaxParams (GODEBUG urlmaxqueryparams)
 
@@ -81,10 +81,10 @@ def first_error(raw: bytes) -> str | None:
     piece_start = raw.rfind(b"&", 0, at) + 1
     equals = raw.find(b"=", piece_start, piece_end)
     end = equals if equals != -1 and at < equals else piece_end
-    return f"invalid URL escape {go_quote_bytes(raw[at:min(at + 3, end)])}"
+    return f"invalid URL escape {go_quote(raw[at:min(at + 3, end)])}"
 
 
-def go_quote_bytes(raw: bytes) -> str:
+def go_quote(raw: bytes) -> str:
     """``strconv.Quote(string(raw))``: invalid UTF-8 bytes as ``\\xNN``."""
     out = ['"']
     for ch in raw.decode("utf-8", "surrogateescape"):

@@ -21,9 +21,8 @@ from starlette.types import ASGIApp
 
 from services.common.echo_router import EchoRoute, EchoRouter, Handler
 from services.common.protect import protect
-from services.common.responses import MIME_JSON, PRETTY
+from services.common.responses import MIME_JSON, PRETTY, json_response
 
-from . import gojson
 from .owner import Pipeline, Unavailable, get_pipeline
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,8 @@ MSG_UNAVAILABLE = ("The trace store is not available yet (it is starting, or its
 
 
 def _json(status: int, body: bytes) -> Response:
-    """Bytes already encoded as Echo's c.JSON writes them (trailing newline included)."""
+    """The owner's answer: bytes already encoded as Echo's c.JSON writes them
+    (stored JSON through Go's float64 view, otel/gojson.py; newline included)."""
     return Response(body, status_code=status, media_type=MIME_JSON)
 
 
@@ -64,8 +64,7 @@ class OtelApp(EchoRouter):
         params: dict[str, str] = request.path_params
         for name, value in params.items():
             if value == "":  # the legacy handlers' own check (a middle param may be empty)
-                return _json(400, gojson.dumps({"error": f"{name} parameter is required"},
-                                                pretty=PRETTY.get()))
+                return json_response({"error": f"{name} parameter is required"}, 400)
         pipeline = self._pipeline()
         if pipeline is None:
             raise RuntimeError("the otel pipeline is not started")
@@ -73,7 +72,7 @@ class OtelApp(EchoRouter):
             status, body = await pipeline.answer(route, params, PRETTY.get())
         except Unavailable as exc:
             log.warning("otel: GET %s: trace store unavailable: %s", request.url.path, exc)
-            return _json(503, gojson.dumps({"message": MSG_UNAVAILABLE}, pretty=PRETTY.get()))
+            return json_response({"message": MSG_UNAVAILABLE}, 503)
         return _json(status, body)
 
 
