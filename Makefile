@@ -51,9 +51,11 @@ test-go: standin
 
 # Four worker processes on two cores: the wire and journey tests mostly wait
 # on child processes and sockets. Each test file stays on one worker
-# (--dist loadfile) so module-scoped gateways and stand-ins are shared.
+# (--dist loadfile) so module-scoped gateways and stand-ins are shared. Tests
+# that compare a latency with their own baseline run alone afterwards.
 test-py: install standin
-	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q -n 4 --dist loadfile
+	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q -n 4 --dist loadfile -m "not latency"
+	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q -m latency
 
 # The unit layer alone: seconds, no processes or sockets.
 test-unit: install

@@ -166,7 +166,8 @@ class Gateway:
                 else:
                     await route.go.forward(ctx, scope, receive_and_watch, send_and_watch)
             elif service is not None:
-                await service.app(scope, receive_and_watch, send_and_watch)
+                max_body = route.spec.max_body or table.config.limits.python_body
+                await service.call(scope, receive_and_watch, send_and_watch, max_body=max_body)
             else:
                 start, body = gateway_error(
                     409, "X-Gateway-Backend: python, but no Python service serves this path")

@@ -5,6 +5,10 @@ Each feature package under ``services/`` exposes a module-level ``SERVICE``: a
 them. The app receives the request's scope unchanged (full path, no prefix
 stripping), so a feature's routes are written with the same paths as the Go
 routes they replace. Services never import the gateway's internals.
+
+The gateway enters a feature only through :meth:`Service.call`, which is where
+the rules every feature gets are applied, whatever its app is built from: the
+request body cap (services/body_limit.py) and dry-run mode for replayed writes.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.body_limit import DEFAULT_MAX_BODY, call_with_body_limit
 
 # Set by the registry while a shadow replay of a write runs: nothing may commit.
 # The shared database layer (services.common.db) rolls back instead; a feature
@@ -52,14 +58,18 @@ class Service:
     # Prefixes whose path tail is a secret (/api_keys/<key>): cut from access logs.
     secret_paths: tuple[str, ...] = ()
 
-    async def call(self, scope: Scope, receive: Receive, send: Send, *, dry_run: bool = False) -> None:
-        """Run the feature for one request; ``dry_run`` for a replayed write.
+    async def call(self, scope: Scope, receive: Receive, send: Send, *, dry_run: bool = False,
+                   max_body: int = DEFAULT_MAX_BODY) -> None:
+        """Run the feature for one request.
 
-        The gateway calls every service through here when a write is replayed,
-        so dry-run mode holds for every feature, however its app is built."""
+        ``max_body``: the most body bytes the feature may read; past it the
+        client gets 413 and the feature's own answer is dropped (the gateway
+        passes the route's limit here). ``dry_run``: a replayed write, nothing
+        may commit. The gateway calls every service through here, so both hold
+        for every feature, however its app is built."""
         token = _DRY_RUN.set(dry_run)
         try:
-            await self.app(scope, receive, send)
+            await call_with_body_limit(self.app, scope, receive, send, max_body)
         finally:
             _DRY_RUN.reset(token)
 

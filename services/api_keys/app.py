@@ -25,7 +25,7 @@ from services.common.protect import LegacyProtection
 from services.common.responses import error_response, json_response
 from services.common.settings import Settings, get_settings
 
-from services.common.gobind import STRING, BindError, Struct, echo_bind, is_chunked
+from services.common.gobind import STRING, BindError, Struct, bind_request
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,8 @@ class ApiKeysService:
         return self._db if isinstance(self._db, Database) else self._db()
 
     async def create(self, request: Request) -> Response:
-        body = await request.body()
         try:
-            bound = echo_bind(body, request.headers.get("content-type", ""), CREATE_REQUEST,
-                              query=request.scope.get("query_string", b""), method=request.method,
-                              chunked=is_chunked(request.headers.items()))
+            bound = await bind_request(request, CREATE_REQUEST)
         except BindError as exc:
             return error_response(400, f"Invalid request body: {exc}")
         name = bound["Name"]

@@ -21,7 +21,6 @@ from . import passwords
 from .binding import BindError, bind_credentials, validate_sign_in
 from .limiter import SignInLimiter
 from services.common.echo_router import EchoRoute, EchoRouter
-from services.common.gobind import is_chunked
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +59,6 @@ class AuthService:
 
     # --- helpers ----------------------------------------------------------
 
-    async def _credentials(self, request: Request, struct: str):
-        body = await request.body()
-        return bind_credentials(body, request.headers.get("content-type", ""), struct,
-                                chunked=is_chunked(request.headers.items()))
-
     async def _hash(self, password: str) -> str:
         return await run_in_threadpool(passwords.hash_password, password, self.bcrypt_cost)
 
@@ -79,7 +73,7 @@ class AuthService:
 
     async def sign_in(self, request: Request) -> Response:
         try:
-            creds = await self._credentials(request, "SigninRequest")
+            creds = await bind_credentials(request, "SigninRequest")
         except BindError as exc:
             return error_response(400, str(exc))
         problem = validate_sign_in(creds)
@@ -152,7 +146,7 @@ class AuthService:
 
     async def create_first_user(self, request: Request) -> Response:
         try:
-            creds = await self._credentials(request, "CreateUserRequest")
+            creds = await bind_credentials(request, "CreateUserRequest")
         except BindError as exc:
             return error_response(400, str(exc))
         db = self.db
@@ -178,7 +172,7 @@ class AuthService:
 
     async def create_user(self, request: Request) -> Response:
         try:
-            creds = await self._credentials(request, "CreateUserRequest")
+            creds = await bind_credentials(request, "CreateUserRequest")
         except BindError as exc:
             return error_response(400, str(exc))
         try:

@@ -1,7 +1,8 @@
 """Echo's ``c.Bind`` + go-playground/validator for ``{"email","password"}`` bodies.
 
-Binding goes through the shared Echo binder (services/common/gobind.py): the
-exact media types Echo 4.13.3 accepts (JSON, XML, form), Go's JSON decoding
+Binding goes through the shared Echo binder (services/common/gobind.py), as
+every feature's does: the exact media types Echo 4.13.3 accepts (JSON, XML,
+form — the URL query included, as ``r.ParseForm`` reads it), Go's JSON decoding
 (case-insensitive keys, lone surrogates → U+FFFD) and Go's error texts. Bind
 errors are wrapped by the handlers as Go does (``echo.NewHTTPError(400,
 err.Error())``), so their message starts ``code=…, message=…``.
@@ -11,13 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from services.common.gobind import STRING, Struct, echo_bind
-from services.common.gobind import BindError as GoBindError
+from starlette.requests import Request
 
+from services.common.gobind import STRING, BindError, Struct, bind_request
 
-
-class BindError(ValueError):
-    """The body cannot be bound; ``str(err)`` is the legacy-style message."""
+__all__ = ["BindError", "Credentials", "bind_credentials", "validate_sign_in"]
 
 
 @dataclass
@@ -26,14 +25,19 @@ class Credentials:
     password: str = ""
 
 
-def bind_credentials(body: bytes, content_type: str, struct: str, *, chunked: bool = False) -> Credentials:
+def credentials_struct(name: str) -> Struct:
+    """The legacy's ``{Email, Password}`` struct (``SigninRequest`` or ``CreateUserRequest``)."""
+    return Struct(name, "auth", (("Email", "email", STRING), ("Password", "password", STRING)))
+
+
+_STRUCTS = {name: credentials_struct(name) for name in ("SigninRequest", "CreateUserRequest")}
+
+
+async def bind_credentials(request: Request, struct: str) -> Credentials:
     """``c.Bind(&req)`` into the legacy's ``{Email, Password}`` struct, through the
-    shared Echo binder (media types, Go's JSON rules and error texts, XML)."""
-    typ = Struct(struct, "auth", (("Email", "email", STRING), ("Password", "password", STRING)))
-    try:
-        bound = echo_bind(body, content_type, typ, chunked=chunked)
-    except GoBindError as exc:
-        raise BindError(str(exc)) from None
+    shared Echo binder (media types, Go's JSON rules and error texts, XML, form).
+    Raises the shared :class:`BindError`; ``str(err)`` is Echo's ``err.Error()``."""
+    bound = await bind_request(request, _STRUCTS[struct])
     return Credentials(email=bound["Email"] or "", password=bound["Password"] or "")
 
 

@@ -6,7 +6,11 @@ Domain is dropped on the wire (Go: "A leading dot is okay but won't be sent");
 a negative ``max_age`` is written ``Max-Age=0``.
 
 ``request_cookies`` reproduces ``(*http.Request).Cookies()``: every ``Cookie``
-header, split on ``;``, invalid names/values skipped, surrounding quotes removed.
+header, split on ``;``, invalid names/values skipped, surrounding quotes removed,
+and **no cookie at all** when the headers hold more than 3,000 (Go 1.24+'s
+``httpcookiemaxnum``, counted as Go does: ``;`` + 1 per header line). Past that
+limit the legacy sees neither the ``csrf`` nor the ``session`` cookie: a write
+is a CSRF 400, a read a 401.
 """
 from __future__ import annotations
 
@@ -68,8 +72,14 @@ def format_set_cookie(
     return "; ".join(parts)
 
 
+MAX_COOKIES = 3000  # net/http's defaultCookieMaxNum
+
+
 def parse_cookie_header(lines: Iterable[str]) -> list[tuple[str, str]]:
     """All (name, value) pairs from the given ``Cookie`` header values, in order."""
+    lines = list(lines)
+    if sum(line.count(";") + 1 for line in lines) > MAX_COOKIES:
+        return []
     found: list[tuple[str, str]] = []
     for line in lines:
         for part in line.split(";"):

@@ -118,3 +118,21 @@ def encode_indent(value: Any, *, sort_keys: bool = True) -> str:
     out: list[str] = []
     _enc_indent(value, out, 0, sort_keys)
     return "".join(out)
+
+
+def encode_fast(value: Any, *, indent: bool = False, sort_keys: bool = True) -> str:
+    """:func:`encode` / :func:`encode_indent` through the C ``json`` encoder.
+
+    Many times faster on large values, and the same text provided every float
+    in ``value`` is one Python's ``repr`` spells as Go does: not -0.0, and
+    non-integral floats with 1e-4 ≤ |x| < 1e16 (integral floats must already be
+    ints). Callers that cannot promise it use :func:`encode`. Lone surrogates are
+    written as they are (Go writes U+FFFD).
+    """
+    if indent:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys, indent=2,
+                          separators=(",", ": "), allow_nan=False)
+    else:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=sort_keys,
+                          separators=(",", ":"), allow_nan=False)
+    return text.translate(_GO_ONLY)

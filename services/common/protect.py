@@ -6,6 +6,15 @@ Every feature wraps its ASGI app once::
 
 and gets the Go backend's semantics (contract, "Middleware order" §3–4):
 
+Both decisions compare Echo's ``c.Path()``: the *template* of the route the
+request matched (``/users/:id``), ``""`` when none did — never the request
+path. So ``DELETE /users/db-has-users`` (or ``/users/db%2Dhas-users``) matches
+``/users/:id`` and needs a session, and ``/sign%2Din`` (no route) is not
+skipped by CSRF. The wrapped app tells its templates when it is an
+:class:`~services.common.echo_router.EchoRouter`; for any other app the path
+Echo routes on (:func:`~services.common.echo_router.echo_path`) stands in,
+which is the template whenever a static route matches.
+
 * CSRF — skipped for ``OPTIONS`` and ``/sign-in``. On POST/PUT/PATCH/DELETE
   (any non-safe method) a ``csrf`` cookie must be present, any value; without
   it: 400 ``{"message":"missing value in cookies"}``, or 403
@@ -29,6 +38,7 @@ from typing import Any, Callable, Iterable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .cookies import get_cookie
+from .echo_router import echo_path
 from .csrf import COOKIE_NAME as CSRF_COOKIE, SAFE_METHODS, CsrfTokens, csrf_set_cookie
 from .responses import PRETTY, error_response, wants_pretty
 from .session_codec import COOKIE_NAME as SESSION_COOKIE, SessionCodec
@@ -98,8 +108,13 @@ class LegacyProtection:
         finally:
             PRETTY.reset(pretty)
 
+    def route_path(self, scope: Scope) -> str:
+        """Echo's ``c.Path()`` for this request (see the module docstring)."""
+        finder = getattr(self.app, "route_path", None)
+        return finder(scope) if finder is not None else echo_path(scope)
+
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method, path = scope["method"], scope["path"]
+        method, path = scope["method"], self.route_path(scope)
         now = self.clock()
         state: dict[str, Any] = dict(scope.get("state") or {})
         added: list[tuple[bytes, bytes]] = []

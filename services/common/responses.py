@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from starlette.responses import Response
 
 from .gojson import encode, encode_indent
+from .goquery import has_key
 
 # Echo's c.JSON indents when the request has a ``pretty`` query parameter; the
 # protection middleware sets this for the request it is serving.
@@ -20,16 +21,21 @@ PRETTY: ContextVar[bool] = ContextVar("echo_pretty", default=False)
 
 
 def wants_pretty(query_string: bytes) -> bool:
-    """Go's ``c.QueryParams()["pretty"]`` is present (any value, even empty)."""
-    return any(part.split(b"=", 1)[0] == b"pretty" for part in query_string.split(b"&"))
+    """Go's ``c.QueryParams()["pretty"]`` is present (any value, even empty).
+
+    ``c.QueryParams()`` is ``url.ParseQuery``: keys are unescaped (``%70retty``
+    counts, ``+`` is a space) and a pair whose value is malformed (``pretty=%zz``)
+    or that holds ``;`` is dropped (services/common/goquery.py)."""
+    return has_key(query_string, b"pretty")
 
 MIME_JSON = "application/json"
 
 
-def go_json(value: Any) -> bytes:
+def go_json(value: Any, *, pretty: bool | None = None) -> bytes:
     """``json.Marshal`` bytes (no trailing newline). Dict order is kept:
-    sort the keys yourself where Go marshals a map (maps come out sorted)."""
-    if PRETTY.get():
+    sort the keys yourself where Go marshals a map (maps come out sorted).
+    ``pretty`` defaults to the request's ``?pretty`` (:data:`PRETTY`)."""
+    if PRETTY.get() if pretty is None else pretty:
         return encode_indent(value, sort_keys=False).encode("utf-8")
     return encode(value, sort_keys=False).encode("utf-8")
 
@@ -38,16 +44,18 @@ def json_response(
     value: Any,
     status_code: int = 200,
     headers: Iterable[tuple[str, str]] = (),
+    *,
+    pretty: bool | None = None,
 ) -> Response:
     """What Echo's ``c.JSON(status, value)`` sends."""
-    response = Response(go_json(value) + b"\n", status_code=status_code, media_type=MIME_JSON)
+    response = Response(go_json(value, pretty=pretty) + b"\n", status_code=status_code, media_type=MIME_JSON)
     for name, val in headers:
         response.raw_headers.append((name.lower().encode("latin-1"), val.encode("latin-1")))
     return response
 
 
 def error_response(status_code: int, message: str, *, method: str = "GET",
-                   headers: Iterable[tuple[str, str]] = ()) -> Response:
+                   headers: Iterable[tuple[str, str]] = (), pretty: bool | None = None) -> Response:
     """Echo's default HTTP error handler for ``echo.NewHTTPError(status, message)``.
 
     For HEAD it calls ``c.NoContent(code)``: no body, no Content-Type, and Go's
@@ -59,7 +67,7 @@ def error_response(status_code: int, message: str, *, method: str = "GET",
         for name, val in headers:
             response.raw_headers.append((name.lower().encode("latin-1"), val.encode("latin-1")))
         return response
-    return json_response({"message": message}, status_code, headers)
+    return json_response({"message": message}, status_code, headers, pretty=pretty)
 
 
 def error_body(message: str) -> bytes:

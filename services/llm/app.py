@@ -33,8 +33,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.common.gobind import (FLOAT64, INT, STRING, BindError, Ptr, Slice, Struct, echo_bind,
-                                     is_chunked)
+from services.common.gobind import FLOAT64, INT, STRING, BindError, Ptr, Slice, Struct, bind_request
 from services.common.echo_router import EchoRoute, EchoRouter
 from services.common.protect import LegacyProtection
 from services.common.responses import go_json, json_response
@@ -153,11 +152,8 @@ class LlmService:
     async def generate(self, request: Request) -> Response:
         # Go binds first and checks the key only then: a bad body is a 400
         # carrying Echo's err.Error() text, with or without a key.
-        body = await request.body()
         try:
-            req = echo_bind(body, request.headers.get("content-type", ""), GEMINI_REQUEST,
-                            query=request.scope.get("query_string", b""), method=request.method,
-                            chunked=is_chunked(request.headers.items()))
+            req = await bind_request(request, GEMINI_REQUEST)
         except BindError as exc:
             return _error(400, str(exc))
         settings = self._settings()

@@ -1,109 +1,79 @@
 """The six ``GET /otel/...`` routes (contract, "The six /otel reads").
 
-Plain ASGI. Params come from ``scope["raw_path"]``, split on raw ``/`` and
-each segment percent-decoded on its own, so a service name holding ``%2F``
-(a slash), spaces or unicode reaches the query intact. Queries are
-parameterised (store.py); the answer bytes come from the owner process
-(owner.py), this one or another worker.
+Served by the shared Echo router (services/common/echo_router.py) inside the
+legacy middleware, like every feature: Echo's matching (a trailing param takes
+the rest, a middle one may be empty), its 404/405 answers, ``?pretty`` as
+``url.ParseQuery`` reads it. One deliberate difference: params matched on the
+raw path are percent-decoded (``unescape=True``), so a service name holding
+``%2F`` (a slash), or escapes Go would write differently (lower-case hex), still
+reaches the query; the legacy leaves them escaped and finds nothing
+(docs/migrating-traces.md). Queries are parameterised (store.py); the answer
+bytes come from the owner process (owner.py), this one or another worker.
 """
 from __future__ import annotations
 
 import logging
 from typing import Callable
-from urllib.parse import unquote, unquote_to_bytes
 
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from services.common.echo_router import EchoRoute, EchoRouter, Handler
 from services.common.protect import protect
-from services.common.responses import error_response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from services.common.responses import MIME_JSON, PRETTY, json_response
 
-from . import gojson
 from .owner import Pipeline, Unavailable, get_pipeline
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/otel"
 
+# (route name the store answers, Echo pattern); param names are the legacy's.
+ROUTES = (
+    ("service_names", "/otel/span-service-names"),
+    ("root_spans", "/otel/service/:serviceName/root-spans"),
+    ("root_spans_filtered", "/otel/service/:serviceName/root-spans-filtered"),
+    ("nested_spans", "/otel/trace/:traceId/nested-spans"),
+    ("span", "/otel/trace/:traceId/span/:spanId"),
+    ("workflow_spans", "/otel/spans/type/workflow/:serviceName"),
+)
 
-def match(segments: list[str]) -> tuple[str, dict[str, str]] | None:
-    """(route, params) for the path segments after ``otel``, or None."""
-    n = len(segments)
-    if n == 1 and segments[0] == "span-service-names":
-        return "service_names", {}
-    if n == 3 and segments[0] == "service":
-        if segments[2] == "root-spans":
-            return "root_spans", {"serviceName": segments[1]}
-        if segments[2] == "root-spans-filtered":
-            return "root_spans_filtered", {"serviceName": segments[1]}
-    if n == 3 and segments[0] == "trace" and segments[2] == "nested-spans":
-        return "nested_spans", {"traceId": segments[1]}
-    if n == 4 and segments[0] == "trace" and segments[2] == "span":
-        return "span", {"traceId": segments[1], "spanId": segments[3]}
-    if n == 4 and segments[:3] == ["spans", "type", "workflow"]:
-        return "workflow_spans", {"serviceName": segments[3]}
-    return None
+MSG_UNAVAILABLE = ("The trace store is not available yet (it is starting, or its file is held by "
+                   "another program). Retry shortly; see /_gateway/health.")
 
 
-def _segments(scope: Scope) -> list[str] | None:
-    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
-    raw = raw.split(b"?", 1)[0]
-    parts = raw.split(b"/")
-    if len(parts) < 2 or parts[0] != b"" or parts[1] != b"otel":
-        return None
-    try:
-        return [unquote_to_bytes(p).decode("utf-8") for p in parts[2:]]
-    except UnicodeDecodeError:
-        return [unquote(p.decode("latin-1"), errors="replace") for p in parts[2:]]
+def _json(status: int, body: bytes) -> Response:
+    """The owner's answer: bytes already encoded as Echo's c.JSON writes them
+    (stored JSON through Go's float64 view, otel/gojson.py; newline included)."""
+    return Response(body, status_code=status, media_type=MIME_JSON)
 
 
-def _has_pretty(query: bytes) -> bool:
-    for pair in query.split(b"&"):
-        key = pair.split(b"=", 1)[0]
-        if unquote_to_bytes(key.replace(b"+", b" ")) == b"pretty":
-            return True
-    return False
-
-
-async def _send(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class OtelApp:
+class OtelApp(EchoRouter):
     def __init__(self, pipeline: Callable[[], Pipeline | None] = get_pipeline) -> None:
         self._pipeline = pipeline
+        super().__init__([EchoRoute(pattern, {"GET": self._handler(route)}, unescape=True)
+                          for route, pattern in ROUTES])
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        segments = _segments(scope)
-        found = match(segments) if segments is not None else None
-        method = scope["method"]
-        if found is None:
-            await error_response(404, "Not Found", method=method)(scope, receive, send)
-            return
-        if method != "GET":  # Echo registers no HEAD: HEAD is a 405 too
-            response = error_response(405, "Method Not Allowed", method=method,
-                                      headers=[("Allow", "OPTIONS, GET")])
-            await response(scope, receive, send)
-            return
-        route, params = found
+    def _handler(self, route: str) -> Handler:
+        async def handle(request: Request) -> Response:
+            return await self.answer(route, request)
+        return handle
+
+    async def answer(self, route: str, request: Request) -> Response:
+        params: dict[str, str] = request.path_params
         for name, value in params.items():
-            if value == "":
-                await _send(send, 400, gojson.dumps({"error": f"{name} parameter is required"}))
-                return
-        pretty = _has_pretty(scope.get("query_string", b""))
+            if value == "":  # the legacy handlers' own check (a middle param may be empty)
+                return json_response({"error": f"{name} parameter is required"}, 400)
         pipeline = self._pipeline()
+        if pipeline is None:
+            raise RuntimeError("the otel pipeline is not started")
         try:
-            status, body = await pipeline.answer(route, params, pretty)
+            status, body = await pipeline.answer(route, params, PRETTY.get())
         except Unavailable as exc:
-            log.warning("otel: %s %s: trace store unavailable: %s", method, scope["path"], exc)
-            body = gojson.dumps({"message": "The trace store is not available yet (it is starting, "
-                                            "or its file is held by another program). Retry shortly; "
-                                            "see /_gateway/health."})
-            status = 503
-        await _send(send, status, body)
-
+            log.warning("otel: GET %s: trace store unavailable: %s", request.url.path, exc)
+            return json_response({"message": MSG_UNAVAILABLE}, 503)
+        return _json(status, body)
 
 
 def create_app(pipeline: Callable[[], Pipeline | None] = get_pipeline) -> ASGIApp:

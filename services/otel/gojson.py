@@ -1,12 +1,9 @@
-"""JSON exactly as the legacy's Go code writes and re-reads it.
+"""Stored JSON columns as the legacy's Go code re-reads and serves them.
 
-Two directions:
+(Values built at ingestion are written with the shared encoder,
+``services.common.gojson.encode``: Go ``encoding/json`` bytes, keys sorted.)
 
-* :func:`encode` — Go ``encoding/json`` (Go ≥ 1.22) bytes for values we build
-  at ingestion (attributes, events): compact, keys sorted, ``<``/``>``/``&`` and
-  U+2028/U+2029 escaped, ``\\b``/``\\f``/``\\n``/``\\r``/``\\t`` short forms,
-  other control characters ``\\u00xx``, float64 in Go's shortest form.
-* :func:`parse_as_go` + :func:`dumps` — what go-duckdb + ``json.Marshal`` make
+:func:`parse_as_go` + :func:`dumps` — what go-duckdb + ``json.Marshal`` make
   of a stored JSON column when a route serves it: every number goes through
   float64 (``1.0`` → ``1``, ints above 2^53 lose precision), an out-of-range
   number becomes ``null`` in place, text Go cannot parse (NaN, Infinity,
@@ -24,8 +21,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-# The encoder itself is shared with every Python feature.
-from services.common.gojson import _GO_ONLY, _enc, _enc_indent, encode, go_float, go_string  # noqa: F401
+from services.common.gojson import encode, encode_fast, encode_indent
 
 
 # --- serving side: stored JSON text → Go's float64 view → response bytes ------
@@ -101,16 +97,7 @@ def dumps(value: Any, *, pretty: bool = False, odd_floats: bool = False) -> byte
     -0.0 also needs it (Python writes ``-0.0``).
     """
     if odd_floats:
-        out: list[str] = []
-        if pretty:
-            _enc_indent(value, out, 0)
-        else:
-            _enc(value, out)
-        text = "".join(out)
-    elif pretty:
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2,
-                          separators=(",", ": "), allow_nan=False).translate(_GO_ONLY)
+        text = encode_indent(value) if pretty else encode(value)
     else:
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True,
-                          separators=(",", ":"), allow_nan=False).translate(_GO_ONLY)
+        text = encode_fast(value, indent=pretty)
     return text.encode("utf-8", "surrogatepass") + b"\n"

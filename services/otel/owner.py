@@ -39,6 +39,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from services.common.responses import go_json
 from services.common.settings import get_otel_settings
 
 from .poller import Poller
@@ -71,11 +72,10 @@ def socket_path_for(db_path: str) -> str:
 
 def answer_local(store: SpanStore, route: str, params: dict[str, str], pretty: bool) -> tuple[int, bytes]:
     """(status, body) for a route, from the store (blocking)."""
-    from . import gojson  # local import: keeps owner.py's top light
     try:
         return 200, store.answer(route, params, pretty)
     except QueryError as exc:
-        return 500, gojson.dumps({"error": f"database query failed: {exc}"})
+        return 500, go_json({"error": f"database query failed: {exc}"}, pretty=pretty) + b"\n"
 
 
 # --- the owner's socket server (threads) -------------------------------------

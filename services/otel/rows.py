@@ -26,7 +26,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from . import gojson
+from services.common.gojson import encode as go_json_text
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +227,8 @@ def span_to_row(span: Span, service_name: str) -> SpanRow:
         unix_nano_to_us(span.end_time_unix_nano),
         _status_code(span),
         span.status.message if span.HasField("status") else "",
-        gojson.encode(convert_attributes(attrs, REMOVED_KEYS)),
-        gojson.encode(_events(span)),
+        go_json_text(convert_attributes(attrs, REMOVED_KEYS)),
+        go_json_text(_events(span)),
         "[]",
         _int32(span.flags),
         span.trace_state or None,

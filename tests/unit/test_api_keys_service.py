@@ -11,7 +11,8 @@ from starlette.testclient import TestClient
 
 from services.api_keys import PREFIXES, SERVICE, create_app, new_id, new_key
 from services.api_keys.app import KEY_ALPHABET, NANOID_ALPHABET
-from services.common.gobind import STRING, BindError, Slice, Struct, echo_bind, go_quote
+from services.common.gobind import STRING, BindError, Slice, Struct, echo_bind
+from services.common.goquery import go_quote
 from services.common.echo_router import echo_path
 from services.common.cookies import http_date
 from services.common.db import Database
@@ -347,9 +348,12 @@ def test_bind_helpers():
         echo_bind(b'{"list":[1]}', "application/json", t)
     assert "field=list, offset=10" in str(info.value)
     deep = b"[" * 10001 + b"]" * 10001
-    with pytest.raises(BindError, match="exceeded max depth"):
+    with pytest.raises(BindError) as info:  # Go's scanner: s.error(c, "exceeded max depth")
         echo_bind(deep, "application/json", t)
-    assert go_quote('a"\\\x01\u00e9') == '"a\\"\\\\\\x01\u00e9"'
+    assert str(info.value) == ("code=400, message=Syntax error: offset=10001, error=invalid character '[' "
+                               "exceeded max depth, internal=invalid character '[' exceeded max depth")
+    assert go_quote('a"\\\x01\u00e9'.encode()) == '"a\\"\\\\\\x01\u00e9"'
+    assert go_quote(b"%\xff1") == '"%\\xff1"'  # an invalid UTF-8 byte, as strconv.Quote writes it
 
 
 def test_service_is_registered_and_protected():

@@ -9,6 +9,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from services.common.gojson import go_float
 from services.otel import gojson
 from services.otel.rows import (NO_SERVICE_NAME, PATCH_COLUMNS, SPAN_COLUMNS, entry_to_row, patch_id,
                                 service_name_of, span_to_row)
@@ -290,7 +291,7 @@ def test_entry_to_row_uses_each_span_own_resource_and_skips_garbage():
                                     (0.000001, "0.000001"), (123.456, "123.456"),
                                     (1.7000000001234568e18, "1700000000123456800")])
 def test_go_float(f, text):
-    assert gojson.go_float(f) == text
+    assert go_float(f) == text
 
 
 def test_parse_as_go_float64_view():

@@ -184,9 +184,12 @@ def test_dry_run_writes_roll_back(database):
         database.create_api_key(scope["email"], scope["email"], "n")
 
     service = Service("feature", ("/f",), feature)
-    asyncio.run(service.call({"email": "dry@example.com"}, None, None, dry_run=True))  # type: ignore[arg-type]
+    def scope(email: str) -> dict:
+        return {"type": "http", "method": "POST", "headers": [], "email": email}
+
+    asyncio.run(service.call(scope("dry@example.com"), None, None, dry_run=True))  # type: ignore[arg-type]
     assert database.count_users() == 0 and database.list_api_keys() == []
-    asyncio.run(service.call({"email": "real@example.com"}, None, None))  # type: ignore[arg-type]
+    asyncio.run(service.call(scope("real@example.com"), None, None))  # type: ignore[arg-type]
     assert database.count_users() == 1 and len(database.list_api_keys()) == 1
 
 

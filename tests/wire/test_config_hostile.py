@@ -105,6 +105,7 @@ def restore(gw: GatewayProc, good: str) -> None:
     until(lambda: health(gw)["status"] == "ok", what="the good file back")
 
 
+@pytest.mark.latency
 def test_hostile_files_are_rejected_while_ping_stays_fast(gw, standin):
     good = gw.config.read_text()
     with httpx.Client(base_url=gw.url) as c:

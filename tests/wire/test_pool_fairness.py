@@ -16,6 +16,7 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 
 from tests.support.gateway_proc import routes_yaml
 from tests.support.raw_upstream import RawUpstream
@@ -57,6 +58,7 @@ def _status(sock: socket.socket) -> int:
     return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
 
 
+@pytest.mark.latency
 def test_slow_uploads_cannot_take_the_pool_from_a_normal_get(gateway_factory, standin):
     gw = gateway_factory(routes_yaml(standin.url, extra_legacy=f"  pool_size: {POOL}\n  body_pool_share: {BODY_SHARE}\n",
                                      limits=f"  body_idle_timeout: {BODY_IDLE}\n"))
