@@ -276,23 +276,15 @@ def test_a_stalled_request_body_is_a_408_that_closes_the_connection(caplog):
 
 
 def test_upstream_settings_come_from_config_with_defaults_for_what_it_lacks():
-    from dataclasses import dataclass
-    from types import SimpleNamespace
-
-    from gateway.routing.config import LegacyConfig
+    from gateway.routing.models import LegacyConfig, LimitsConfig
     from gateway.upstream.forwarders import Forwarders, UpstreamSettings
 
     plain = UpstreamSettings.from_config(LegacyConfig(url=BASE, pool_size=64))
     assert (plain.pool_size, plain.total_timeout, plain.body_pool_share, plain.body_idle_timeout) == (64, None, 0.5, 30)
     assert (plain.head_size, plain.header_count, plain.interim_responses) == (65536, 200, 10)
 
-    @dataclass(frozen=True)
-    class Legacy(LegacyConfig):  # legacy: as routes.yaml will carry it
-        total_timeout: float | None = None
-        body_pool_share: float = 0.5
-
-    legacy = Legacy(url=BASE, total_timeout=90, body_pool_share=0.25)
-    limits = SimpleNamespace(upstream_head_size=8192, upstream_header_count=50, body_idle_timeout=5)
+    legacy = LegacyConfig(url=BASE, total_timeout=90, body_pool_share=0.25)
+    limits = LimitsConfig(upstream_head_size=8192, upstream_header_count=50, body_idle_timeout=5)
     forwarders = Forwarders()
     fwd = forwarders.get(legacy, (), limits)
     transport = fwd.transport
@@ -300,8 +292,8 @@ def test_upstream_settings_come_from_config_with_defaults_for_what_it_lacks():
     assert (transport.head_limits.head_size, transport.head_limits.header_count) == (8192, 50)
     assert transport.pool.max_body_connections == 128  # a quarter of 512
     # Unchanged settings keep the live pool; so does a caller that knows only legacy: (readiness).
-    assert forwarders.get(legacy, (), SimpleNamespace(**vars(limits))) is fwd
+    assert forwarders.get(legacy, (), limits.model_copy()) is fwd
     assert forwarders.get(legacy, ()) is fwd
     # Changed limits build a new one and retire the old pool.
-    again = forwarders.get(legacy, (), SimpleNamespace(**{**vars(limits), "upstream_header_count": 100}))
+    again = forwarders.get(legacy, (), limits.model_copy(update={"upstream_header_count": 100}))
     assert again is not fwd and transport.pool.retired and forwarders.current() is again
