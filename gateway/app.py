@@ -23,6 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 from services.registry import Registry, Service, discover
 
 from .context import RequestContext
+from .edge.client import scope_for_python
 from .edge.cors import CORSMiddleware
 from .httpdate import add_date, http_date
 from .migration.canary import CanaryChooser
@@ -167,7 +168,9 @@ class Gateway:
                 else:
                     await route.go.forward(ctx, scope, receive_and_watch, send_and_watch)
             elif service is not None:
-                await service.app(scope, receive_and_watch, send_and_watch)
+                # The client the gateway derives (trusted X-Forwarded-For), as Python sees it.
+                python_scope = scope_for_python(scope, getattr(route.go, "trusted", None))
+                await service.app(python_scope, receive_and_watch, send_and_watch)
             else:
                 start, body = gateway_error(
                     409, "X-Gateway-Backend: python, but no Python service serves this path")
