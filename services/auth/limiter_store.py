@@ -90,7 +90,7 @@ class SqlLimiterStore:
     def _execute(self, sql: str, params: dict[str, Any]) -> list[Any]:
         with self.engine.begin() as conn:
             result = conn.execute(text(sql), params)
-            return result.all() if result.returns_rows else []
+            return list(result.all()) if result.returns_rows else []
 
     def blocked_until(self, keys: list[tuple[str, str]], now: float) -> float:
         where = " OR ".join(f"(kind = :k{i} AND key = :v{i})" for i in range(len(keys)))
