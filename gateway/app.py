@@ -32,7 +32,7 @@ from .migration.rollback import RollbackGuard
 from .migration.shadow import ShadowRunner
 from .ops.admin import ADMIN_PREFIX, AdminApp
 from .ops.metrics import Metrics
-from .ops.shared_state import open_shared_state
+from .ops.shared_state import open_shared_state, replica_warnings
 from .ops.tracing import tag_request
 from .replies import gateway_error
 from .routing.compile import compile_table
@@ -315,6 +315,8 @@ class Gateway:
                 self.reloader.start()
                 self._start_services()
                 self._housekeeping = asyncio.get_running_loop().create_task(self._tick())
+                for warning in replica_warnings(os.environ):
+                    log.warning(warning)
                 log.info("gateway up: %s version %s, legacy %s, %d route(s); canary verdicts shared through %s",
                          self.settings.config_path, self.holder.table.version,
                          self.holder.table.config.legacy.url, len(self.holder.table.routes),

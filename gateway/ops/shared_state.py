@@ -158,3 +158,21 @@ def open_shared_state(namespace: str, *, state_dir: str | None, database_url: st
     if state_dir:
         return FileState(Path(state_dir) / f"{namespace}s.json")
     return None
+
+
+def replica_warnings(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """What replicas on several hosts need that one host does not, when missing.
+
+    A server DATABASE_URL is the sign of several hosts: then every replica
+    must sign what the gateway signs with one key, or an anonymous client's
+    canary side (the gw_id cookie) changes from one replica to the next."""
+    if not is_server_database(environ.get("DATABASE_URL")):
+        return []
+    warnings = []
+    if not environ.get("GATEWAY_SECRET"):
+        warnings.append("DATABASE_URL names a server database (replicas on several hosts?) but GATEWAY_SECRET "
+                        "is not set: each process signs canary cookies with its own key, so an anonymous "
+                        "client may land on Go at one replica and on Python at the next. Set the same "
+                        "GATEWAY_SECRET on every replica (docs/deploy.md, \"Several replicas\").")
+    return warnings
+

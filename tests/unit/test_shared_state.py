@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.migration.rollback import RollbackGuard
-from gateway.ops.shared_state import DatabaseState, FileState, open_shared_state
+from gateway.ops.shared_state import DatabaseState, FileState, open_shared_state, replica_warnings
 from gateway.routing.config import RollbackSpec, RouteSpec
 
 SPEC = RouteSpec(prefix="/users", to="canary", percent=25, rollback=RollbackSpec(min_requests=20))
@@ -71,3 +71,11 @@ def test_where_verdicts_are_shared(tmp_path, pg_url):
     server = open_shared_state("rollback", state_dir=str(tmp_path), database_url=pg_url)
     assert isinstance(server, DatabaseState)
     server.dispose()
+
+
+def test_replicas_on_several_hosts_are_told_to_share_the_gateway_secret():
+    server = {"DATABASE_URL": "postgresql+psycopg://u@db/junjo"}
+    assert "GATEWAY_SECRET is not set" in replica_warnings(server)[0]
+    assert replica_warnings({**server, "GATEWAY_SECRET": "s"}) == []
+    assert replica_warnings({"DATABASE_URL": "sqlite:////dbdata/app.db"}) == []  # one host
+    assert replica_warnings({}) == []
