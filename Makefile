@@ -80,10 +80,11 @@ OTEL_BENCH_SPANS ?= 1000000
 # (docs/deploy.md); SQLITE_BENCH_ARGS=--quick for a 30-second look.
 SQLITE_BENCH_ARGS ?=
 
-bench: install standin
+bench: install standin postgres
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.run
 	$(BIN)/python -m tools.bench.otel_bench --spans $(OTEL_BENCH_SPANS)
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.sqlite_contention $(SQLITE_BENCH_ARGS)
+	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.replicas
 
 demo: install standin
 	$(BIN)/python -m tools.demo
