@@ -106,7 +106,12 @@ class PostgresServer:
         server = cls(root, 0, str(bindir))
         initdb = [*prefix, str(bindir / "initdb"), "-D", server.data, "-U", SUPERUSER, "-A", "trust",
                   "-E", "UTF8", "--locale=C", "--no-sync"]
-        done = subprocess.run(initdb, capture_output=True, text=True)
+        try:
+            done = subprocess.run(initdb, capture_output=True, text=True)
+        except OSError as exc:  # no such binary, not executable...
+            shutil.rmtree(root, ignore_errors=True)
+            raise PostgresError(f"cannot run {initdb[len(prefix)]}: {exc} (run `make postgres`, or set "
+                                "POSTGRES_BIN to the directory of initdb and pg_ctl)") from exc
         if done.returncode != 0:
             shutil.rmtree(root, ignore_errors=True)
             raise PostgresError(f"initdb failed ({' '.join(initdb)}):\n{done.stdout}{done.stderr}")
