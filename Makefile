@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed-stamp
 STANDIN = .build/legacy-standin
 STANDIN_SRC = $(shell find tests/legacy -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: install run test test-go test-py test-unit browser bench demo standin clean check
+.PHONY: install run test test-go test-py test-unit browser postgres bench demo standin clean check
 
 install: $(STAMP)
 
@@ -35,7 +35,7 @@ run: install
 check: install
 	$(BIN)/gateway check routes.yaml
 
-test: install standin browser test-go test-py
+test: install standin browser postgres test-go test-py
 
 # Headless Chromium for the tests that look at a page (tests/journey): Debian's
 # package, installed here (never from pytest) when it is missing.
@@ -46,6 +46,20 @@ browser:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# PostgreSQL for the tests that run on a real server: each test run starts a
+# throwaway cluster of its own (tests/support/postgres.py: initdb in a temp
+# dir, loopback, a free port; as root it runs as the `postgres` user). Only
+# the binaries are needed: Debian's package, installed here when missing,
+# without the package's own system cluster.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql for the database tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO mkdir -p /etc/postgresql-common/createcluster.d && \
+	  echo 'create_main_cluster = false' | $$SUDO tee /etc/postgresql-common/createcluster.d/no-main-cluster.conf >/dev/null && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
 test-go: standin
 	cd tests/legacy && go test ./...
 
@@ -53,12 +67,12 @@ test-go: standin
 # on child processes and sockets. Each test file stays on one worker
 # (--dist loadfile) so module-scoped gateways and stand-ins are shared. Tests
 # that compare a latency with their own baseline run alone afterwards.
-test-py: install standin
+test-py: install standin postgres
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q -n 4 --dist loadfile -m "not latency"
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q -m latency
 
-# The unit layer alone: seconds, no processes or sockets.
-test-unit: install
+# The unit layer alone: seconds, no processes or sockets but a PostgreSQL server.
+test-unit: install postgres
 	$(BIN)/python -m pytest -q tests/unit
 
 # Spans for the trace pipeline benchmark (1M takes several minutes; lower it for a quick look).
@@ -68,10 +82,11 @@ OTEL_BENCH_SPANS ?= 1000000
 # (docs/deploy.md); SQLITE_BENCH_ARGS=--quick for a 30-second look.
 SQLITE_BENCH_ARGS ?=
 
-bench: install standin
+bench: install standin postgres
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.run
 	$(BIN)/python -m tools.bench.otel_bench --spans $(OTEL_BENCH_SPANS)
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.sqlite_contention $(SQLITE_BENCH_ARGS)
+	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.replicas
 
 demo: install standin
 	$(BIN)/python -m tools.demo

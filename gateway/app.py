@@ -25,6 +25,7 @@ from starlette.types import Message, Receive, Scope, Send
 from services.registry import Registry, Service, discover
 
 from .context import RequestContext
+from .edge.client import scope_for_python
 from .httpdate import add_date, http_date
 from .migration.canary import CanaryChooser
 from .migration.override import take_override
@@ -32,6 +33,7 @@ from .migration.rollback import RollbackGuard
 from .migration.shadow import ShadowRunner
 from .ops.admin import ADMIN_PREFIX, AdminApp
 from .ops.metrics import Metrics
+from .ops.shared_state import open_shared_state, replica_warnings
 from .ops.tracing import tag_request
 from .replies import gateway_error
 from .routing.compile import compile_table
@@ -70,7 +72,10 @@ class Gateway:
         self.metrics = Metrics(settings.metrics_dir)
         self.shadow = ShadowRunner(self.metrics)
         self.canary = CanaryChooser(self.registry.identity, settings.secret.encode() if settings.secret else None)
-        self.rollbacks = RollbackGuard(settings.state_dir or settings.metrics_dir, self.metrics)
+        # Canary verdicts: a file for one host's workers, or PostgreSQL for every replica.
+        self.shared_state = open_shared_state(
+            "rollback", state_dir=settings.state_dir or settings.metrics_dir, database_url=settings.database_url)
+        self.rollbacks = RollbackGuard(self.shared_state, self.metrics)
         self.admin_token = settings.admin_token or None
         self.redact_prefixes = tuple(p.rstrip("/") for p in (*self.registry.secret_paths, *settings.redact_prefixes))
         self._housekeeping: asyncio.Task[None] | None = None
@@ -167,7 +172,9 @@ class Gateway:
                     await route.go.forward(ctx, scope, receive_and_watch, send_and_watch)
             elif service is not None:
                 max_body = route.spec.max_body or table.config.limits.python_body
-                await service.call(scope, receive_and_watch, send_and_watch, max_body=max_body)
+                # The client the gateway derives (trusted X-Forwarded-For), as Python sees it.
+                python_scope = scope_for_python(scope, getattr(route.go, "trusted", None))
+                await service.call(python_scope, receive_and_watch, send_and_watch, max_body=max_body)
             else:
                 start, body = gateway_error(
                     409, "X-Gateway-Backend: python, but no Python service serves this path")
@@ -276,14 +283,30 @@ class Gateway:
                 log.exception("shutdown of service %r failed", service.name)
 
     async def _tick(self) -> None:
-        """Once a second: publish this worker's metrics, adopt other workers' rollbacks."""
+        """Once a second: publish this worker's metrics, share and adopt rollback verdicts."""
         while True:
             await asyncio.sleep(1.0)
             try:
                 self.metrics.publish()
-                self.rollbacks.sync()
             except OSError as exc:
                 log.warning("housekeeping: %s", exc)
+            try:
+                # A thread: the verdicts may live in a database, never queried on the loop.
+                await asyncio.to_thread(self.rollbacks.sync)
+            except Exception as exc:  # a database that is down must not end the loop
+                log.warning("housekeeping: canary rollback verdicts not shared (%s): %s",
+                            self.shared_state.describe() if self.shared_state else "-", exc)
+
+    async def _last_share(self) -> None:
+        """A verdict made in the last second still reaches the other processes."""
+        try:
+            async with asyncio.timeout(3):
+                await asyncio.to_thread(self.rollbacks.sync)
+        except Exception as exc:
+            log.warning("canary rollback verdicts not shared at shutdown: %s", exc)
+        dispose = getattr(self.shared_state, "dispose", None)
+        if dispose is not None:
+            dispose()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -292,9 +315,12 @@ class Gateway:
                 self.reloader.start()
                 self._start_services()
                 self._housekeeping = asyncio.get_running_loop().create_task(self._tick())
-                log.info("gateway up: %s version %s, legacy %s, %d route(s)",
+                for warning in replica_warnings(self.settings.database_url, self.settings.secret):
+                    log.warning(warning)
+                log.info("gateway up: %s version %s, legacy %s, %d route(s); canary verdicts shared through %s",
                          self.settings.config_path, self.holder.table.version,
-                         self.holder.table.config.legacy.url, len(self.holder.table.routes))
+                         self.holder.table.config.legacy.url, len(self.holder.table.routes),
+                         self.shared_state.describe() if self.shared_state else "nothing (this process only)")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.reloader.stop()
@@ -303,6 +329,7 @@ class Gateway:
                 await self.shadow.stop()
                 await self._stop_services()
                 self.metrics.publish()
+                await self._last_share()
                 await self.forwarders.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -1,4 +1,4 @@
-"""``gateway`` command line: serve, check, routes, explain, diff, schema."""
+"""``gateway`` command line: serve, check, routes, explain, diff, schema, db copy|verify."""
 from __future__ import annotations
 
 import argparse
@@ -205,6 +205,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """Move the users / API keys database (services/common/dbcopy.py)."""
+    from services.common import dbcopy
+
+    if args.db_command == "copy":
+        return dbcopy.main_copy(args.source, args.target, dry_run=args.dry_run, batch_size=args.batch_size,
+                                lock_wait=args.lock_wait)
+    return dbcopy.main_verify(args.source, args.target)
+
+
+def _add_db_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    db = sub.add_parser("db", help="move users, API keys and the poller cursor between databases")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    copy = db_sub.add_parser(
+        "copy", help="copy every row (idempotent, resumable), then verify counts and checksums",
+        description="Copy users (bcrypt hashes, ids and created_at as they are), API keys and the poller "
+                    "cursor from --from to --to, e.g. the Go backend's SQLite file to PostgreSQL once Go is "
+                    "retired. A SQLite source is held with its write lock for the whole copy: a Go backend "
+                    "still running on it gets 'database is locked' for its writes instead of losing them. "
+                    "Exit 0 verified, 1 verification failed, 2 refused.")
+    verify = db_sub.add_parser("verify", help="compare counts and checksums of both databases (reads only)")
+    for p in (copy, verify):
+        p.add_argument("--from", dest="source", required=True, metavar="URL",
+                       help="SQLAlchemy URL or SQLite file path, e.g. /dbdata/sqlite/app_data.db")
+        p.add_argument("--to", dest="target", required=True, metavar="URL",
+                       help="e.g. postgresql+psycopg://junjo:PASSWORD@db/junjo (or a SQLite path to copy back)")
+    copy.add_argument("--dry-run", action="store_true", help="show what would be inserted or updated; write nothing")
+    copy.add_argument("--batch-size", type=int, default=500, help="rows per committed batch (default 500)")
+    copy.add_argument("--lock-wait", type=float, default=10.0,
+                      help="seconds to wait for a writer to finish before refusing (default 10)")
+    db.set_defaults(func=cmd_db)
+
+
 def _has(module: str) -> bool:
     import importlib.util
 
@@ -253,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of routes.yaml (for editors)")
     schema.set_defaults(func=cmd_schema)
+
+    _add_db_commands(sub)
     return parser
 
 

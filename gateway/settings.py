@@ -51,6 +51,8 @@ class GatewaySettings(EnvSettings):
     secret: str | None = env_var("GATEWAY_SECRET", None, repr=False)  # signs the canary gw_id cookie
     service_packages: CommaList = env_var("GATEWAY_SERVICE_PACKAGES", "", validate_default=True)
     legacy_url: Annotated[str, AfterValidator(check_url)] | None = env_var("LEGACY_URL", None)  # beats legacy.url
+    # A server database (PostgreSQL) shares canary rollback verdicts across replicas.
+    database_url: str | None = env_var("DATABASE_URL", None, repr=False)
 
 
 @lru_cache(maxsize=1)

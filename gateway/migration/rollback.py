@@ -16,24 +16,27 @@ as slower only when it is *clearly* so: the lower end of its quantile's
 confidence band (``Z`` standard deviations of the order statistic) above the
 upper end of Go's, times the ratio.
 
-The verdict is written to a state file shared by the workers of a gateway
-(``GATEWAY_STATE_DIR``, default: the metrics directory), so every worker
-converges on it within a second; the reason is logged, counted and shown on the
-status page.
+The verdict is shared (gateway/ops/shared_state.py): through a file in
+``GATEWAY_STATE_DIR`` (default: the metrics directory) for the workers of one
+host, or through the table ``gateway_state`` when ``DATABASE_URL`` names a
+PostgreSQL server, for every replica on every host. Each process adopts the
+others' verdicts in :meth:`RollbackGuard.sync`, once a second; the reason is
+logged, counted and shown on the status page.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.routing.config import RollbackSpec, RouteSpec
+
+if TYPE_CHECKING:
+    from gateway.ops.shared_state import SharedState
 
 log = logging.getLogger("gateway.rollback")
 
@@ -99,12 +102,13 @@ def verdict(rule: RollbackSpec, go: Window, py: Window) -> str | None:
 
 
 class RollbackGuard:
-    def __init__(self, state_dir: str | None, metrics: Any = None):
-        self.path = Path(state_dir) / "rollbacks.json" if state_dir else None
+    def __init__(self, state: "SharedState | None", metrics: Any = None):
+        self.state = state  # where verdicts are shared; None: this process only
         self.metrics = metrics
         self.windows: dict[str, dict[str, Window]] = {}  # spec key → backend → window
         self.rolled_back: dict[str, dict[str, Any]] = {}  # prefix → {key, reason, at}
-        self._mtime = 0
+        self._unshared: list[tuple[str, dict[str, Any]]] = []  # verdicts sync() still has to write
+        self._lock = threading.Lock()  # sync() runs in a worker thread
 
     def is_rolled_back(self, spec: RouteSpec) -> bool:
         entry = self.rolled_back.get(spec.prefix)
@@ -130,42 +134,43 @@ class RollbackGuard:
                 self.roll_back(spec, why)
 
     def roll_back(self, spec: RouteSpec, why: str) -> None:
-        self.rolled_back[spec.prefix] = {"key": spec_key(spec), "reason": why, "at": time.time()}
+        entry = {"key": spec_key(spec), "reason": why, "at": time.time()}
+        with self._lock:
+            self.rolled_back[spec.prefix] = entry
+            self._unshared.append((spec.prefix, entry))
         self.windows.pop(spec_key(spec), None)
         log.error("route %s: canary %g%% → go (automatic rollback): %s. Edit the route in routes.yaml to re-arm.",
                   spec.prefix, spec.percent, why)
         if self.metrics is not None:
             self.metrics.inc("gateway_canary_rollbacks_total", {"route": spec.prefix})
-        self._save()
+        if self.state is not None and self.state.immediate:
+            self._share()  # a local file: the sibling workers see it at their next sync
 
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        merged = self._read()
-        merged.update(self.rolled_back)
-        tmp = self.path.with_name(f".rollbacks.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(merged))
-        os.replace(tmp, self.path)
-
-    def _read(self) -> dict[str, Any]:
-        if self.path is None:
-            return {}
+    def _share(self) -> None:
+        with self._lock:
+            pending, self._unshared = self._unshared, []
         try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
+            for prefix, entry in pending:
+                self.state.put(prefix, entry)  # type: ignore[union-attr]
+        except Exception:
+            with self._lock:  # try again at the next sync
+                self._unshared = pending + self._unshared
+            raise
 
     def sync(self) -> None:
-        """Pick up other workers' verdicts (called about once a second)."""
-        if self.path is None:
+        """Share this process's verdicts and adopt the others' (about once a
+        second, in a worker thread: the state may be a database)."""
+        if self.state is None:
             return
-        try:
-            mtime = self.path.stat().st_mtime_ns
-        except OSError:
+        self._share()
+        entries = self.state.read_all()
+        if entries is None:
             return
-        if mtime != self._mtime:
-            self._mtime = mtime
-            for prefix, entry in self._read().items():
-                if prefix not in self.rolled_back:
-                    log.error("route %s rolled back to go by another worker: %s", prefix, entry.get("reason"))
+        with self._lock:
+            for prefix, entry in entries.items():
+                if self.rolled_back.get(prefix, {}).get("key") == entry.get("key"):
+                    continue
+                if float(entry.get("at", 0)) < float(self.rolled_back.get(prefix, {}).get("at", 0)):
+                    continue  # this process has a newer verdict of its own
+                log.error("route %s rolled back to go by another gateway process: %s", prefix, entry.get("reason"))
                 self.rolled_back[prefix] = entry

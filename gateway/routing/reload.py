@@ -187,10 +187,14 @@ class Reloader:
         # (a no-op when the file still has the loaded table's version).
         await self.reload()
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel
+            # that arrives as the wake-up does (a SIGHUP just before shutdown),
+            # and stop() would then wait for ever.
             try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
                 forced = True
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 forced = False
             self._wake.clear()
             current = self._stat()

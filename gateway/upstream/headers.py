@@ -58,6 +58,25 @@ class TrustedProxies:
         return any(ip in net for net in self.networks)
 
 
+def forwarded_client(headers: Sequence[tuple[bytes, bytes]], peer: str | None,
+                     trusted: TrustedProxies) -> str | None:
+    """The client address, as the gateway derives it: the socket peer, unless
+    the peer is a trusted proxy -- then the rightmost ``X-Forwarded-For``
+    address that is not itself a trusted proxy (each proxy appends the address
+    it saw, so anything left of the first untrusted one is the client's own
+    say). All trusted: the leftmost. uvicorn's ProxyHeadersMiddleware rule."""
+    if peer not in trusted:
+        return peer
+    chain: list[str] = []
+    for name, value in headers:
+        if name.lower() == b"x-forwarded-for":
+            chain += [a.strip() for a in value.decode("latin-1").split(",") if a.strip()]
+    for address in reversed(chain):
+        if address not in trusted:
+            return address
+    return chain[0] if chain else peer
+
+
 def request_headers_for_upstream(
     headers: Sequence[tuple[bytes, bytes]],
     *,

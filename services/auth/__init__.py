@@ -11,6 +11,7 @@ from services.common.db import open_at_startup
 from services.registry import Service
 
 from .app import AuthService, create_app
+from .limiter_store import close_stores
 
 PREFIXES = ("/sign-in", "/sign-out", "/auth-test", "/csrf", "/users")
 
@@ -26,7 +27,12 @@ def signed_in_email(scope: Scope) -> str | None:
         return None  # no session secret configured: nobody is signed in as far as we can tell
 
 
+def _shutdown() -> None:
+    close_stores()
+    close_database()
+
+
 SERVICE = Service(name="auth", prefixes=PREFIXES, app=create_app(), identity=signed_in_email,
-                  startup=open_at_startup, shutdown=close_database)
+                  startup=open_at_startup, shutdown=_shutdown)
 
 __all__ = ["SERVICE", "AuthService", "create_app", "PREFIXES", "signed_in_email"]

@@ -19,7 +19,7 @@ from services.common.settings import Settings, get_settings
 
 from . import passwords
 from .binding import BindError, bind_credentials, validate_sign_in
-from .limiter import SignInLimiter
+from .limiter import SignInLimiter, limiter_for
 from services.common.echo_router import EchoRoute, EchoRouter
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,9 @@ class AuthService:
         self._db = db
         self._codec = codec
         self._settings = settings
-        self.limiter = limiter or SignInLimiter()
+        # Counters kept beside the database (limiter_store.py): in PostgreSQL
+        # for every replica, in a file of their own next to SQLite.
+        self.limiter = limiter or limiter_for(lambda: self.db)
         self.clock = clock
         self.bcrypt_cost = bcrypt_cost
 
@@ -80,18 +82,18 @@ class AuthService:
         if problem:
             return error_response(400, problem)
 
+        # The client as the gateway derived it: the forwarded client when the
+        # socket peer is a trusted proxy (gateway/edge/client.py).
         ip = request.client.host if request.client else ""
-        wait = self.limiter.retry_after(creds.email, ip)
+        # Counted *before* the bcrypt check, and given back on success:
+        # otherwise a burst of concurrent guesses would all pass the check
+        # while the first ones are still hashing.
+        wait = await run_in_threadpool(self.limiter.attempt, creds.email, ip)
         if wait:
             return error_response(
                 429, f"Too many failed sign-in attempts; try again in {wait} seconds",
                 headers=[("Retry-After", str(wait))],
             )
-
-        # Counted as a failure *before* the bcrypt check, and cleared on success:
-        # otherwise a burst of concurrent guesses all pass the check above while
-        # the first ones are still hashing.
-        self.limiter.failure(creds.email, ip)
         db = self.db
         user = await db.run(db.get_user_by_email, creds.email)
         if user is None:
@@ -101,7 +103,7 @@ class AuthService:
             ok = await run_in_threadpool(passwords.check_password, user.password_hash, creds.password)
         if not ok:
             return error_response(401, "invalid credentials")
-        self.limiter.success(creds.email, ip)
+        await run_in_threadpool(self.limiter.success, creds.email, ip)
 
         now = self.clock()
         values: dict[str, str] = {}

@@ -1,155 +1,163 @@
-"""In-memory brute-force limiter for ``POST /sign-in``.
+"""Brute-force limiter for ``POST /sign-in`` (the Go backend has none).
 
-Three failure counters, each with an exponential lock window once it passes
-its threshold (``base * 2**(failures - threshold)`` seconds, capped), and
-forgotten after ``forget_after`` seconds without a new failure:
+Every attempt is counted *before* its bcrypt check, on up to three counters,
+and taken back when the password was right:
 
-* **email** — failures for one account, from anywhere (slows a distributed
-  guesser on one account);
-* **pair** — failures for one (email, client address): the requester's own;
-* **ip** — failures from one address across accounts (slows spraying).
+* **pair** -- one client's attempts on one account (``PAIR_POLICY``): 5, then
+  that client is locked out of that account for 30 s, doubling to 15 min.
+  Only the guesser's own attempts count, so it never hits the owner elsewhere.
+* **account** -- everyone's attempts on one account (``ACCOUNT_POLICY``): past
+  10, attempts are *spaced out*, one per 2 s, doubling to at most one a
+  minute. A ceiling against a guesser spread over many addresses that slows
+  the owner by at most a minute (429 + ``Retry-After``), never locks them out.
+* **client** -- one client's attempts across accounts (``CLIENT_POLICY``): 20,
+  then 30 s doubling to 15 min. Spraying one guess at each of many accounts.
 
-Fairness rules, so a correct password is not blocked by *other* people:
+A client that has signed in to an account before (a *known-good* pair, kept 30
+days) skips the account and client counters for that account: a sprayer
+sharing the owner's NAT, or a guesser elsewhere, does not slow the owner down.
 
-1. The pair lock always applies (those are the requester's own failures).
-2. The email lock is waived for an address that has signed in successfully
-   to this account before (a "known good" pair), so an attacker cannot lock the
-   owner out from the owner's usual network.
-3. The ip lock only applies to accounts that already have failures of their
-   own; an account with a clean record signs in from a busy shared address
-   (NAT, office proxy) even while someone there is spraying. A sprayer thus
-   gets at most one guess per fresh account while the address is locked.
+The client is the address the gateway derived (``scope["client"]``: the socket
+peer, or the forwarded client when the peer is a trusted proxy); IPv6 clients
+count per /64, the block one host usually gets.
 
-A correct password resets the email and pair counters (the owner proved
-themselves) but never the ip counter (else a sprayer could reset it with an
-account of their own). Checks run *before* bcrypt, so locked requests cost no
-CPU. State is per process: several gateway workers each keep their own.
+Every counter is one row, counted by a single conditional upsert
+(:mod:`.limiter_store`), so concurrent attempts -- in threads, workers or
+replicas sharing the store -- get exactly the single-process budget: the
+``threshold``-th attempt sets the block inside the statement that counted it,
+and no statement counts past a block.
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Generic, Hashable, TypeVar
+from typing import TYPE_CHECKING, Callable, Protocol
 
-K = TypeVar("K", bound=Hashable)
+if TYPE_CHECKING:
+    from services.common.db import Database
 
-
-@dataclass
-class _Entry:
-    failures: int = 0
-    last_failure: float = 0.0
-    locked_until: float = 0.0
+KNOWN_GOOD_SECONDS = 30 * 86400  # as long as a session cookie lives
 
 
 @dataclass(frozen=True)
 class Policy:
-    threshold: int          # failures allowed before the first lock
-    base_seconds: float     # first lock length
-    max_seconds: float      # cap of the exponential window
-    forget_after: float     # a quiet counter is dropped after this long
+    threshold: int          # attempts before the first block
+    base_seconds: float     # the first block
+    max_seconds: float      # the longest block
+    forget_after: float     # a counter quiet this long starts again from zero
+
+    def block_after(self, attempts: int) -> float:
+        """Seconds blocked once ``attempts`` have been counted (0: not blocked)."""
+        if attempts < self.threshold:
+            return 0.0
+        return min(self.max_seconds, self.base_seconds * 2 ** min(attempts - self.threshold, 32))
+
+    def ladder(self) -> list[tuple[int, float]]:
+        """(attempts, block) from the threshold until the block reaches its cap."""
+        steps, n = [], self.threshold
+        while True:
+            block = self.block_after(n)
+            steps.append((n, block))
+            if block >= self.max_seconds:
+                return steps
+            n += 1
 
 
-class _Counter(Generic[K]):
-    def __init__(self, policy: Policy, max_entries: int) -> None:
-        self.policy = policy
-        self.max_entries = max_entries
-        self._entries: OrderedDict[K, _Entry] = OrderedDict()
-
-    def _get(self, key: K, now: float) -> _Entry | None:
-        entry = self._entries.get(key)
-        if entry and now >= entry.locked_until and now - entry.last_failure > self.policy.forget_after:
-            del self._entries[key]
-            return None
-        return entry
-
-    def failures(self, key: K, now: float) -> int:
-        entry = self._get(key, now)
-        return entry.failures if entry else 0
-
-    def retry_after(self, key: K, now: float) -> float:
-        entry = self._get(key, now)
-        return max(0.0, entry.locked_until - now) if entry else 0.0
-
-    def fail(self, key: K, now: float) -> None:
-        entry = self._get(key, now) or _Entry()
-        entry.failures += 1
-        entry.last_failure = now
-        over = entry.failures - self.policy.threshold
-        if over >= 0:
-            window = min(self.policy.max_seconds, self.policy.base_seconds * 2 ** min(over, 32))
-            entry.locked_until = now + window
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-    def reset(self, key: K) -> None:
-        self._entries.pop(key, None)
-
-    def forgive(self, key: K) -> None:
-        """Take back one failure (an attempt counted up front that succeeded)."""
-        entry = self._entries.get(key)
-        if entry is not None:
-            entry.failures = max(0, entry.failures - 1)
-            if entry.failures < self.policy.threshold:
-                entry.locked_until = 0.0
-
-
-EMAIL_POLICY = Policy(threshold=5, base_seconds=30, max_seconds=900, forget_after=3600)
 PAIR_POLICY = Policy(threshold=5, base_seconds=30, max_seconds=900, forget_after=3600)
-IP_POLICY = Policy(threshold=20, base_seconds=30, max_seconds=900, forget_after=3600)
+ACCOUNT_POLICY = Policy(threshold=10, base_seconds=2, max_seconds=60, forget_after=3600)
+CLIENT_POLICY = Policy(threshold=20, base_seconds=30, max_seconds=900, forget_after=3600)
+
+
+class LimiterStore(Protocol):
+    """Where the counters live (one SQL implementation: :mod:`.limiter_store`)."""
+
+    def blocked_until(self, keys: list[tuple[str, str]], now: float) -> float: ...
+    def count(self, kind: str, key: str, policy: Policy, now: float) -> float | None:
+        """Count one attempt unless blocked: None when counted, else the block's end."""
+    def forgive(self, kind: str, key: str, policy: Policy) -> None: ...
+    def reset(self, kind: str, key: str) -> None: ...
+    def is_known_good(self, account: str, client: str, since: float) -> bool: ...
+    def remember_good(self, account: str, client: str, now: float) -> None: ...
+
+
+def client_key(address: str) -> str:
+    """IPv4 as is; IPv6 per /64 (one host usually holds the whole block)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 client a.b.c.d
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class SignInLimiter:
     def __init__(
         self,
+        store: LimiterStore | Callable[[], LimiterStore],
         *,
-        clock: Callable[[], float] = time.monotonic,
-        email_policy: Policy = EMAIL_POLICY,
+        clock: Callable[[], float] = time.time,  # wall clock: replicas share the counters
         pair_policy: Policy = PAIR_POLICY,
-        ip_policy: Policy = IP_POLICY,
-        max_entries: int = 100_000,
+        account_policy: Policy = ACCOUNT_POLICY,
+        client_policy: Policy = CLIENT_POLICY,
     ) -> None:
+        self._store = store
         self.clock = clock
-        self._email: _Counter[str] = _Counter(email_policy, max_entries)
-        self._pair: _Counter[tuple[str, str]] = _Counter(pair_policy, max_entries)
-        self._ip: _Counter[str] = _Counter(ip_policy, max_entries)
-        self._known_good: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._max_entries = max_entries
+        self.policies = {"pair": pair_policy, "account": account_policy, "client": client_policy}
+
+    @property
+    def store(self) -> LimiterStore:
+        return self._store() if callable(self._store) else self._store
 
     @staticmethod
-    def _norm(email: str) -> str:
-        return email.strip().lower()
+    def _keys(email: str, address: str) -> tuple[str, str, str]:
+        account, client = email.strip().lower(), client_key(address)
+        # The client never holds a "|" (an address or a /64): the first one splits.
+        return account, client, f"{client}|{account}"
 
-    def retry_after(self, email: str, ip: str) -> int:
-        """Seconds the caller must wait (0 = go ahead and check the password)."""
+    def attempt(self, email: str, address: str) -> int:
+        """Count one attempt, or refuse it: seconds to wait (0 = counted: check
+        the password now, and call :meth:`success` when it was right)."""
         now = self.clock()
-        email = self._norm(email)
-        pair = (email, ip)
-        waits = [self._pair.retry_after(pair, now)]
-        known_good = pair in self._known_good
-        if not known_good:
-            waits.append(self._email.retry_after(email, now))
-            if self._email.failures(email, now) > 0:
-                waits.append(self._ip.retry_after(ip, now))
-        wait = max(waits)
-        return math.ceil(wait) if wait > 0 else 0
+        account, client, pair = self._keys(email, address)
+        store = self.store
+        counters = [("pair", pair)]
+        if not store.is_known_good(account, client, now - KNOWN_GOOD_SECONDS):
+            counters += [("account", account), ("client", client)]
+        # A read first: a refused attempt is not counted anywhere.
+        until = store.blocked_until(counters, now)
+        if until > now:
+            return math.ceil(until - now)
+        for kind, key in counters:
+            # Counted only while not blocked, in one statement: a block that
+            # another request (or replica) set since the read refuses it here.
+            refused = store.count(kind, key, self.policies[kind], now)
+            if refused is not None:
+                return max(1, math.ceil(refused - now))
+        return 0
 
-    def failure(self, email: str, ip: str) -> None:
-        now = self.clock()
-        email = self._norm(email)
-        self._email.fail(email, now)
-        self._pair.fail((email, ip), now)
-        self._ip.fail(ip, now)
+    def success(self, email: str, address: str) -> None:
+        """The password was right: the owner's counters start again, the client
+        gets back the attempt counted up front, and the pair is known good."""
+        account, client, pair = self._keys(email, address)
+        store = self.store
+        store.reset("pair", pair)
+        store.reset("account", account)
+        # Never reset: a sprayer could clear their budget with an account of their own.
+        store.forgive("client", client, self.policies["client"])
+        store.remember_good(account, client, self.clock())
 
-    def success(self, email: str, ip: str) -> None:
-        email = self._norm(email)
-        self._email.reset(email)
-        self._pair.reset((email, ip))
-        self._ip.forgive(ip)  # sign-in counts an attempt before checking it
-        self._known_good[(email, ip)] = self.clock()
-        self._known_good.move_to_end((email, ip))
-        while len(self._known_good) > self._max_entries:
-            self._known_good.popitem(last=False)
+
+def limiter_for(db: "Database | Callable[[], Database]") -> SignInLimiter:
+    """The limiter that keeps its counters where ``db`` says (see
+    :func:`.limiter_store.store_for`), opened on first use."""
+    from .limiter_store import store_for
+
+    def store() -> LimiterStore:
+        return store_for(db() if callable(db) else db)
+
+    return SignInLimiter(store)

@@ -870,3 +870,18 @@ def test_entrypoint_execs_the_command():
     if sh:
         result = subprocess.run([sh, "-n", str(ENTRYPOINT)], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+def test_the_postgres_driver_is_a_project_dependency_the_image_installs():
+    # DATABASE_URL=postgresql+psycopg://... must work in the image and in a
+    # checkout alike: the driver is in pyproject's dependencies, which the
+    # builder installs, and not a build-time extra that could be left out.
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(re.match(r"psycopg\[binary\]", d) for d in deps), deps
+    builder = chain(dockerfile_stages(DOCKERFILE), "builder")
+    installs = " ".join(rest for word, rest in builder if word == "RUN")
+    assert "pyproject.toml" in installs and "pip install -r requirements.txt" in installs
+    extra = re.search(r'^ARG EXTRA_PIP_PACKAGES="?([^"\n]*)"?', DOCKERFILE.read_text(), re.MULTILINE)
+    assert extra is not None and "psycopg" not in extra.group(1), "the driver is not an optional extra"

@@ -180,3 +180,25 @@ def test_a_slow_load_runs_off_the_loop_and_is_given_up_at_the_deadline(tmp_path)
         assert await reloader.reload() is True and target(holder) == "python"
 
     asyncio.run(scenario())
+
+
+def test_stop_right_after_a_trigger_returns(tmp_path):
+    """A SIGHUP just before shutdown must not keep the watcher alive: on 3.11
+    asyncio.wait_for swallows a cancel that lands with the wake-up."""
+    path = tmp_path / "routes.yaml"
+    path.write_text(GO)
+
+    async def scenario():
+        _, reloader = make(path)
+        reloader.interval = 3600
+        reloader.start()
+        for _ in range(20):
+            await asyncio.sleep(0.01)  # the watcher is now waiting for a wake-up
+        reloader.trigger()
+        guard = asyncio.timeout(30)  # only a guard: stop() must finish by itself
+        async with guard:
+            await reloader.stop()
+        assert not guard.expired(), "stop() hung until the guard cancelled it"
+
+    for _ in range(3):
+        asyncio.run(scenario())

@@ -1,13 +1,17 @@
-"""The legacy SQLite schema and the users / api_keys repository."""
+"""The legacy schema and the users / api_keys repository, on SQLite (the file
+shared with Go) and on a real PostgreSQL server (``database`` runs each test on
+both; the ``sqlite_database`` tests are about sharing the file with Go)."""
 from __future__ import annotations
 
 import logging
 import os
 import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 
 import anyio
 import pytest
+from sqlalchemy import inspect, text
 
 from services.common import db as dbmod
 from services.common.db import Database, DuplicateError, rfc3339
@@ -15,13 +19,34 @@ from services.common.settings import SettingsError, settings_from_env
 
 
 @pytest.fixture
-def database(tmp_path):
+def database(db_url):
+    db = Database.from_url(db_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def sqlite_database(tmp_path):
     db = Database.from_url(f"sqlite:///{tmp_path / 'app_data.db'}")
     yield db
     db.dispose()
 
 
-def test_schema_matches_goose_migration_and_is_recorded(database, tmp_path):
+def is_pg(db: Database) -> bool:
+    return db.engine.dialect.name == "postgresql"
+
+
+def insert_row(db: Database, table: str, created_at: str, **values: str) -> None:
+    """A row with a given created_at ('YYYY-MM-DD HH:MM:SS', UTC), as Go's
+    CURRENT_TIMESTAMP writes it on SQLite."""
+    stamp = created_at + ("+00" if is_pg(db) else "")
+    cols = ", ".join([*values, "created_at"])
+    marks = ", ".join([f":{k}" for k in values] + [":created_at"])
+    with db.engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO {table} ({cols}) VALUES ({marks})"), {**values, "created_at": stamp})
+
+
+def test_schema_matches_goose_migration_and_is_recorded(sqlite_database, tmp_path):
     conn = sqlite3.connect(tmp_path / "app_data.db")
     sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('table','index')"))
     assert "email TEXT NOT NULL UNIQUE" in sql["users"]
@@ -64,13 +89,108 @@ def test_users_crud(database):
 
 
 def test_list_users_newest_first(database):
-    with database.engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO users (email, password_hash, created_at) VALUES "
-                             "('old@x.io','h','2024-01-01 00:00:00'), ('new@x.io','h','2025-06-01 12:30:45')")
+    insert_row(database, "users", "2024-01-01 00:00:00", email="old@x.io", password_hash="h")
+    insert_row(database, "users", "2025-06-01 12:30:45", email="new@x.io", password_hash="h")
     users = database.list_users()
     assert [u.email for u in users] == ["new@x.io", "old@x.io"]
     assert rfc3339(users[0].created_at) == "2025-06-01T12:30:45Z"
     assert users[0].password_hash == ""
+
+
+def test_ties_list_in_insertion_order_as_sqlite_scans(database):
+    # Go's CURRENT_TIMESTAMP has whole seconds: rows of one second tie, and the
+    # legacy query (no tie-breaker) lists them as SQLite scans, by rowid.
+    for n in range(6):
+        stamp = "2025-01-01 00:00:01" if n % 2 else "2025-01-01 00:00:00"
+        insert_row(database, "users", stamp, email=f"u{n}@x.io", password_hash="h")
+        insert_row(database, "api_keys", stamp, id=f"id-{'zyxwvu'[n]}", key=f"k{n}", name=f"n{n}")
+    expected = [1, 3, 5, 0, 2, 4]
+    assert [u.email for u in database.list_users()] == [f"u{n}@x.io" for n in expected]
+    assert [k.name for k in database.list_api_keys()] == [f"n{n}" for n in expected]
+
+
+def test_new_rows_read_back_in_utc_rfc3339(database):
+    user = database.create_user("now@x.io", "h")
+    key = database.create_api_key("i", "k", "n")
+    for stamp in (user.created_at, database.list_users()[0].created_at, key.created_at):
+        assert stamp.utcoffset() == timedelta(0)
+        assert abs(stamp - datetime.now(timezone.utc)) < timedelta(minutes=5)
+        assert rfc3339(stamp).endswith("Z")
+
+
+def test_postgres_timestamps_are_utc_whatever_the_session_zone(pg_url):
+    db = Database.from_url(pg_url + "%20-cTimeZone%3DAsia/Kolkata")
+    try:
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SHOW TimeZone")).scalar() == "Asia/Kolkata"
+        insert_row(db, "users", "2025-06-01 12:30:45", email="tz@x.io", password_hash="h")
+        assert rfc3339(db.list_users()[0].created_at) == "2025-06-01T12:30:45Z"
+    finally:
+        db.dispose()
+
+
+def test_postgres_schema_is_the_legacy_one_in_postgres_types(pg_url):
+    db = Database.from_url(pg_url)
+    try:
+        insp = inspect(db.engine)
+        types = {t: {c["name"]: str(c["type"]) for c in insp.get_columns(t)} for t in dbmod.LEGACY_TABLES}
+        assert types["users"] == {"id": "BIGINT", "email": "TEXT", "password_hash": "TEXT",
+                                  "created_at": "TIMESTAMP"}
+        assert types["api_keys"] == {"id": "TEXT", "key": "TEXT", "name": "TEXT", "created_at": "TIMESTAMP",
+                                     "seq": "BIGINT"}
+        assert types["poller_state"] == {"id": "INTEGER", "last_key": "BYTEA"}
+        assert all(c["type"].timezone for c in insp.get_columns("users") if c["name"] == "created_at")
+        assert {tuple(u["column_names"]) for u in insp.get_unique_constraints("users")} == {("email",)}
+        assert {tuple(u["column_names"]) for u in insp.get_unique_constraints("api_keys")} == {("key",)}
+        assert "goose_db_version" not in insp.get_table_names()  # Go never opens PostgreSQL
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO poller_state (id, last_key) VALUES (1, :k)"), {"k": b"\x00\xff"})
+            with pytest.raises(Exception, match="check"):
+                with conn.begin_nested():
+                    conn.execute(text("INSERT INTO poller_state (id) VALUES (2)"))
+            assert conn.execute(text("SELECT last_key FROM poller_state")).scalar() == b"\x00\xff"
+    finally:
+        db.dispose()
+
+
+def test_replicas_creating_the_schema_at_once_all_get_it(postgres):
+    # Four engines (four replicas) find an empty database together.
+    url = postgres.new_schema_url()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def replica() -> None:
+        try:
+            barrier.wait()
+            db = Database.from_url(url)
+            db.count_users()
+            db.dispose()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replica) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+
+
+def test_only_one_first_user_when_many_race(database):
+    barrier = threading.Barrier(8)
+    created: list[object] = []
+
+    def sign_up(n: int) -> None:
+        barrier.wait()
+        created.append(database.create_first_user(f"first{n}@x.io", "h"))
+
+    threads = [threading.Thread(target=sign_up, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(created) == 8 and sum(u is not None for u in created) == 1
+    assert database.count_users() == 1
 
 
 def test_rfc3339_like_go():
@@ -119,28 +239,28 @@ def go_like(path) -> sqlite3.Connection:
     return sqlite3.connect(path, timeout=0, isolation_level=None)
 
 
-def test_connections_use_the_legacys_durability(database):
-    with database.engine.connect() as conn:
+def test_connections_use_the_legacys_durability(sqlite_database):
+    with sqlite_database.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == dbmod.BUSY_TIMEOUT_MS
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
 
 
-def test_no_lock_is_left_behind_by_any_method(database, tmp_path):
+def test_no_lock_is_left_behind_by_any_method(sqlite_database, tmp_path):
     # After each call a no-timeout connection can take the EXCLUSIVE lock at
     # once: no pooled connection sits in a transaction or an unfinished read.
     calls = [
-        lambda: database.create_first_user("a@example.com", "h"),
-        lambda: database.create_user("b@example.com", "h"),
-        lambda: database.get_user_by_email("a@example.com"),
-        lambda: database.list_users(),
-        database.has_users,
-        lambda: database.create_api_key("i1", "k1", "n"),
-        lambda: database.create_api_key("i2", "k2", "n"),
-        lambda: database.get_api_key("k1"),
-        database.list_api_keys,
-        lambda: database.delete_api_key("k1"),
-        lambda: database.delete_user(2),
+        lambda: sqlite_database.create_first_user("a@example.com", "h"),
+        lambda: sqlite_database.create_user("b@example.com", "h"),
+        lambda: sqlite_database.get_user_by_email("a@example.com"),
+        lambda: sqlite_database.list_users(),
+        sqlite_database.has_users,
+        lambda: sqlite_database.create_api_key("i1", "k1", "n"),
+        lambda: sqlite_database.create_api_key("i2", "k2", "n"),
+        lambda: sqlite_database.get_api_key("k1"),
+        sqlite_database.list_api_keys,
+        lambda: sqlite_database.delete_api_key("k1"),
+        lambda: sqlite_database.delete_user(2),
     ]
     go = go_like(tmp_path / "app_data.db")
     for call in calls:
@@ -148,10 +268,10 @@ def test_no_lock_is_left_behind_by_any_method(database, tmp_path):
         go.execute("BEGIN EXCLUSIVE")
         go.execute("COMMIT")
     with pytest.raises(DuplicateError):
-        database.create_user("a@example.com", "h")
+        sqlite_database.create_user("a@example.com", "h")
     go.execute("BEGIN EXCLUSIVE")
     go.execute("COMMIT")
-    for record in database.engine.pool._pool.queue:  # idle connections: none mid-transaction
+    for record in sqlite_database.engine.pool._pool.queue:  # idle connections: none mid-transaction
         assert not record.dbapi_connection.in_transaction
 
 
