@@ -58,6 +58,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     print("\n".join(_table_lines(config)))
     print("\nOK")
+    if not args.no_probe:
+        from .ops.legacy_probe import legacy_warning
+
+        warning = legacy_warning(_table(config))
+        if warning:
+            print(warning, file=sys.stderr)  # a warning, not an error: the file is valid
     return 0
 
 
@@ -228,8 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-access-log", action="store_true")
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser("check", help="validate a routes file and print its table (exit 1 on errors)")
+    check = sub.add_parser("check", help="validate a routes file and print its table (exit 1 on errors); warn "
+                                          "when routes still sent to the legacy backend find it not answering")
     check.add_argument("file", nargs="?", default="routes.yaml")
+    check.add_argument("--no-probe", action="store_true",
+                       help="validate only: do not contact the legacy backend")
     check.set_defaults(func=cmd_check)
 
     routes = sub.add_parser("routes", help="print the route table")
