@@ -951,5 +951,6 @@ def test_entrypoint_execs_the_command():
 def test_deploy_doc_covers_the_walkthrough():
     text = DEPLOY_DOC.read_text()
     for needle in ("cp .env.example .env", "docker compose up -d", "/_gateway/health",
-                   "routes.yaml", "DATABASE_URL", "stop_grace_period", "--graceful-timeout", "SIGTERM"):
+                   "routes.yaml", "DATABASE_URL", "stop_grace_period", "--graceful-timeout", "SIGTERM",
+                   "docker-compose.retired.yml", "VALIDATE_API_KEY_ADDR", "Rolling back to Go"):
         assert needle in text, f"docs/deploy.md does not mention {needle}"

@@ -232,3 +232,18 @@ def test_check_no_probe_never_contacts_the_backend(tmp_path):
     dead = f"http://127.0.0.1:{_dead_port()}"
     out = _check(tmp_path, f"legacy:\n  url: {dead}\ndefault: go\nroutes: []\n", "--no-probe")
     assert out.returncode == 0 and out.stderr == ""
+
+
+def test_the_documented_end_state_needs_no_go():
+    """docs/deploy.md's routes.yaml for the retired stack: valid, all python, every prefix of the repo's file."""
+    import re
+
+    import yaml
+
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    section = doc.split("## Retiring the Go backend", 1)[1]
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", section, re.DOTALL) if "default: python" in b)
+    t = table(block)
+    assert not t.legacy_routes and t.default.state == "python"
+    repo_prefixes = {r["prefix"] for r in yaml.safe_load((REPO / "routes.yaml").read_text())["routes"]}
+    assert {r.prefix for r in t.routes} == repo_prefixes
