@@ -27,10 +27,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Iterator, Sequence
 
 log = logging.getLogger("gateway.sidecars")
 
