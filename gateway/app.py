@@ -200,8 +200,10 @@ class Gateway:
             ctx.backend = "go"
             return None, None
         if forced == "python":
-            # The service that owns this very path, whatever the route says.
-            service = self.registry.owner_of(path)
+            # The service that owns this very path, whatever the route says; a
+            # path no service owns goes to the fallback (the legacy's answer
+            # for unknown paths) when there is one.
+            service = self.registry.owner_of(path) or self.registry.fallback
             ctx.backend = "python" if service is not None else "gateway"
             return service, None
         state = route.state

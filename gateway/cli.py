@@ -12,7 +12,8 @@ from services.common.settings import SettingsError
 
 from .routing.config import GatewayConfig, RoutesError, load_config
 from .routing.problems import MAX_SHOWN
-from .settings import get_settings, reset_settings
+from .settings import check_listen_addr, get_settings, reset_settings
+from .sidecars import Sidecar, Supervisor, Terminated, die_by, terminate_as_exception, validate_api_key_server
 
 
 def _registry():
@@ -58,6 +59,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     print("\n".join(_table_lines(config)))
     print("\nOK")
+    if not args.no_probe:
+        from .ops.legacy_probe import legacy_warning
+
+        warning = legacy_warning(_table(config))
+        if warning:
+            print(warning, file=sys.stderr)  # a warning, not an error: the file is valid
     return 0
 
 
@@ -159,8 +166,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from services.common.settings import check_settings
 
     try:
@@ -184,6 +189,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["GATEWAY_ACCESS_LOG"] = "0"
     reset_settings()  # this process may be the (only) worker: it reads what was just exported
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    supervisor = Supervisor(_sidecars(args))
+    terminated: Terminated | None = None
+    try:
+        with terminate_as_exception():
+            supervisor.start()
+            _run_uvicorn(args)
+    except Terminated as exc:
+        terminated = exc
+    finally:
+        supervisor.stop()  # after uvicorn drained: in-flight requests never lose a sidecar
+    if terminated is not None:
+        die_by(terminated.signum)
+    return 0
+
+
+def _sidecars(args: argparse.Namespace) -> list[Sidecar]:
+    """The processes this `gateway serve` runs once beside its workers."""
+    return [validate_api_key_server(args.validate_api_key_addr)] if args.validate_api_key_addr else []
+
+
+def _run_uvicorn(args: argparse.Namespace) -> None:
+    import uvicorn
+
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -202,7 +230,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # the answers it makes itself (gateway/httpdate.py), never a second one.
         date_header=False,
     )
-    return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -259,10 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--graceful-timeout", type=float, default=env.graceful_timeout,
                        help="seconds in-flight requests get to finish on SIGTERM")
     serve.add_argument("--no-access-log", action="store_true")
+    serve.add_argument("--validate-api-key-addr", type=_listen_addr, default=env.validate_api_key_addr,
+                       metavar="HOST:PORT",
+                       help="also run the ValidateApiKey gRPC server the ingestion service dials (legacy port "
+                            "50053), once for all workers, restarted if it exits; for a stack without the Go "
+                            "backend (env VALIDATE_API_KEY_ADDR)")
     serve.set_defaults(func=cmd_serve)
 
-    check = sub.add_parser("check", help="validate a routes file and print its table (exit 1 on errors)")
+    check = sub.add_parser("check", help="validate a routes file and print its table (exit 1 on errors); warn "
+                                          "when routes still sent to the legacy backend find it not answering")
     check.add_argument("file", nargs="?", default="routes.yaml")
+    check.add_argument("--no-probe", action="store_true",
+                       help="validate only: do not contact the legacy backend")
     check.set_defaults(func=cmd_check)
 
     routes = sub.add_parser("routes", help="print the route table")
@@ -289,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_db_commands(sub)
     return parser
+
+
+def _listen_addr(value: str) -> str:
+    try:
+        return check_listen_addr(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,14 @@ def _prefixes(value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(p.rstrip("/") for p in value)
 
 
+def check_listen_addr(value: str) -> str:
+    """``host:port`` to listen on (``0.0.0.0:50053``, ``127.0.0.1:50053``, ``[::]:50053``)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be host:port to listen on, such as 0.0.0.0:50053, got {value!r}")
+    return value
+
+
 class GatewaySettings(EnvSettings):
     config_path: str = env_var("GATEWAY_CONFIG", DEFAULT_CONFIG)  # the routes file
     host: str = env_var("GATEWAY_HOST", "127.0.0.1")
@@ -53,6 +61,10 @@ class GatewaySettings(EnvSettings):
     legacy_url: Annotated[str, AfterValidator(check_url)] | None = env_var("LEGACY_URL", None)  # beats legacy.url
     # A server database (PostgreSQL) shares canary rollback verdicts across replicas.
     database_url: str | None = env_var("DATABASE_URL", None, repr=False)
+    # Where `gateway serve` runs the ValidateApiKey gRPC server the ingestion
+    # service dials once Go is retired (gateway/sidecars.py); unset = not run.
+    validate_api_key_addr: Annotated[str, AfterValidator(check_listen_addr)] | None = env_var(
+        "VALIDATE_API_KEY_ADDR", None)
 
 
 @lru_cache(maxsize=1)

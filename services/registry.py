@@ -9,6 +9,12 @@ routes they replace. Services never import the gateway's internals.
 The gateway enters a feature only through :meth:`Service.call`, which is where
 the rules every feature gets are applied, whatever its app is built from: the
 request body cap (services/body_limit.py) and dry-run mode for replayed writes.
+
+One service may be the *fallback* (services/fallback): it declares no prefix
+and answers the paths no other service serves the way the legacy answers
+unknown paths. ``default: python`` (or a ``/`` route) hands requests to
+:attr:`Registry.catch_all`, which gives each path to the service that owns it
+and the rest to the fallback.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import importlib
 import pkgutil
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -57,6 +64,9 @@ class Service:
     identity: Identity | None = None
     # Prefixes whose path tail is a secret (/api_keys/<key>): cut from access logs.
     secret_paths: tuple[str, ...] = ()
+    # The one service answering paths no other service serves (declares no
+    # prefixes); reached only through Registry.catch_all.
+    fallback: bool = False
 
     async def call(self, scope: Scope, receive: Receive, send: Send, *, dry_run: bool = False,
                    max_body: int = DEFAULT_MAX_BODY) -> None:
@@ -103,13 +113,62 @@ class Registry:
                     best = (len(own), service)
         return best[1] if best else None
 
+    @cached_property
+    def fallback(self) -> Service | None:
+        """The service that answers paths no other service serves, if any."""
+        return next((s for s in self.services.values() if s.fallback), None)
+
+    @cached_property
+    def catch_all(self) -> Service | None:
+        """Every path to Python: each to the service that owns it, the rest to
+        the fallback. What ``default: python`` (or a ``/`` route) serves; None
+        without a fallback service."""
+        fallback = self.fallback
+        if fallback is None:
+            return None
+        return Service(name=CATCH_ALL, prefixes=("/",), app=_PathDispatch(self.services, fallback.app))
+
+    def service_for(self, prefix: str) -> Service | None:
+        """The service a ``python`` route at ``prefix`` hands its requests to."""
+        owner = self.owner_of(prefix)
+        if owner is None and prefix == "/":
+            return self.catch_all
+        return owner
+
     def serves(self, prefix: str) -> bool:
-        return self.owner_of(prefix) is not None
+        return self.service_for(prefix) is not None
 
     def dry_run_ok(self, prefix: str) -> bool:
         service = self.owner_of(prefix)
         return service is not None and service.dry_run
 
+
+
+CATCH_ALL = "(default)"  # the catch-all's name in logs and /_gateway/routes
+
+
+class _PathDispatch:
+    """ASGI: the app of the service whose longest prefix covers the path, else the fallback.
+
+    Walks the path's own prefixes with one dict probe each, as the route table does."""
+
+    def __init__(self, services: Mapping[str, Service], fallback: ASGIApp) -> None:
+        self._apps = {prefix: s.app for s in services.values() if not s.fallback for prefix in s.prefixes}
+        self._fallback = fallback
+
+    def app_for(self, path: str) -> ASGIApp:
+        candidate = path or "/"
+        while True:
+            app = self._apps.get(candidate)
+            if app is not None:
+                return app
+            if candidate == "/":
+                return self._fallback
+            cut = candidate.rfind("/")
+            candidate = candidate[:cut] if cut > 0 else "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app_for(scope["path"])(scope, receive, send)
 
 
 def discover(packages: Iterable[str] = ("services",)) -> Registry:
@@ -131,6 +190,14 @@ def discover(packages: Iterable[str] = ("services",)) -> Registry:
                     raise ValueError(f"two service modules are named {service.name!r}: "
                                      f"{found[service.name].app!r} and {module.__name__}")
                 found[service.name] = service
+    fallbacks = sorted(s.name for s in found.values() if s.fallback)
+    if len(fallbacks) > 1:
+        raise ValueError(f"services {', '.join(fallbacks)} are each a fallback; paths no service serves "
+                         "need exactly one answer")
+    bad = sorted(s.name for s in found.values() if s.fallback and s.prefixes)
+    if bad:
+        raise ValueError(f"fallback service {bad[0]!r} declares prefixes; a fallback serves only what no "
+                         "other service does")
     providers = sorted(s.name for s in found.values() if s.identity is not None)
     if len(providers) > 1:
         raise ValueError(f"services {', '.join(providers)} each declare an identity provider; "

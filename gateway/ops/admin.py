@@ -1,7 +1,8 @@
 """The gateway's own surface under ``/_gateway/``; never routed to a backend.
 
 - ``/_gateway/health``  liveness + config status (version, load time, last error)
-- ``/_gateway/ready``   is the legacy backend reachable (503 when not)
+- ``/_gateway/ready``   is the legacy backend reachable (503 when not), asked only
+  while the live table sends something there
 - ``/_gateway/routes``  the live table as JSON
 - ``/_gateway/explain?method=GET&path=/users/7``  which route wins and why
 - ``/_gateway/metrics``  Prometheus text, summed across workers
@@ -119,6 +120,9 @@ class AdminApp:
 
     async def ready(self, request: Request) -> Response:
         table = self.holder.table
+        if not table.legacy_routes:
+            # Go is retired from this table: its absence is no reason to leave rotation.
+            return JSONResponse({"ready": True, "legacy": "not used: no route (nor the default) sends requests to it"})
         forwarder = self.forwarders.get(table.config.legacy, table.config.trusted_proxies)
         url = forwarder.base_url + table.config.legacy.ready_path  # routes.yaml legacy.ready_path
         try:

@@ -23,7 +23,9 @@ def compile_table(config: GatewayConfig, registry: Registry, go: ASGIApp) -> Rou
     """The table for ``config``: ``go`` answers for the legacy backend."""
 
     def route_for(spec: RouteSpec) -> Route:
-        service = registry.owner_of("/" if spec.is_default else spec.prefix)
+        # "/" (the default, or a "/" route) is every path: registry.catch_all
+        # gives each to the service that owns it and the rest to the fallback.
+        service = registry.service_for("/" if spec.is_default else spec.prefix)
         if spec.to != "go" and service is None:  # validation prevents this
             raise ValueError(f"no Python service serves {spec.prefix!r}")
         return Route(spec, go, service)

@@ -187,7 +187,8 @@ class _Checker:
     def semantics(self, serves_prefix: ServesPrefix | None, dry_run_ok: ServesPrefix | None) -> None:
         data = self.doc.data if isinstance(self.doc.data, dict) else {}
         if data.get("default") == "python" and serves_prefix is not None and not serves_prefix("/"):
-            self.add(("default",), "no Python service serves every path; the default must be 'go'")
+            self.add(("default",), "no Python service answers the paths no feature serves (a fallback service, "
+                                   "services/fallback); the default must be 'go'")
         routes = data.get("routes")
         seen: dict[str, list[tuple[frozenset[str] | None, int]]] = {}
         for i, item in enumerate(routes if isinstance(routes, list) else []):

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from gateway.edge.cors import CorsPolicy
 
 
+# Every state but ``python`` sends requests to the legacy backend: ``shadow``
+# serves Go's answer, ``canary`` sends some users there (and all of them after
+# a rollback).
+LEGACY_STATES = frozenset({"go", "shadow", "canary"})
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     spec: RouteSpec  # what routes.yaml says (the default route's prefix is "*")
@@ -75,6 +81,10 @@ class RouteTable:
         self.cors = cors  # the edge CORS policy of this table (None: the gateway adds no CORS)
         self.routes: tuple[Route, ...] = tuple(sorted(routes, key=lambda r: (-len(r.prefix), r.prefix)))
         self.default = default
+        # The routes (the default included, last) that still need the legacy
+        # backend; empty once Go is retired. Readiness and `gateway check` ask.
+        self.legacy_routes: tuple[Route, ...] = tuple(
+            r for r in (*self.routes, default) if r.state in LEGACY_STATES)
         by_prefix: dict[str, list[Route]] = {}
         for route in self.routes:
             by_prefix.setdefault(route.prefix, []).append(route)
@@ -122,6 +132,7 @@ class RouteTable:
             "source": self.config.source,
             "legacy": self.config.legacy.url,
             "default": self.default.state,
+            "legacy_in_use": bool(self.legacy_routes),
             "routes": [r.describe() for r in self.routes],
         }
 

@@ -11,6 +11,11 @@
     fake = FakeIngestion(auth_addr="127.0.0.1:50053").start()
     fake.otlp_addr, fake.internal_addr ... fake.stop()
 
+``start(startup_check=True)`` behaves like the real service at boot: it opens
+neither port until one ``ValidateApiKey("startup-readiness-check")`` call
+(wait-for-ready) got an answer, and an error status there is fatal. The real
+call has no deadline; the fake's is ``startup_timeout`` so a test cannot hang.
+
 Runnable: ``python -m tests.fake_ingestion --otlp-port 50051 --internal-port 50052``.
 """
 from __future__ import annotations
@@ -121,6 +126,7 @@ class FakeIngestion:
         self.auth_addr = auth_addr
         self.fail_reads = False
         self.read_calls = 0
+        self.startup_answer: bool | None = None  # what the start-up ValidateApiKey call got
         self._cache: dict[str, float] = {}
         self._auth_channel = grpc.insecure_channel(auth_addr) if auth_addr else None
         self._auth = ingestion_pb2_grpc.InternalAuthServiceStub(self._auth_channel) if auth_addr else None
@@ -154,10 +160,21 @@ class FakeIngestion:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
         self._cache[key] = time.monotonic() + self.CACHE_TTL
 
-    def start(self) -> "FakeIngestion":
+    STARTUP_KEY = "startup-readiness-check"
+
+    def start(self, *, startup_check: bool = False, startup_timeout: float = 60.0) -> "FakeIngestion":
+        if startup_check:
+            self.startup_answer = self.check_auth_at_startup(startup_timeout)
         self.otlp.start()
         self.internal.start()
         return self
+
+    def check_auth_at_startup(self, timeout: float) -> bool:
+        """The real service's first call: any answer will do, an error status is fatal."""
+        assert self._auth is not None, "startup_check needs auth_addr"
+        request = ingestion_pb2.ValidateApiKeyRequest(api_key=self.STARTUP_KEY)
+        reply = self._auth.ValidateApiKey(request, timeout=timeout, wait_for_ready=True)  # RpcError: fatal
+        return reply.is_valid
 
     def stop(self) -> None:
         self.otlp.stop(0)

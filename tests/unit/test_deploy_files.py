@@ -21,6 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_DEV = ROOT / "docker-compose.dev.yml"
+COMPOSE_RETIRED = ROOT / "docker-compose.retired.yml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCKERFILE_STANDIN = ROOT / "docker" / "Dockerfile.standin"
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
@@ -137,6 +138,16 @@ def dev(base, dev_override) -> dict[str, Any]:
     return merge(base, dev_override)
 
 
+@pytest.fixture(scope="module")
+def retired_override() -> dict[str, Any]:
+    return load_compose(COMPOSE_RETIRED)
+
+
+@pytest.fixture(scope="module")
+def retired(base, retired_override) -> dict[str, Any]:
+    return merge(base, retired_override)
+
+
 def services(project: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return project["services"]
 
@@ -222,7 +233,7 @@ def test_legacy_service_names_are_kept(base):
     assert {GATEWAY, BACKEND, INGESTION, FRONTEND} <= set(services(base))
 
 
-@pytest.mark.parametrize("project_name", ["base", "dev"])
+@pytest.mark.parametrize("project_name", ["base", "dev", "retired"])
 def test_only_the_gateway_publishes_1323(project_name, request):
     project = request.getfixturevalue(project_name)
     publishers = [
@@ -289,7 +300,7 @@ def test_healthcheck_targets(base):
     assert not re.search(r"\b(curl|wget)\b", healthcheck_text(svc[GATEWAY]))
 
 
-@pytest.mark.parametrize("project_name", ["base", "dev"])
+@pytest.mark.parametrize("project_name", ["base", "dev", "retired"])
 def test_depends_on_is_well_formed_and_acyclic(project_name, request):
     project = request.getfixturevalue(project_name)
     running = active(project)
@@ -358,7 +369,7 @@ def build_of(service: dict[str, Any]) -> tuple[Path, Path, str | None]:
     return context, dockerfile, build.get("target")
 
 
-@pytest.mark.parametrize("project_name", ["base", "dev"])
+@pytest.mark.parametrize("project_name", ["base", "dev", "retired"])
 def test_build_contexts_point_to_existing_dockerfiles(project_name, request):
     for name, svc in services(request.getfixturevalue(project_name)).items():
         if "build" not in svc:
@@ -380,6 +391,70 @@ def test_dev_runs_the_standin_and_the_development_gateway(dev):
     standin_env = environment(svc[BACKEND])
     assert standin_env.get("STANDIN_ADDR", "").endswith(":1323")
     assert standin_env.get("JUNJO_SQLITE_PATH") == "/dbdata/sqlite/app_data.db"
+
+
+# --------------------------------------------------------------------------
+# docker-compose.retired.yml: the stack once Go is retired
+# --------------------------------------------------------------------------
+
+def aliases(service: dict[str, Any], network: str = "default") -> set[str]:
+    networks = service.get("networks") or {}
+    if isinstance(networks, list):
+        return set()
+    return set(((networks.get(network) or {}).get("aliases")) or [])
+
+
+def test_retired_override_only_touches_known_services(base, retired_override):
+    assert set(services(retired_override)) <= set(services(base))
+
+
+def test_retired_stack_runs_no_go_backend(retired):
+    running = active(retired)
+    assert BACKEND not in running
+    assert {GATEWAY, INGESTION, FRONTEND} <= set(running)
+    for name, svc in running.items():
+        assert BACKEND not in depends(svc), f"{name} still waits for the Go backend"
+
+
+def test_retired_gateway_answers_validate_api_key_under_the_backend_name(retired):
+    from gateway.settings import check_listen_addr
+    from services.otel.auth_service import DEFAULT_PORT
+
+    gw = services(retired)[GATEWAY]
+    # The ingestion image dials junjo-server-backend:50053 (hard-coded).
+    assert BACKEND in aliases(gw)
+    addr = environment(gw).get("VALIDATE_API_KEY_ADDR", "")
+    assert check_listen_addr(addr) and addr.rpartition(":")[::2] == ("0.0.0.0", str(DEFAULT_PORT))
+    # `gateway serve` starts that server: the image's own CMD, not a uvicorn command.
+    assert "command" not in gw and build_of(gw)[2] == "production"
+
+
+def test_retired_legacy_url_cannot_loop_into_the_gateway(retired):
+    from urllib.parse import urlsplit
+
+    gw = services(retired)[GATEWAY]
+    host = urlsplit(environment(gw)["LEGACY_URL"]).hostname or ""
+    names = set(services(retired)) | {a for svc in services(retired).values() for a in aliases(svc)}
+    assert host not in names and host not in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+    assert host.endswith(".invalid"), "an address that never resolves (RFC 2606)"
+
+
+def test_retired_span_pipeline_is_the_gateways(retired):
+    env = environment(services(retired)[GATEWAY])
+    assert env.get("INGESTION_ADDR") == f"{INGESTION}:50052"
+    assert env.get("OTEL_DUCKDB_PATH", "").startswith("/dbdata/otel-python/")
+
+
+def test_retired_start_order(retired):
+    svc = services(retired)
+    # Ingestion waits (wait-for-ready) for its start-up ValidateApiKey answer
+    # itself; waiting for the gateway to be *healthy* is not needed.
+    assert depends(svc[INGESTION]).get(GATEWAY) == "service_started"
+    assert depends(svc[GATEWAY]) == {"dbdata-permissions": "service_completed_successfully"}
+    assert depends(svc["dbdata-permissions"]) == {}
+    assert depends(svc[FRONTEND]).get(GATEWAY) == "service_healthy"
+    assert ("5153", "80") in published_ports(svc[FRONTEND])
+    assert ("50051", "50051") in published_ports(svc[INGESTION])
 
 
 # --------------------------------------------------------------------------
@@ -435,7 +510,7 @@ def test_env_example_parses():
 
 def test_every_compose_variable_is_in_env_example():
     names = env_example_names()
-    for path in (COMPOSE, COMPOSE_DEV):
+    for path in (COMPOSE, COMPOSE_DEV, COMPOSE_RETIRED):
         missing = compose_variables(path) - names
         assert not missing, f"{path.name} uses {sorted(missing)}, not documented in .env.example"
 
@@ -591,7 +666,7 @@ def scan_source(text: str, where: str) -> dict[str, list[tuple[Any, str]]]:
 def compose_defaults() -> dict[str, set[str]]:
     """``${VAR:-default}`` in the compose files."""
     found: dict[str, set[str]] = {}
-    for path in (COMPOSE, COMPOSE_DEV):
+    for path in (COMPOSE, COMPOSE_DEV, COMPOSE_RETIRED):
         for name, default in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?-([^}]*)\}", path.read_text()):
             found.setdefault(name, set()).add(default)
     return found
