@@ -33,6 +33,7 @@ from .migration.shadow import ShadowRunner
 from .ops.admin import ADMIN_PREFIX, AdminApp
 from .ops.metrics import Metrics
 from .ops.tracing import tag_request
+from .redact import redact_url
 from .replies import gateway_error
 from .routing.compile import compile_table
 from .routing.config import GatewayConfig, load_config
@@ -292,7 +293,7 @@ class Gateway:
                 self._housekeeping = asyncio.get_running_loop().create_task(self._tick())
                 log.info("gateway up: %s version %s, legacy %s, %d route(s)",
                          self.settings.config_path, self.holder.table.version,
-                         self.holder.table.config.legacy.url, len(self.holder.table.routes))
+                         redact_url(self.holder.table.config.legacy.url), len(self.holder.table.routes))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.reloader.stop()

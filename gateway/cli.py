@@ -11,6 +11,7 @@ from typing import Sequence
 from services.common.settings import SettingsError
 
 from .routing.config import GatewayConfig, RoutesError, load_config
+from .redact import redact_url
 from .routing.problems import MAX_SHOWN
 from .settings import get_settings, reset_settings
 
@@ -43,7 +44,7 @@ def _table_lines(config: GatewayConfig) -> list[str]:
     rows.append(("(default)", "*", config.default, "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    header = f"{config.source} (version {config.version}) — legacy {config.legacy.url}, " \
+    header = f"{config.source} (version {config.version}) — legacy {redact_url(config.legacy.url)}, " \
              f"connect {config.legacy.connect_timeout:g}s, read {config.legacy.read_timeout:g}s"
     return [header, ""] + lines
 
@@ -97,7 +98,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         route = result["route"]
         backend = result["backend"]
-        where = f"service '{route['service']}'" if backend == "python" else config.legacy.url if backend == "go" else ""
+        where = f"service '{route['service']}'" if backend == "python" else redact_url(config.legacy.url) if backend == "go" else ""
         state = f" [state: {result['state']}]" if result["state"] not in ("go", "python") else ""
         print(f"{result['method']} {result['path']} → {backend}{f' ({where})' if where else ''}{state}")
         print(f"  why: {result['reason']}")
@@ -167,7 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_settings()  # the services' variables: a bad one stops the start, named
         _load(args.config)
     except SettingsError as exc:
-        print(f"refusing to start: bad environment:\n{exc}", file=sys.stderr)
+        print(f"refusing to start: bad environment:\n{redact_url(str(exc))}", file=sys.stderr)
         return 1
     except RoutesError as exc:
         print(f"refusing to start: {args.config} is invalid:\n{exc}", file=sys.stderr)
@@ -261,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except SettingsError as exc:
-        print(f"gateway: bad environment:\n{exc}", file=sys.stderr)
+        print(f"gateway: bad environment:\n{redact_url(str(exc))}", file=sys.stderr)
         return 2
 
 

@@ -24,6 +24,7 @@ from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
 from gateway.migration.rollback import RollbackGuard
+from gateway.redact import redact_url
 from gateway.routing.paths import BadPath, match_path
 from gateway.routing.reload import TableHolder
 from gateway.upstream.forwarders import Forwarders
@@ -112,7 +113,7 @@ class AdminApp:
         fwd = self.forwarders.current()
         transport = getattr(fwd, "transport", None)
         return {
-            "url": fwd.base_url if fwd else None,
+            "url": redact_url(fwd.base_url) if fwd else None,
             "open_connections": getattr(transport, "open_connections", None),
             "idle_connections": getattr(transport, "idle_connections", None),
         }
@@ -121,14 +122,15 @@ class AdminApp:
         table = self.holder.table
         forwarder = self.forwarders.get(table.config.legacy, table.config.trusted_proxies)
         url = forwarder.base_url + table.config.legacy.ready_path  # routes.yaml legacy.ready_path
+        shown = redact_url(url)
         try:
             req = httpx.Request("GET", url, headers=[(b"host", forwarder.base.netloc)])
             resp = await forwarder.transport.handle_async_request(req)
             await resp.aclose()
             ok = resp.status_code < 500
-            detail = f"GET {url} answered {resp.status_code}"
+            detail = f"GET {shown} answered {resp.status_code}"
         except httpx.HTTPError as exc:
-            ok, detail = False, f"GET {url} failed: {exc}"
+            ok, detail = False, redact_url(f"GET {shown} failed: {exc}")
         return JSONResponse({"ready": ok, "legacy": detail}, status_code=200 if ok else 503)
 
     def _config_gauges(self) -> Gauges:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from starlette.types import ASGIApp
 
+from gateway.redact import redact_url
 from services.registry import Service
 
 from .config import GatewayConfig, RouteSpec
@@ -120,7 +121,7 @@ class RouteTable:
         return {
             "version": self.version,
             "source": self.config.source,
-            "legacy": self.config.legacy.url,
+            "legacy": redact_url(self.config.legacy.url),
             "default": self.default.state,
             "routes": [r.describe() for r in self.routes],
         }

@@ -19,6 +19,7 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from gateway.context import RequestContext
+from gateway.redact import redact_url
 from gateway.replies import gateway_error
 
 from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
@@ -246,7 +247,7 @@ class LegacyForwarder:
         return url_with_target(self.base, raw_path, scope.get("query_string") or b"")
 
     def _describe(self, exc: httpx.TransportError, method: str, target: str) -> UpstreamFailure:
-        name, where = self.backend_name, f"the {self.backend_name} at {self.base_url}"
+        name, where = self.backend_name, f"the {self.backend_name} at {redact_url(self.base_url)}"
         if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
             return UpstreamFailure(
                 504, f"Gateway timeout: the {name} did not accept a connection in time.",
