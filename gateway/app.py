@@ -1,10 +1,11 @@
 """The gateway's ASGI app: normalise the path, pick a route, hand the request over.
 
-One request takes one straight path: ``match_path`` → ``holder.table`` (read
-once: the request keeps the table it started with) → the route's state picks
-the backend → the legacy forwarder or the Python service serves it. The
-table's CORS policy (routes.yaml ``cors:``) wraps all of it except the admin
-surface. What the
+One request takes one straight path: ``holder.table`` (read once: the request
+keeps the table it started with) → ``table.resolve`` (the raw path matched,
+the admin prefix checked, the route looked up: the very function ``explain``
+calls) → the route's state picks the backend → the legacy forwarder or the
+Python service serves it. The table's CORS policy (routes.yaml ``cors:``)
+wraps all of it except the admin surface. What the
 gateway learns on the way (who answered, the status, a client that left, an
 upstream failure) is kept in the request's ``RequestContext`` and read once at
 the end for metrics, rollback windows and the access log.
@@ -30,7 +31,7 @@ from .migration.canary import CanaryChooser
 from .migration.override import take_override
 from .migration.rollback import RollbackGuard
 from .migration.shadow import ShadowRunner
-from .ops.admin import ADMIN_PREFIX, AdminApp
+from .ops.admin import AdminApp
 from .ops.metrics import Metrics
 from .ops.tracing import tag_request
 from .redact import redact_url
@@ -38,9 +39,8 @@ from .replies import gateway_error
 from .routing.compile import compile_table
 from .routing.config import GatewayConfig, load_config
 from .settings import GatewaySettings
-from .routing.paths import BadPath, match_path
 from .routing.reload import Reloader, TableHolder
-from .routing.table import Route, RouteTable
+from .routing.table import Resolution, Route, RouteTable
 from .upstream.forwarders import Forwarders
 
 log = logging.getLogger("gateway")
@@ -108,29 +108,30 @@ class Gateway:
     # -- one request -----------------------------------------------------------
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         table = self.holder.table  # read once: the request keeps this table
-        if table.cors is None or _is_admin(scope["path"]):
-            await self._serve(table, scope, receive, send)
+        # One decision, from the raw path, for routing, the admin check and
+        # CORS alike; /_gateway/explain answers from this same call.
+        where = table.resolve(scope["method"], scope.get("raw_path") or scope["path"].encode(),
+                              scope.get("query_string", b""))
+        if where.admin:
+            await self.admin(scope, receive, _send_with_date(send))  # never CORS (issue 14)
+        elif table.cors is None:
+            await self._serve(where, scope, receive, send)
         else:
-            await table.cors.handle(scope, receive, send, partial(self._serve, table))
+            await table.cors.handle(scope, receive, send, partial(self._serve, where))
 
-    async def _serve(self, table: RouteTable, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, where: Resolution, scope: Scope, receive: Receive, send: Send) -> None:
         request_id, trace_id = tag_request(scope)
         ctx = RequestContext(request_id, trace_id)
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        try:
-            path = match_path(raw_path, scope.get("query_string", b""))
-        except BadPath as exc:
-            start, body = gateway_error(400, f"Bad request path: {exc}")
+        path, route = where.path, where.route
+        if path is None or route is None:  # rejected: admin requests never get here
+            start, body = gateway_error(400, f"Bad request path: {where.rejected}")
             start["headers"] += [(b"x-request-id", request_id), (b"date", http_date())]
             await send(start)
             await send(body)
             ctx.status = 400
             self._done(ctx, scope)
             return
-        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-            await self.admin(scope, receive, _send_with_date(send))
-            return
-        route = ctx.route = table.lookup(path, scope["method"])
+        ctx.route = route
         service, cookie = self._choose(ctx, route, scope, path)
 
         async def receive_and_watch() -> Message:
@@ -305,11 +306,6 @@ class Gateway:
                 await self.forwarders.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def _is_admin(path: str) -> bool:
-    """The gateway's own surface never answers CORS (issue 14)."""
-    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
 
 
 def create_app() -> Any:

@@ -76,35 +76,39 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .ops.explain import explain_dict
-    from .routing.paths import BadPath, match_path
+    from .ops.explain import explain_target
 
     try:
         config = _load(args.config)
     except RoutesError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    table = _table(config)
-    raw = args.path.encode()
-    path, _, query = raw.partition(b"?")
-    try:
-        norm = match_path(path, query)
-    except BadPath as exc:
-        print(f"{args.method.upper()} {args.path}: rejected with 400 — {exc}")
-        return 0
-    result = explain_dict(table, args.method.upper(), norm, args.user)
+    # PATH is the request target as a client sends it: the same function
+    # routing uses decides (gateway/ops/explain.py).
+    result = explain_target(_table(config), args.method, args.path, args.user)
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        route = result["route"]
-        backend = result["backend"]
-        where = f"service '{route['service']}'" if backend == "python" else redact_url(config.legacy.url) if backend == "go" else ""
-        state = f" [state: {result['state']}]" if result["state"] not in ("go", "python") else ""
-        print(f"{result['method']} {result['path']} → {backend}{f' ({where})' if where else ''}{state}")
-        print(f"  why: {result['reason']}")
-        if result.get("note"):
-            print(f"  note: {result['note']}")
+        return 0
+    print("\n".join(_explain_lines(result, redact_url(config.legacy.url))))
     return 0
+
+
+def _explain_lines(result: dict, legacy: str) -> list[str]:
+    head = f"{result['method']} {result['target']}"
+    if result.get("status") == 400:
+        return [f"{head}: rejected with 400 — {result['reason']}"]
+    if result["state"] == "admin":
+        return [f"{head} → the gateway itself (admin surface)", f"  why: {result['reason']}"]
+    route, backend = result["route"], result["backend"]
+    where = f"service '{route['service']}'" if backend == "python" else legacy if backend == "go" else ""
+    state = f" [state: {result['state']}]" if result["state"] not in ("go", "python") else ""
+    lines = [f"{head} → {backend}{f' ({where})' if where else ''}{state}"]
+    if result["path"] != result["target"]:
+        lines.append(f"  matched as: {result['path']}")
+    lines.append(f"  why: {result['reason']}")
+    if result.get("note"):
+        lines.append(f"  note: {result['note']}")
+    return lines
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

@@ -25,12 +25,11 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.migration.rollback import RollbackGuard
 from gateway.redact import redact_url
-from gateway.routing.paths import BadPath, match_path
 from gateway.routing.reload import TableHolder
 from gateway.upstream.forwarders import Forwarders
 from services.registry import Service
 
-from .explain import explain_dict
+from .explain import explain_target
 from .metrics import CONTENT_TYPE, Gauges, Metrics, aggregate, registry
 from .status import status_data
 from .status_page import render_status
@@ -148,16 +147,15 @@ class AdminApp:
         return JSONResponse(self.holder.table.describe())
 
     async def explain(self, request: Request) -> Response:
-        method = request.query_params.get("method", "GET").upper()
-        path = request.query_params.get("path")
-        if not path:
-            return JSONResponse({"message": "give ?path=/some/path (and optionally &method=POST)"}, status_code=400)
-        try:
-            norm = match_path(path.encode("utf-8"))
-        except BadPath as exc:
-            return JSONResponse({"message": f"the gateway rejects this path with 400: {exc}"}, status_code=200)
+        # ?path= is the request target as a client sends it (raw path, escapes
+        # and all, optionally with ?query), URL-encoded into this query string.
+        method = request.query_params.get("method", "GET")
+        target = request.query_params.get("path")
+        if not target:
+            return JSONResponse({"message": "give ?path=/some/path (the request target, URL-encoded; "
+                                            "optionally &method=POST&user=EMAIL)"}, status_code=400)
         user = request.query_params.get("user")
-        return JSONResponse(explain_dict(self.holder.table, method, norm, user, self.rollbacks))
+        return JSONResponse(explain_target(self.holder.table, method, target, user, self.rollbacks))
 
     def _status_data(self) -> dict[str, Any]:
         totals = aggregate(self.metrics_.collect())

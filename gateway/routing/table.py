@@ -12,7 +12,7 @@ routes.yaml says; the *backend* is who answers one request (``go``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from starlette.types import ASGIApp
 
@@ -20,7 +20,7 @@ from gateway.redact import redact_url
 from services.registry import Service
 
 from .config import GatewayConfig, RouteSpec
-from .paths import is_under
+from .paths import BadPath, is_admin_path, is_under, match_path
 
 if TYPE_CHECKING:
     from gateway.edge.cors import CorsPolicy
@@ -68,6 +68,20 @@ class Match:
     reason: str
 
 
+class Resolution(NamedTuple):
+    """What the gateway does with one request: the single answer the request
+    pipeline (gateway/app.py) and ``explain`` both take, so they cannot drift."""
+
+    path: str | None  # the match path (segments decoded, %2F kept); None when rejected
+    route: Route | None  # who serves it; None for the admin surface and for a rejected path
+    rejected: str | None = None  # why the path is answered 400
+
+    @property
+    def admin(self) -> bool:
+        """The gateway's own surface answers (``/_gateway/...``); never routed."""
+        return self.route is None and self.rejected is None
+
+
 class RouteTable:
     def __init__(self, config: GatewayConfig, routes: list[Route], default: Route,
                  cors: "CorsPolicy | None" = None):
@@ -85,6 +99,16 @@ class RouteTable:
             p: tuple((r.methods, r) for r in sorted(rs, key=lambda r: r.methods is None))
             for p, rs in by_prefix.items()
         }
+
+    def resolve(self, method: str, raw_path: bytes, query: bytes = b"") -> Resolution:
+        """The raw path and query as uvicorn hands them over → rejected, admin, or a route."""
+        try:
+            path = match_path(raw_path, query)
+        except BadPath as exc:
+            return Resolution(None, None, str(exc))
+        if is_admin_path(path):
+            return Resolution(path, None)
+        return Resolution(path, self.lookup(path, method))
 
     def lookup(self, path: str, method: str) -> Route:
         by_prefix = self._by_prefix

@@ -86,3 +86,77 @@ def test_a_password_in_legacy_url_is_masked_in_the_cli(tmp_path):
     # A malformed LEGACY_URL is named, its password masked.
     bad = _cli("routes", "--config", str(config), env={"LEGACY_URL": "http://ops:" + PASSWORD + "@h:port"})
     assert bad.returncode != 0 and "LEGACY_URL" in bad.stderr and PASSWORD not in bad.stderr
+
+
+# -- explain answers from the code path routing takes ---------------------------------
+
+ECHO_PY = "  - prefix: /_standin/echo\n    to: python\n"  # tests/fakeservices/whoami answers it
+# Raw request targets, sent byte for byte: what explain says must be what happens.
+TARGETS = [
+    "/_standin/echo?x=1",  # a query: the route's
+    "/_standin/echo%3Fx%3D1",  # an escaped '?': one segment 'echo?x=1', no query → the default
+    "/_standin/echo%3Fx%3D1?y=2",
+    "/_standin%2Fecho",  # an encoded slash stays inside its segment → the default
+    "/_standin/ech%6F",  # an escaped plain letter decodes → the route's
+    "/_standin/echo/",  # a trailing slash is below the prefix
+    "/_standin/echo?",  # an empty query
+    "/_standin/echoes",  # not on a segment boundary
+    "/_standin/echo/../x",  # dot segments: 400
+    "/_standin/%2e%2e/echo",
+    "//_standin/echo",  # an empty segment: 400
+    "/_standin//echo",
+    "/_gateway/health",  # the gateway's own, whatever the table says
+    "/%5Fgateway/health",
+    "/_gateway%2Fhealth",  # never reaches a backend either
+    "/_gatewayx/health",  # not the admin prefix: routed
+]
+
+
+def _raw_get(port: int, target: str, request_id: str) -> tuple[int, bytes]:
+    import socket
+    head = f"GET {target} HTTP/1.1\r\nHost: gw\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head.encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+def _access_log(gw, request_id: str) -> dict | None:
+    for line in gw.output().splitlines():
+        if "gateway.access:" in line:
+            record = json.loads(line.split("gateway.access: ", 1)[1])
+            if record["request_id"] == request_id:
+                return record
+    return None
+
+
+def test_explain_agrees_with_routing_on_raw_targets(gateway_factory, standin):
+    gw = gateway_factory(routes_yaml(standin.url, ECHO_PY))
+    for n, target in enumerate(TARGETS):
+        explained = gw.admin_get("/_gateway/explain", path=target).json()
+        status, raw = _raw_get(gw.port, target, f"xr-{n}")
+        if explained["state"] == "admin":
+            # Answered by the gateway itself: no access-log line, no backend saw it.
+            assert status in (200, 401, 404) and b'"method"' not in raw and b"python" not in raw, (target, raw)
+            assert _access_log(gw, f"xr-{n}") is None, target
+            continue
+        record = until(lambda: _access_log(gw, f"xr-{n}"), what=f"the access-log line of {target}")
+        if explained.get("status") == 400:
+            assert (status, record["backend"]) == (400, "gateway") and b"Bad request path" in raw, (target, raw)
+            continue
+        assert record["backend"] == explained["backend"], (target, explained, record)
+        assert record["route"] == explained["route"]["prefix"], (target, explained, record)
+
+
+def test_explain_names_the_admin_surface_and_rejected_paths(gateway_factory, standin):
+    gw = gateway_factory(routes_yaml(standin.url, ECHO_PY))
+    health = gw.admin_get("/_gateway/explain", path="/_gateway/health").json()
+    assert (health["state"], health["backend"], health["route"]) == ("admin", "gateway", None)
+    escaped = gw.admin_get("/_gateway/explain", path="/_standin/echo%3Fx%3D1").json()
+    assert escaped["path"] == "/_standin/echo?x=1" and escaped["route"]["prefix"] == "*"
+    query = gw.admin_get("/_gateway/explain", path="/_standin/echo?x=1", method="POST").json()
+    assert query["path"] == "/_standin/echo" and query["backend"] == "python" and query["method"] == "POST"
+    dots = gw.admin_get("/_gateway/explain", path="/_standin/echo/../x").json()
+    assert dots["status"] == 400 and "dot-segments" in dots["reason"]
