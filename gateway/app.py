@@ -47,6 +47,7 @@ log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
 
 SHUTDOWN_TIMEOUT = 10.0  # seconds each service's shutdown hook may take
+MIN_ADMIN_TOKEN = 16  # characters below which the start warns about GATEWAY_ADMIN_TOKEN
 
 
 def _send_with_date(send: Send) -> Send:
@@ -79,7 +80,7 @@ class Gateway:
                                  activate=self.activate, on_outcome=self.metrics.reload)
         self.admin = AdminApp(holder=self.holder, forwarders=self.forwarders, metrics=self.metrics,
                               rollbacks=self.rollbacks, services=self.registry.services,
-                              config_path=settings.config_path)
+                              config_path=settings.config_path, admin_token=self.admin_token)
 
     def load(self, path: str | os.PathLike[str], deadline: float | None = None) -> GatewayConfig:
         return load_config(path, serves_prefix=self.registry.serves, dry_run_ok=self.registry.dry_run_ok,
@@ -253,6 +254,16 @@ class Gateway:
         return raw
 
     # -- lifespan ----------------------------------------------------------------
+    def _log_admin_access(self) -> None:
+        """Say at start whether the closed part of /_gateway/ can be opened at all."""
+        token = self.admin_token
+        if token is None:
+            log.warning("GATEWAY_ADMIN_TOKEN is not set: /_gateway/routes, explain, metrics and status answer "
+                        "403 (health and ready stay open, without detail)")
+        elif len(token) < MIN_ADMIN_TOKEN:
+            log.warning("GATEWAY_ADMIN_TOKEN has %d characters; use a long random value (at least %d, e.g. "
+                        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')", len(token), MIN_ADMIN_TOKEN)
+
     def _start_services(self) -> None:
         for service in self.registry.services.values():
             if service.startup is not None:
@@ -295,6 +306,7 @@ class Gateway:
                 log.info("gateway up: %s version %s, legacy %s, %d route(s)",
                          self.settings.config_path, self.holder.table.version,
                          redact_url(self.holder.table.config.legacy.url), len(self.holder.table.routes))
+                self._log_admin_access()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.reloader.stop()

@@ -1,11 +1,23 @@
 """The gateway's own surface under ``/_gateway/``; never routed to a backend.
 
+Open to anyone, minimal (status words and numbers; the admin token adds the detail):
+
 - ``/_gateway/health``  liveness + config status (version, load time, last error)
 - ``/_gateway/ready``   is the legacy backend reachable (503 when not)
+
+Closed: the admin token (``GATEWAY_ADMIN_TOKEN``, see access.py) or 401; 403
+while no token is configured:
+
 - ``/_gateway/routes``  the live table as JSON
 - ``/_gateway/explain?method=GET&path=/users/7``  which route wins and why
 - ``/_gateway/metrics``  Prometheus text, summed across workers
 - ``/_gateway/status`` (``.json``)  the migration status page
+
+Paths are exact: ``/_gateway/health/`` is a 404, never a redirect (Starlette's
+``redirect_slashes`` would build the Location from the client's Host header).
+Nothing here answers CORS (gateway/app.py never wraps this app in it), and
+every answer is ``Cache-Control: no-store``: what the token sees must not be
+kept by a cache and handed to someone without it.
 
 It is handed what it reports on, never the whole gateway.
 """
@@ -14,27 +26,29 @@ from __future__ import annotations
 import os
 import time
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import httpx
 from prometheus_client import generate_latest
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, Router
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.migration.rollback import RollbackGuard
-from gateway.redact import redact_url
+from gateway.redact import redact_tree, redact_url
 from gateway.routing.reload import TableHolder
 from gateway.upstream.forwarders import Forwarders
 from services.registry import Service
 
+from .access import AdminAccess
 from .explain import explain_target
 from .metrics import CONTENT_TYPE, Gauges, Metrics, aggregate, registry
 from .status import status_data
 from .status_page import render_status
 
 ADMIN_PREFIX = "/_gateway"
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _iso(ts: float | None) -> str | None:
@@ -51,6 +65,7 @@ class AdminApp:
         rollbacks: RollbackGuard,
         services: Mapping[str, Service],
         config_path: str,
+        admin_token: str | None = None,
     ) -> None:
         self.holder = holder
         self.forwarders = forwarders
@@ -58,6 +73,7 @@ class AdminApp:
         self.rollbacks = rollbacks
         self.services = services
         self.config_path = config_path
+        self.access = AdminAccess(admin_token)
         self.started = time.time()
         # Private, created once: the collector reads the workers' snapshots
         # and this worker's config gauges at each scrape.
@@ -66,16 +82,40 @@ class AdminApp:
             routes=[
                 Route(f"{ADMIN_PREFIX}/health", self.health, methods=["GET"]),
                 Route(f"{ADMIN_PREFIX}/ready", self.ready, methods=["GET"]),
-                Route(f"{ADMIN_PREFIX}/routes", self.routes, methods=["GET"]),
-                Route(f"{ADMIN_PREFIX}/explain", self.explain, methods=["GET"]),
-                Route(f"{ADMIN_PREFIX}/metrics", self.metrics, methods=["GET"]),
-                Route(f"{ADMIN_PREFIX}/status", self.status, methods=["GET"]),
-                Route(f"{ADMIN_PREFIX}/status.json", self.status_json, methods=["GET"]),
-            ]
+                Route(f"{ADMIN_PREFIX}/routes", self._closed(self.routes), methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/explain", self._closed(self.explain), methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/metrics", self._closed(self.metrics), methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/status", self._closed(self.status), methods=["GET"]),
+                Route(f"{ADMIN_PREFIX}/status.json", self._closed(self.status_json), methods=["GET"]),
+            ],
+            redirect_slashes=False,  # a redirect would be built from the client's Host header
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.router(scope, receive, send)
+        async def no_store(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), (b"cache-control", b"no-store")]}
+            await send(message)
+
+        await self.router(scope, receive, no_store)
+
+    # -- access ------------------------------------------------------------------
+    def _admin(self, request: Request) -> bool:
+        return self.access.allows(request.scope["headers"])
+
+    def _closed(self, handler: Handler) -> Handler:
+        """``handler`` behind the admin token."""
+        async def closed(request: Request) -> Response:
+            if not self._admin(request):
+                return self.access.refusal(request.scope["path"])
+            return await handler(request)
+
+        return closed
+
+    @staticmethod
+    def _json(body: Mapping[str, Any], status_code: int = 200) -> Response:
+        # Whatever a service's status or an error text quotes, no URL's password leaves.
+        return JSONResponse(redact_tree(body), status_code=status_code)
 
     async def health(self, request: Request) -> Response:
         holder = self.holder
@@ -96,7 +136,7 @@ class AdminApp:
             "pid": os.getpid(),
         }
         # Liveness stays 200 with a bad edit pending: the last good table serves.
-        return JSONResponse(body)
+        return self._json(body if self._admin(request) else _public_health(body))
 
     def _service_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -130,7 +170,8 @@ class AdminApp:
             detail = f"GET {shown} answered {resp.status_code}"
         except httpx.HTTPError as exc:
             ok, detail = False, redact_url(f"GET {shown} failed: {exc}")
-        return JSONResponse({"ready": ok, "legacy": detail}, status_code=200 if ok else 503)
+        body = {"ready": ok, "legacy": detail} if self._admin(request) else {"ready": ok}
+        return self._json(body, status_code=200 if ok else 503)
 
     def _config_gauges(self) -> Gauges:
         holder = self.holder
@@ -167,3 +208,11 @@ class AdminApp:
 
     async def status(self, request: Request) -> Response:
         return HTMLResponse(render_status(self._status_data()))
+
+
+def _public_health(full: Mapping[str, Any]) -> dict[str, Any]:
+    """What anyone may read: status words and numbers — no paths, URLs, pids or error texts.
+
+    An allow-list, so a field added to the full answer stays behind the token
+    until someone decides it is harmless."""
+    return {"status": full["status"], "uptime_s": full["uptime_s"]}

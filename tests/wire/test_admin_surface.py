@@ -160,3 +160,137 @@ def test_explain_names_the_admin_surface_and_rejected_paths(gateway_factory, sta
     assert query["path"] == "/_standin/echo" and query["backend"] == "python" and query["method"] == "POST"
     dots = gw.admin_get("/_gateway/explain", path="/_standin/echo/../x").json()
     assert dots["status"] == 400 and "dot-segments" in dots["reason"]
+
+
+# -- who sees what ----------------------------------------------------------------------
+
+CLOSED = ("/_gateway/routes", "/_gateway/explain?path=/users&user=ada@example.com", "/_gateway/metrics",
+          "/_gateway/status", "/_gateway/status.json")
+
+
+def _get(gw, path: str, **headers: str) -> httpx.Response:
+    return httpx.get(gw.url + path, headers=headers, timeout=10)
+
+
+def test_anonymous_health_and_ready_are_status_words_and_numbers(gateway_factory, standin):
+    gw = gateway_factory(routes_yaml(standin.url))
+    health, ready = _get(gw, "/_gateway/health"), _get(gw, "/_gateway/ready")
+    assert health.status_code == 200 and set(health.json()) == {"status", "uptime_s"}
+    assert health.json()["status"] == "ok"
+    assert ready.status_code == 200 and ready.json() == {"ready": True}
+    for r in (health, ready):
+        assert "127.0.0.1" not in r.text and "routes.yaml" not in r.text and str(gw.proc.pid) not in r.text
+        assert r.headers["cache-control"] == "no-store"
+    # A wrong token is no token: liveness never fails on credentials, and shows nothing more.
+    assert set(_get(gw, "/_gateway/health", **{"X-Gateway-Admin-Token": "wrong"}).json()) == {"status", "uptime_s"}
+    # The admin token sees the detail ops need.
+    full = gw.admin_get("/_gateway/health").json()
+    assert full["pid"] == gw.proc.pid and full["config"]["path"] == str(gw.config)
+    assert full["upstream"]["url"] == standin.url and "services" in full
+    assert gw.admin_get("/_gateway/ready").json() == {"ready": True, "legacy": f"GET {standin.url}/ping answered 200"}
+
+
+def test_a_rejected_edit_shows_degraded_to_anyone_and_the_error_only_with_the_token(gateway_factory, standin):
+    gw = gateway_factory(routes_yaml(standin.url))
+    gw.write_config("routes:\n  - prefix: /x\n    to: nowhere\n")
+    until(lambda: _get(gw, "/_gateway/health").json()["status"] == "degraded", what="the rejected edit")
+    anonymous = _get(gw, "/_gateway/health")
+    assert set(anonymous.json()) == {"status", "uptime_s"} and "nowhere" not in anonymous.text
+    error = gw.admin_get("/_gateway/health").json()["config"]["error"]
+    assert f"{gw.config}:3: routes[0].to: unknown state 'nowhere'" in error
+
+
+def test_ready_says_503_to_anyone_and_why_to_the_token(gateway_factory):
+    dead = f"http://127.0.0.1:{free_port()}"
+    gw = gateway_factory(routes_yaml(dead))
+    r = _get(gw, "/_gateway/ready")
+    assert r.status_code == 503 and r.json() == {"ready": False}
+    r = gw.admin_get("/_gateway/ready")
+    assert r.status_code == 503 and r.json()["legacy"].startswith(f"GET {dead}/ping failed")
+
+
+def test_the_rest_of_the_surface_needs_the_token(gateway_factory, standin):
+    gw = gateway_factory(routes_yaml(standin.url))
+    token = gw.admin_token
+    import base64
+    basic = base64.b64encode(f"anyone:{token}".encode()).decode()
+    for path in CLOSED:
+        for headers in ({}, {"X-Gateway-Admin-Token": "wrong"}, {"Authorization": "Bearer wrong"},
+                        {"Authorization": f"Bearer {token[:-1]}"}, {"Authorization": f"Basic {basic[:-4]}"},
+                        {"Authorization": token}):
+            r = _get(gw, path, **headers)
+            assert r.status_code == 401, (path, headers, r.status_code)
+            assert r.headers.get_list("www-authenticate") == ['Bearer realm="gateway admin"',
+                                                             'Basic realm="gateway admin", charset="UTF-8"']
+            assert "X-Gateway-Admin-Token" in r.json()["message"]
+            assert "ada@example.com" not in r.text and "go" not in r.json()  # nothing of the answer leaks
+            assert r.headers["cache-control"] == "no-store"
+        for headers in ({"X-Gateway-Admin-Token": token}, {"Authorization": f"Bearer {token}"},
+                        {"Authorization": f"bearer {token}"}, {"Authorization": f"Basic {basic}"}):
+            r = _get(gw, path, **headers)
+            assert r.status_code == 200, (path, headers, r.text)
+            assert r.headers["cache-control"] == "no-store"
+    explained = gw.admin_get("/_gateway/explain", path="/users", user="ada@example.com").json()
+    assert explained["backend"] == "go"
+
+
+def test_without_a_configured_token_the_rest_answers_403_saying_how_to_open_it(gateway_factory, standin):
+    gw = gateway_factory(routes_yaml(standin.url), env={"GATEWAY_ADMIN_TOKEN": ""})
+    for path in CLOSED:
+        for headers in ({}, {"X-Gateway-Admin-Token": ""}, {"Authorization": "Bearer"}):
+            r = _get(gw, path, **headers)
+            assert r.status_code == 403, (path, headers)
+            assert "GATEWAY_ADMIN_TOKEN" in r.json()["message"]
+    assert set(_get(gw, "/_gateway/health").json()) == {"status", "uptime_s"}
+    assert "GATEWAY_ADMIN_TOKEN is not set" in until(lambda: gw.output(), what="the start's log")
+
+
+def test_no_admin_answer_redirects_or_builds_a_url_from_the_host_header(gateway_factory, standin):
+    gw = gateway_factory(routes_yaml(standin.url))
+    paths = ["/_gateway/health/", "/_gateway/ready/", "/_gateway/routes/", "/_gateway/status/", "/_gateway",
+             "/_gateway/", "/_gateway/nope", "/_gateway/health//", "/%5Fgateway/health/", "/_gateway%2Fhealth/"]
+    for path in paths:
+        for headers in ({}, {"X-Gateway-Admin-Token": gw.admin_token}):
+            r = httpx.get(gw.url + path, headers={"Host": "evil.example", **headers}, timeout=10)
+            assert r.status_code in (400, 404), (path, r.status_code, r.headers)  # 400: '//' is refused
+            assert "location" not in r.headers and "evil.example" not in r.text, path
+    # The exact paths answer, whatever Host says, and never echo it.
+    for path in ("/_gateway/health", "/_gateway/ready", *CLOSED):
+        r = httpx.get(gw.url + path, headers={"Host": "evil.example", "X-Gateway-Admin-Token": gw.admin_token})
+        assert r.status_code == 200 and "evil.example" not in r.text, path
+
+
+def test_the_admin_surface_never_answers_cors_whatever_the_path_looks_like(gateway_factory, standin):
+    gw = gateway_factory(routes_yaml(standin.url))  # junjo's CORS block: any origin reflected elsewhere
+    origin = {"Origin": "https://evil.example"}
+    preflight = {**origin, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
+    assert httpx.get(gw.url + "/_standin/small", headers=origin).headers["access-control-allow-origin"] \
+        == "https://evil.example"  # the rest of the gateway does answer CORS
+    for path in ("/_gateway/health", "/_gateway/ready", "/%5Fgateway/health", *CLOSED, "/_gateway/nope"):
+        for token in ({}, {"X-Gateway-Admin-Token": gw.admin_token}):
+            r = httpx.get(gw.url + path, headers={**origin, **token})
+            assert not [k for k in r.headers if k.startswith("access-control-")], (path, r.headers)
+            r = httpx.options(gw.url + path, headers={**preflight, **token})
+            assert r.status_code in (404, 405) and not [k for k in r.headers if k.startswith("access-control-")]
+
+
+def test_shadow_diff_samples_never_show_addresses_or_tokens(gateway_factory, standin):
+    import secrets
+    # raw_head (the request head as Go received it) is compared: Python's mirror has none,
+    # so the sample shows Go's — the request line with the client's query in it.
+    mirror = ("  - prefix: /_standin/echo/mirror\n    to: shadow\n"
+              "    diff:\n      ignore: [\"$.headers\", \"$.dry_run_writes\"]\n")
+    gw = gateway_factory(routes_yaml(standin.url, mirror))
+    key = secrets.token_urlsafe(32)
+    assert httpx.get(gw.url + f"/_standin/echo/mirror/ok?email=ada.lovelace@example.com&ref={key}").status_code == 200
+
+    def sample() -> str | None:
+        routes = {r["prefix"]: r for r in gw.admin_get("/_gateway/status.json").json()["routes"]}
+        diffs = routes["/_standin/echo/mirror"]["top_differences"]
+        return next((d["sample"] for d in diffs if d["field"] == "body:$.raw_head"), None)
+
+    shown = until(sample, what="the raw_head difference's sample")
+    assert "<email len=24>" in shown and "<token len=43>" in shown, shown
+    assert "GET /_standin/echo/mirror/ok?email=" in shown  # the rest stays readable
+    for page in (gw.admin_get("/_gateway/status.json").text, gw.admin_get("/_gateway/status").text):
+        assert "lovelace" not in page and key not in page
