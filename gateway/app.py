@@ -41,6 +41,7 @@ from .routing.config import GatewayConfig, load_config
 from .settings import GatewaySettings
 from .routing.reload import Reloader, TableHolder
 from .routing.table import Resolution, Route, RouteTable
+from .routing.warnings import config_warnings
 from .upstream.forwarders import Forwarders
 
 log = logging.getLogger("gateway")
@@ -95,6 +96,10 @@ class Gateway:
         """On the loop, as ``table`` goes live: its upstream pool serves, the old one retires."""
         config = table.config
         self.forwarders.adopt(config.legacy, config.trusted_proxies, table.default.go)  # type: ignore[arg-type]
+        # At start and at every reload that keeps them: an operator who forgot
+        # something must not be able to miss it in the log.
+        for warning in config_warnings(config):
+            log.warning("CONFIG WARNING [%s] %s", warning.code, warning.detail)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -58,6 +58,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
     print("\n".join(_table_lines(config)))
+    from .routing.warnings import config_warnings
+
+    for warning in config_warnings(config):  # valid, but probably not meant (in this environment)
+        print(f"warning [{warning.code}]: {warning.detail}", file=sys.stderr)
     print("\nOK")
     return 0
 

@@ -38,6 +38,7 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.migration.rollback import RollbackGuard
 from gateway.redact import redact_tree, redact_url
 from gateway.routing.reload import TableHolder
+from gateway.routing.warnings import config_warnings
 from gateway.upstream.forwarders import Forwarders
 from services.registry import Service
 
@@ -132,6 +133,7 @@ class AdminApp:
             },
             "upstream": self._pool_stats(),
             "services": self._service_status(),
+            "warnings": [{"code": w.code, "detail": w.detail} for w in config_warnings(holder.table.config)],
             "uptime_s": round(time.time() - self.started, 1),
             "pid": os.getpid(),
         }
@@ -215,4 +217,5 @@ def _public_health(full: Mapping[str, Any]) -> dict[str, Any]:
 
     An allow-list, so a field added to the full answer stays behind the token
     until someone decides it is harmless."""
-    return {"status": full["status"], "uptime_s": full["uptime_s"]}
+    return {"status": full["status"], "uptime_s": full["uptime_s"],
+            "warnings": [{"code": w["code"]} for w in full["warnings"]]}  # codes only: the detail names settings

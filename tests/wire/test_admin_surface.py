@@ -164,6 +164,7 @@ def test_explain_names_the_admin_surface_and_rejected_paths(gateway_factory, sta
 
 # -- who sees what ----------------------------------------------------------------------
 
+PUBLIC_HEALTH = {"status", "uptime_s", "warnings"}  # all anyone sees of /_gateway/health
 CLOSED = ("/_gateway/routes", "/_gateway/explain?path=/users&user=ada@example.com", "/_gateway/metrics",
           "/_gateway/status", "/_gateway/status.json")
 
@@ -175,14 +176,15 @@ def _get(gw, path: str, **headers: str) -> httpx.Response:
 def test_anonymous_health_and_ready_are_status_words_and_numbers(gateway_factory, standin):
     gw = gateway_factory(routes_yaml(standin.url))
     health, ready = _get(gw, "/_gateway/health"), _get(gw, "/_gateway/ready")
-    assert health.status_code == 200 and set(health.json()) == {"status", "uptime_s"}
+    assert health.status_code == 200 and set(health.json()) == PUBLIC_HEALTH
     assert health.json()["status"] == "ok"
+    assert all(set(w) == {"code"} for w in health.json()["warnings"])  # codes only, no detail
     assert ready.status_code == 200 and ready.json() == {"ready": True}
     for r in (health, ready):
         assert "127.0.0.1" not in r.text and "routes.yaml" not in r.text and str(gw.proc.pid) not in r.text
         assert r.headers["cache-control"] == "no-store"
     # A wrong token is no token: liveness never fails on credentials, and shows nothing more.
-    assert set(_get(gw, "/_gateway/health", **{"X-Gateway-Admin-Token": "wrong"}).json()) == {"status", "uptime_s"}
+    assert set(_get(gw, "/_gateway/health", **{"X-Gateway-Admin-Token": "wrong"}).json()) == PUBLIC_HEALTH
     # The admin token sees the detail ops need.
     full = gw.admin_get("/_gateway/health").json()
     assert full["pid"] == gw.proc.pid and full["config"]["path"] == str(gw.config)
@@ -195,7 +197,7 @@ def test_a_rejected_edit_shows_degraded_to_anyone_and_the_error_only_with_the_to
     gw.write_config("routes:\n  - prefix: /x\n    to: nowhere\n")
     until(lambda: _get(gw, "/_gateway/health").json()["status"] == "degraded", what="the rejected edit")
     anonymous = _get(gw, "/_gateway/health")
-    assert set(anonymous.json()) == {"status", "uptime_s"} and "nowhere" not in anonymous.text
+    assert set(anonymous.json()) == PUBLIC_HEALTH and "nowhere" not in anonymous.text
     error = gw.admin_get("/_gateway/health").json()["config"]["error"]
     assert f"{gw.config}:3: routes[0].to: unknown state 'nowhere'" in error
 
@@ -241,7 +243,7 @@ def test_without_a_configured_token_the_rest_answers_403_saying_how_to_open_it(g
             r = _get(gw, path, **headers)
             assert r.status_code == 403, (path, headers)
             assert "GATEWAY_ADMIN_TOKEN" in r.json()["message"]
-    assert set(_get(gw, "/_gateway/health").json()) == {"status", "uptime_s"}
+    assert set(_get(gw, "/_gateway/health").json()) == PUBLIC_HEALTH
     assert "GATEWAY_ADMIN_TOKEN is not set" in until(lambda: gw.output(), what="the start's log")
 
 
