@@ -10,8 +10,8 @@ from typing import Sequence
 
 from services.common.settings import SettingsError
 
-from .routing.config import GatewayConfig, RoutesError, load_config
 from .redact import redact_url
+from .routing.config import GatewayConfig, RoutesError, load_config
 from .routing.problems import MAX_SHOWN
 from .settings import get_settings, reset_settings
 

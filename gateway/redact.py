@@ -69,7 +69,7 @@ _EMAIL = re.compile(r"[A-Za-z0-9.!#$'*+^_`{|}~\-]{1,64}(?:@|%40)" + _LABEL + r"(
 # segments, hex digests and UUIDs are made of. '/' and '.' end a run, so URL
 # paths and dotted names are looked at piece by piece.
 MIN_TOKEN = 20  # characters
-_RUN = re.compile(r"[A-Za-z0-9_\-+~]{%d,}" % MIN_TOKEN)
+_RUN = re.compile(rf"[A-Za-z0-9_\-+~]{{{MIN_TOKEN},}}")
 HEX_TOKEN = 32  # hex digits
 _HEX = frozenset("0123456789abcdefABCDEF-")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from typing import Iterable
+from collections.abc import Iterable
 
 from starlette.responses import JSONResponse, Response
 

@@ -1,6 +1,12 @@
 import pytest
 
-from gateway.routing.paths import BadPath, is_admin_path, is_under, match_path, split_target
+from gateway.routing.paths import (
+    BadPath,
+    is_admin_path,
+    is_under,
+    match_path,
+    split_target,
+)
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -6,7 +6,13 @@ import time
 
 import pytest
 
-from gateway.redact import looks_random, mask_personal, mask_slice, redact_tree, redact_url
+from gateway.redact import (
+    looks_random,
+    mask_personal,
+    mask_slice,
+    redact_tree,
+    redact_url,
+)
 
 
 @pytest.mark.parametrize("text, shown", [

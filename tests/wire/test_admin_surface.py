@@ -65,7 +65,7 @@ def test_a_password_in_legacy_url_is_masked_in_the_502_log_line(gateway_factory)
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     import os
     return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **env})
+                          timeout=60, env={**os.environ, **env}, check=False)
 
 
 def test_a_password_in_legacy_url_is_masked_in_the_cli(tmp_path):
@@ -142,7 +142,7 @@ def test_explain_agrees_with_routing_on_raw_targets(gateway_factory, standin):
             assert status in (200, 401, 404) and b'"method"' not in raw and b"python" not in raw, (target, raw)
             assert _access_log(gw, f"xr-{n}") is None, target
             continue
-        record = until(lambda: _access_log(gw, f"xr-{n}"), what=f"the access-log line of {target}")
+        record = until(lambda rid=f"xr-{n}": _access_log(gw, rid), what=f"the access-log line of {target}")
         if explained.get("status") == 400:
             assert (status, record["backend"]) == (400, "gateway") and b"Bad request path" in raw, (target, raw)
             continue
