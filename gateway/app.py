@@ -1,10 +1,11 @@
 """The gateway's ASGI app: normalise the path, pick a route, hand the request over.
 
-One request takes one straight path: ``match_path`` → ``holder.table`` (read
-once: the request keeps the table it started with) → the route's state picks
-the backend → the legacy forwarder or the Python service serves it. The
-table's CORS policy (routes.yaml ``cors:``) wraps all of it except the admin
-surface. What the
+One request takes one straight path: ``holder.table`` (read once: the request
+keeps the table it started with) → ``table.resolve`` (the raw path matched,
+the admin prefix checked, the route looked up: the very function ``explain``
+calls) → the route's state picks the backend → the legacy forwarder or the
+Python service serves it. The table's CORS policy (routes.yaml ``cors:``)
+wraps all of it except the admin surface. What the
 gateway learns on the way (who answered, the status, a client that left, an
 upstream failure) is kept in the request's ``RequestContext`` and read once at
 the end for metrics, rollback windows and the access log.
@@ -31,23 +32,25 @@ from .migration.canary import CanaryChooser
 from .migration.override import take_override
 from .migration.rollback import RollbackGuard
 from .migration.shadow import ShadowRunner
-from .ops.admin import ADMIN_PREFIX, AdminApp
+from .ops.admin import AdminApp
 from .ops.metrics import Metrics
 from .ops.shared_state import open_shared_state, replica_warnings
 from .ops.tracing import tag_request
+from .redact import redact_url
 from .replies import gateway_error
 from .routing.compile import compile_table
 from .routing.config import GatewayConfig, load_config
 from .settings import GatewaySettings
-from .routing.paths import BadPath, match_path
 from .routing.reload import Reloader, TableHolder
-from .routing.table import Route, RouteTable
+from .routing.table import Resolution, Route, RouteTable
+from .routing.warnings import config_warnings
 from .upstream.forwarders import Forwarders
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
 
 SHUTDOWN_TIMEOUT = 10.0  # seconds each service's shutdown hook may take
+MIN_ADMIN_TOKEN = 16  # characters below which the start warns about GATEWAY_ADMIN_TOKEN
 
 
 def _send_with_date(send: Send) -> Send:
@@ -83,7 +86,7 @@ class Gateway:
                                  activate=self.activate, on_outcome=self.metrics.reload)
         self.admin = AdminApp(holder=self.holder, forwarders=self.forwarders, metrics=self.metrics,
                               rollbacks=self.rollbacks, services=self.registry.services,
-                              config_path=settings.config_path)
+                              config_path=settings.config_path, admin_token=self.admin_token)
 
     def load(self, path: str | os.PathLike[str], deadline: float | None = None) -> GatewayConfig:
         return load_config(path, serves_prefix=self.registry.serves, dry_run_ok=self.registry.dry_run_ok,
@@ -99,6 +102,10 @@ class Gateway:
         """On the loop, as ``table`` goes live: its upstream pool serves, the old one retires."""
         config = table.config
         self.forwarders.adopt(config.legacy, config.trusted_proxies, table.default.go)  # type: ignore[arg-type]
+        # At start and at every reload that keeps them: an operator who forgot
+        # something must not be able to miss it in the log.
+        for warning in config_warnings(config):
+            log.warning("CONFIG WARNING [%s] %s", warning.code, warning.detail)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -113,29 +120,30 @@ class Gateway:
     # -- one request -----------------------------------------------------------
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         table = self.holder.table  # read once: the request keeps this table
-        if table.cors is None or _is_admin(scope["path"]):
-            await self._serve(table, scope, receive, send)
+        # One decision, from the raw path, for routing, the admin check and
+        # CORS alike; /_gateway/explain answers from this same call.
+        where = table.resolve(scope["method"], scope.get("raw_path") or scope["path"].encode(),
+                              scope.get("query_string", b""))
+        if where.admin:
+            await self.admin(scope, receive, _send_with_date(send))  # never CORS (issue 14)
+        elif table.cors is None:
+            await self._serve(where, scope, receive, send)
         else:
-            await table.cors.handle(scope, receive, send, partial(self._serve, table))
+            await table.cors.handle(scope, receive, send, partial(self._serve, where))
 
-    async def _serve(self, table: RouteTable, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, where: Resolution, scope: Scope, receive: Receive, send: Send) -> None:
         request_id, trace_id = tag_request(scope)
         ctx = RequestContext(request_id, trace_id)
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        try:
-            path = match_path(raw_path, scope.get("query_string", b""))
-        except BadPath as exc:
-            start, body = gateway_error(400, f"Bad request path: {exc}")
+        path, route = where.path, where.route
+        if path is None or route is None:  # rejected: admin requests never get here
+            start, body = gateway_error(400, f"Bad request path: {where.rejected}")
             start["headers"] += [(b"x-request-id", request_id), (b"date", http_date())]
             await send(start)
             await send(body)
             ctx.status = 400
             self._done(ctx, scope)
             return
-        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-            await self.admin(scope, receive, _send_with_date(send))
-            return
-        route = ctx.route = table.lookup(path, scope["method"])
+        ctx.route = route
         service, cookie = self._choose(ctx, route, scope, path)
 
         async def receive_and_watch() -> Message:
@@ -171,10 +179,9 @@ class Gateway:
                 else:
                     await route.go.forward(ctx, scope, receive_and_watch, send_and_watch)
             elif service is not None:
-                max_body = route.spec.max_body or table.config.limits.python_body
                 # The client the gateway derives (trusted X-Forwarded-For), as Python sees it.
                 python_scope = scope_for_python(scope, getattr(route.go, "trusted", None))
-                await service.call(python_scope, receive_and_watch, send_and_watch, max_body=max_body)
+                await service.call(python_scope, receive_and_watch, send_and_watch, max_body=route.max_body)
             else:
                 start, body = gateway_error(
                     409, "X-Gateway-Backend: python, but no Python service serves this path")
@@ -262,6 +269,16 @@ class Gateway:
         return raw
 
     # -- lifespan ----------------------------------------------------------------
+    def _log_admin_access(self) -> None:
+        """Say at start whether the closed part of /_gateway/ can be opened at all."""
+        token = self.admin_token
+        if token is None:
+            log.warning("GATEWAY_ADMIN_TOKEN is not set: /_gateway/routes, explain, metrics and status answer "
+                        "403 (health and ready stay open, without detail)")
+        elif len(token) < MIN_ADMIN_TOKEN:
+            log.warning("GATEWAY_ADMIN_TOKEN has %d characters; use a long random value (at least %d, e.g. "
+                        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')", len(token), MIN_ADMIN_TOKEN)
+
     def _start_services(self) -> None:
         for service in self.registry.services.values():
             if service.startup is not None:
@@ -321,8 +338,9 @@ class Gateway:
                     log.warning(warning)
                 log.info("gateway up: %s version %s, legacy %s, %d route(s); canary verdicts shared through %s",
                          self.settings.config_path, self.holder.table.version,
-                         self.holder.table.config.legacy.url, len(self.holder.table.routes),
+                         redact_url(self.holder.table.config.legacy.url), len(self.holder.table.routes),
                          self.shared_state.describe() if self.shared_state else "nothing (this process only)")
+                self._log_admin_access()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.reloader.stop()
@@ -335,11 +353,6 @@ class Gateway:
                 await self.forwarders.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def _is_admin(path: str) -> bool:
-    """The gateway's own surface never answers CORS (issue 14)."""
-    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
 
 
 def create_app() -> Any:

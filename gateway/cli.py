@@ -10,6 +10,7 @@ from typing import Sequence
 
 from services.common.settings import SettingsError
 
+from .redact import redact_url
 from .routing.config import GatewayConfig, RoutesError, load_config
 from .routing.problems import MAX_SHOWN
 from .settings import check_listen_addr, get_settings, reset_settings
@@ -44,7 +45,7 @@ def _table_lines(config: GatewayConfig) -> list[str]:
     rows.append(("(default)", "*", config.default, "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    header = f"{config.source} (version {config.version}) — legacy {config.legacy.url}, " \
+    header = f"{config.source} (version {config.version}) — legacy {redact_url(config.legacy.url)}, " \
              f"connect {config.legacy.connect_timeout:g}s, read {config.legacy.read_timeout:g}s"
     return [header, ""] + lines
 
@@ -58,6 +59,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 1
     print("\n".join(_table_lines(config)))
+    from .routing.warnings import config_warnings
+
+    for warning in config_warnings(config):  # valid, but probably not meant (in this environment)
+        print(f"warning [{warning.code}]: {warning.detail}", file=sys.stderr)
     print("\nOK")
     if not args.no_probe:
         from .ops.legacy_probe import legacy_warning
@@ -82,35 +87,39 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .ops.explain import explain_dict
-    from .routing.paths import BadPath, match_path
+    from .ops.explain import explain_target
 
     try:
         config = _load(args.config)
     except RoutesError as exc:
         print(str(exc), file=sys.stderr)
         return 1
-    table = _table(config)
-    raw = args.path.encode()
-    path, _, query = raw.partition(b"?")
-    try:
-        norm = match_path(path, query)
-    except BadPath as exc:
-        print(f"{args.method.upper()} {args.path}: rejected with 400 — {exc}")
-        return 0
-    result = explain_dict(table, args.method.upper(), norm, args.user)
+    # PATH is the request target as a client sends it: the same function
+    # routing uses decides (gateway/ops/explain.py).
+    result = explain_target(_table(config), args.method, args.path, args.user)
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        route = result["route"]
-        backend = result["backend"]
-        where = f"service '{route['service']}'" if backend == "python" else config.legacy.url if backend == "go" else ""
-        state = f" [state: {result['state']}]" if result["state"] not in ("go", "python") else ""
-        print(f"{result['method']} {result['path']} → {backend}{f' ({where})' if where else ''}{state}")
-        print(f"  why: {result['reason']}")
-        if result.get("note"):
-            print(f"  note: {result['note']}")
+        return 0
+    print("\n".join(_explain_lines(result, redact_url(config.legacy.url))))
     return 0
+
+
+def _explain_lines(result: dict, legacy: str) -> list[str]:
+    head = f"{result['method']} {result['target']}"
+    if result.get("status") == 400:
+        return [f"{head}: rejected with 400 — {result['reason']}"]
+    if result["state"] == "admin":
+        return [f"{head} → the gateway itself (admin surface)", f"  why: {result['reason']}"]
+    route, backend = result["route"], result["backend"]
+    where = f"service '{route['service']}'" if backend == "python" else legacy if backend == "go" else ""
+    state = f" [state: {result['state']}]" if result["state"] not in ("go", "python") else ""
+    lines = [f"{head} → {backend}{f' ({where})' if where else ''}{state}"]
+    if result["path"] != result["target"]:
+        lines.append(f"  matched as: {result['path']}")
+    lines.append(f"  why: {result['reason']}")
+    if result.get("note"):
+        lines.append(f"  note: {result['note']}")
+    return lines
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -172,7 +181,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_settings()  # the services' variables: a bad one stops the start, named
         _load(args.config)
     except SettingsError as exc:
-        print(f"refusing to start: bad environment:\n{exc}", file=sys.stderr)
+        print(f"refusing to start: bad environment:\n{redact_url(str(exc))}", file=sys.stderr)
         return 1
     except RoutesError as exc:
         print(f"refusing to start: {args.config} is invalid:\n{exc}", file=sys.stderr)
@@ -338,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except SettingsError as exc:
-        print(f"gateway: bad environment:\n{exc}", file=sys.stderr)
+        print(f"gateway: bad environment:\n{redact_url(str(exc))}", file=sys.stderr)
         return 2
 
 

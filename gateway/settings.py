@@ -55,7 +55,9 @@ class GatewaySettings(EnvSettings):
     debug_errors: bool = env_var("GATEWAY_DEBUG_ERRORS", False)
     metrics_dir: str | None = env_var("GATEWAY_METRICS_DIR", None)  # shared by one serve's workers
     state_dir: str | None = env_var("GATEWAY_STATE_DIR", None)  # canary rollbacks; default metrics_dir
-    admin_token: str | None = env_var("GATEWAY_ADMIN_TOKEN", None, repr=False)  # enables X-Gateway-Backend
+    # Opens /_gateway/routes, explain, metrics, status (and health/ready's detail), enables
+    # X-Gateway-Backend. Unset: those answer 403 (gateway/ops/access.py; README, Admin surface).
+    admin_token: str | None = env_var("GATEWAY_ADMIN_TOKEN", None, repr=False)
     secret: str | None = env_var("GATEWAY_SECRET", None, repr=False)  # signs the canary gw_id cookie
     service_packages: CommaList = env_var("GATEWAY_SERVICE_PACKAGES", "", validate_default=True)
     legacy_url: Annotated[str, AfterValidator(check_url)] | None = env_var("LEGACY_URL", None)  # beats legacy.url

@@ -16,6 +16,12 @@ origin when the list is empty) and ``AllowCredentials: true``:
   empty) gets Allow-Origin (the origin echoed) and, with ``allow_credentials``,
   Allow-Credentials; a disallowed origin is not blocked, it just gets no
   CORS headers;
+* one departure from Echo (issue 14): the ``null`` origin is never allowed
+  while ``allow_credentials`` is on. Sandboxed iframes, ``file:`` and
+  ``data:`` documents and some cross-origin redirects all send ``null``, so
+  reflecting it with credentials would let any such document make
+  credentialed calls; it can't be listed (it is no ``scheme://host``), so it
+  only ever came in through the empty list's "any origin";
 * a preflight is answered here with 204 and never reaches the app: with an
   allowed origin it also carries ``Vary: Access-Control-Request-Method``,
   ``Vary: Access-Control-Request-Headers``, Allow-Methods and Allow-Headers
@@ -46,6 +52,9 @@ if TYPE_CHECKING:
     from gateway.routing.models import CorsConfig
 
 
+NULL_ORIGIN = "null"  # what opaque origins send (sandboxed iframes, file: pages, some redirects)
+
+
 @dataclass(frozen=True, slots=True)
 class CorsPolicy:
     allow_origins: frozenset[str] = frozenset()  # empty = any origin is reflected
@@ -65,7 +74,9 @@ class CorsPolicy:
         )
 
     def is_allowed(self, origin: str) -> bool:
-        return bool(origin) and (not self.allow_origins or origin in self.allow_origins)
+        if not origin or (origin == NULL_ORIGIN and self.allow_credentials):
+            return False
+        return not self.allow_origins or origin in self.allow_origins
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
         """Answer a preflight, or run ``app`` with this policy's headers on its answer."""

@@ -21,7 +21,11 @@ Field names (``Difference.field``) are stable strings — ``status``,
 position, so their paths say ``[*]`` (``body:$.tags[*]``).
 
 Everything rendered is redacted: cookie values never appear, secret-looking
-keys show only their length, long strings are cut.
+keys show only their length, e-mail addresses and random-looking tokens —
+in values, keys, headers and non-JSON bodies alike — only their shape
+(``<email len=15>``, ``<token len=43>``: gateway/redact.py), long strings
+are cut. Samples end up on the status page, in status.json and in the
+metrics sample store, so they must never carry a user's data.
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
+
+from gateway.redact import mask_personal, mask_slice
 
 from .jsonpath import WILD, Pattern, Segment, any_match, parse_json_path, render_path, render_tokens
 
@@ -151,19 +157,29 @@ def _cut(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else f"{text[:limit]}…(+{len(text) - limit} chars)"
 
 
+def _shown(text: str, limit: int = MAX_TEXT) -> str:
+    """A string from an answer as a sample shows it: personal data masked, cut at ``limit``.
+
+    Masked on the slice with its surroundings (``mask_slice``), so an address
+    the cut runs through is still masked whole."""
+    head = mask_slice(text, 0, min(len(text), limit))
+    return head if len(text) <= limit else f"{head}…(+{len(text) - limit} chars)"
+
+
 def _redacted(value: Any) -> str:
     size = len(value) if isinstance(value, str) else len(json.dumps(value))
     return f"<redacted len={size}>"
 
 
 def _scrub(value: Any) -> Any:
-    """A copy safe to show: secret keys' values replaced, long strings cut."""
+    """A copy safe to show: secret keys' values replaced, personal data masked
+    (keys too: a map keyed by e-mail address), long strings cut."""
     if isinstance(value, dict):
-        return {k: _redacted(v) if is_secret_name(k) else _scrub(v) for k, v in value.items()}
+        return {mask_personal(k): _redacted(v) if is_secret_name(k) else _scrub(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     if isinstance(value, str):
-        return _cut(value)
+        return _shown(value)
     return value
 
 
@@ -222,7 +238,7 @@ def _header_differences(go: RawHeaders, py: RawHeaders, names: Iterable[str]) ->
             continue  # compared by shape below, never by value
         g, p = _normal_header(raw, _values(go, raw)), _normal_header(raw, _values(py, raw))
         if g != p:
-            yield Difference(f"header:{name}", _render_header(raw, g), _render_header(raw, p))
+            yield _difference(f"header:{name}", _render_header(raw, g), _render_header(raw, p))
 
 
 def _render_header(name: bytes, value: str | None) -> str:
@@ -230,7 +246,7 @@ def _render_header(name: bytes, value: str | None) -> str:
         return MISSING
     if name in _SECRET_HEADERS or is_secret_name(name.decode("latin-1")):
         return f"<redacted len={len(value)}>"
-    return _cut(json.dumps(value))
+    return json.dumps(_shown(value))
 
 
 # Set-Cookie: names and attributes only. Expires is compared by presence: its
@@ -330,7 +346,7 @@ def _body_differences(go: Answer, py: Answer, rules: DiffRules) -> Iterator[Diff
         if g is not _MISSING and p is not _MISSING:
             yield from _json_differences(_normalise(g, (), rules), _normalise(p, (), rules), (), rules)
             return
-    yield Difference("body", *_byte_previews(gb, pb))
+    yield _difference("body", *_byte_previews(gb, pb))
 
 
 def _normalise(value: Any, path: tuple[Segment, ...], rules: DiffRules) -> Any:
@@ -384,7 +400,20 @@ def _json_differences(g: Any, p: Any, path: tuple[Segment, ...], rules: DiffRule
                 pi = p[i] if i < len(p) else _MISSING
                 yield from _json_differences(gi, pi, (*path, i), rules)
     elif isinstance(g, (dict, list)) or isinstance(p, (dict, list)) or not _same_scalar(g, p):
-        yield Difference(f"body:{render_path(path)}", render_value(g, path), render_value(p, path))
+        yield _difference(f"body:{_field_path(path)}", render_value(g, path), render_value(p, path))
+
+
+def _field_path(path: Sequence[Segment]) -> str:
+    """The JSON path as a field name, keys masked like values: field names are
+    metrics labels and status-page rows (``$.byEmail["<email len=15>"]``)."""
+    return render_path([mask_personal(s) if isinstance(s, str) else s for s in path])
+
+
+def _difference(field_name: str, go: str, python: str) -> Difference:
+    if go == python:
+        # Masking (or cutting) hid what differs; say so rather than show two equal lines.
+        python += "  (differs from go; masked)"
+    return Difference(field_name, go, python)
 
 
 def _multiset_differences(g: list, p: list, path: tuple[Segment, ...], rules: DiffRules) -> Iterator[Difference]:
@@ -435,7 +464,10 @@ def _byte_previews(g: bytes, p: bytes, window: int = 48) -> tuple[str, str]:
 
 
 def _byte_preview(body: bytes, start: int, window: int, at: int) -> str:
-    chunk = body[start:start + window]
+    # Masked on the bytes around the window too (latin-1 maps bytes to
+    # characters one to one, and addresses and tokens are ASCII), so one the
+    # window cuts through is masked whole.
+    chunk = mask_slice(body.decode("latin-1"), start, start + window).encode("latin-1")
     text = _printable(chunk)
     if text is not None:
         shown = json.dumps(_SECRET_TEXT_RE.sub(r"\1<redacted>", text), ensure_ascii=False)

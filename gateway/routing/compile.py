@@ -28,7 +28,7 @@ def compile_table(config: GatewayConfig, registry: Registry, go: ASGIApp) -> Rou
         service = registry.service_for("/" if spec.is_default else spec.prefix)
         if spec.to != "go" and service is None:  # validation prevents this
             raise ValueError(f"no Python service serves {spec.prefix!r}")
-        return Route(spec, go, service)
+        return Route(spec, go, service, spec.max_body or config.limits.python_body)
 
     cors = CorsPolicy.from_config(config.cors) if config.cors is not None else None
     return RouteTable(config, [route_for(spec) for spec in config.routes], route_for(config.default_route), cors)

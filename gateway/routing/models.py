@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from gateway.redact import redact_url
+
 DEFAULT_STATES = ("go", "python")  # what `default:` may be
 ROUTE_STATES = ("go", "python", "shadow", "canary")  # what a route's `to:` may be
 NEEDS_PYTHON = frozenset({"python", "shadow", "canary"})
@@ -50,16 +52,17 @@ _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s@]+$")
 def check_url(url: str) -> str:
     """An http(s) base URL, without a trailing slash."""
     parts = urlsplit(url)
+    shown = redact_url(url)  # the message reaches logs, health and the CLI
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"URL scheme must be http or https, got {url!r}")
+        raise ValueError(f"URL scheme must be http or https, got {shown!r}")
     if not parts.hostname:
-        raise ValueError(f"URL has no host: {url!r}")
+        raise ValueError(f"URL has no host: {shown!r}")
     try:
         parts.port
     except ValueError:
-        raise ValueError(f"URL has an invalid port: {url!r}") from None
+        raise ValueError(f"URL has an invalid port: {shown!r}") from None
     if parts.query or parts.fragment:
-        raise ValueError(f"URL must not carry a query or fragment: {url!r}")
+        raise ValueError(f"URL must not carry a query or fragment: {shown!r}")
     return url.rstrip("/")
 
 

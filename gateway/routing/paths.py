@@ -7,10 +7,18 @@ router does). Dot-segments, empty segments and backslashes â€” raw or encoded â€
 are rejected with 400 rather than normalised: a backend that resolves them
 differently from us could otherwise be reached behind the table's back
 (``/ping/../users``). The raw bytes are what the forwarder sends upstream.
+
+``/_gateway`` and everything under it is the gateway's own surface
+(:func:`is_admin_path`), and ``split_target`` splits a request target into
+path and query with the very parser uvicorn uses, for ``explain``.
 """
 from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from .models import RESERVED_PREFIX
 
 
 class BadPath(ValueError):
@@ -73,3 +81,29 @@ def is_under(path: str, prefix: str) -> bool:
     if prefix == "/":
         return True
     return path == prefix or path.startswith(prefix + "/")
+
+
+def is_admin_path(path: str) -> bool:
+    """``path`` (a :func:`match_path` result) is the gateway's own surface.
+
+    An encoded slash right after the prefix counts too (``/_gateway%2Fhealth``):
+    a backend that decodes ``%2F`` would read a path under ``/_gateway/``, so
+    such a request never reaches one either.
+    """
+    return path == RESERVED_PREFIX or path.startswith((RESERVED_PREFIX + "/", RESERVED_PREFIX + "%2F"))
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """(raw path, query) of a request target, split as uvicorn splits it.
+
+    uvicorn's httptools protocol hands the request line's target to
+    ``httptools.parse_url`` and takes its path and query (a ``#fragment`` is
+    dropped; the absolute form ``http://host/p?q`` gives ``/p`` and ``q``).
+    Raises :class:`BadPath` for a target the parser refuses (uvicorn answers
+    those 400 before the gateway sees them).
+    """
+    try:
+        url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        raise BadPath("not a valid request target (the HTTP server answers 400 before routing)") from None
+    return url.path or b"", url.query or b""

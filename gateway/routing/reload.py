@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from gateway.redact import redact_url
+
 from .config import GatewayConfig, RoutesError, load_config
 from .problems import MAX_PROBLEM_CHARS, clip
 from .table import RouteTable
@@ -166,6 +168,7 @@ class Reloader:
         return False if table is None else self._swap(table)
 
     def _failed(self, message: str) -> bool:
+        message = redact_url(message)  # logged and shown in health: an exception may quote a URL
         if message != self.holder.last_error:
             log.error("routes.yaml rejected; the last good table (version %s) keeps serving:\n%s",
                       self.holder.table.version, message)

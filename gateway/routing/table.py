@@ -12,14 +12,15 @@ routes.yaml says; the *backend* is who answers one request (``go``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from starlette.types import ASGIApp
 
+from gateway.redact import redact_url
 from services.registry import Service
 
 from .config import GatewayConfig, RouteSpec
-from .paths import is_under
+from .paths import BadPath, is_admin_path, is_under, match_path
 
 if TYPE_CHECKING:
     from gateway.edge.cors import CorsPolicy
@@ -36,6 +37,7 @@ class Route:
     spec: RouteSpec  # what routes.yaml says (the default route's prefix is "*")
     go: ASGIApp  # the legacy forwarder
     service: Service | None  # the Python feature that owns the prefix, if any
+    max_body: int = 1 << 20  # request body bytes into Python: spec.max_body, else limits.python_body
 
     @property
     def prefix(self) -> str:
@@ -73,6 +75,20 @@ class Match:
     reason: str
 
 
+class Resolution(NamedTuple):
+    """What the gateway does with one request: the single answer the request
+    pipeline (gateway/app.py) and ``explain`` both take, so they cannot drift."""
+
+    path: str | None  # the match path (segments decoded, %2F kept); None when rejected
+    route: Route | None  # who serves it; None for the admin surface and for a rejected path
+    rejected: str | None = None  # why the path is answered 400
+
+    @property
+    def admin(self) -> bool:
+        """The gateway's own surface answers (``/_gateway/...``); never routed."""
+        return self.route is None and self.rejected is None
+
+
 class RouteTable:
     def __init__(self, config: GatewayConfig, routes: list[Route], default: Route,
                  cors: "CorsPolicy | None" = None):
@@ -94,6 +110,16 @@ class RouteTable:
             p: tuple((r.methods, r) for r in sorted(rs, key=lambda r: r.methods is None))
             for p, rs in by_prefix.items()
         }
+
+    def resolve(self, method: str, raw_path: bytes, query: bytes = b"") -> Resolution:
+        """The raw path and query as uvicorn hands them over → rejected, admin, or a route."""
+        try:
+            path = match_path(raw_path, query)
+        except BadPath as exc:
+            return Resolution(None, None, str(exc))
+        if is_admin_path(path):
+            return Resolution(path, None)
+        return Resolution(path, self.lookup(path, method))
 
     def lookup(self, path: str, method: str) -> Route:
         by_prefix = self._by_prefix
@@ -130,7 +156,7 @@ class RouteTable:
         return {
             "version": self.version,
             "source": self.config.source,
-            "legacy": self.config.legacy.url,
+            "legacy": redact_url(self.config.legacy.url),
             "default": self.default.state,
             "legacy_in_use": bool(self.legacy_routes),
             "routes": [r.describe() for r in self.routes],

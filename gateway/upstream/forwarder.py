@@ -26,6 +26,7 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from gateway.context import RequestContext
+from gateway.redact import redact_url
 from gateway.replies import gateway_error
 
 from .connection import RequestBodyStalled
@@ -311,7 +312,7 @@ class LegacyForwarder:
         return url_with_target(self.base, raw_path, scope.get("query_string") or b"")
 
     def _describe(self, exc: httpx.TransportError, method: str, target: str) -> UpstreamFailure:
-        name, where = self.backend_name, f"the {self.backend_name} at {self.base_url}"
+        name, where = self.backend_name, f"the {self.backend_name} at {redact_url(self.base_url)}"
         if isinstance(exc, UpstreamRefused):
             return UpstreamFailure(
                 502, f"Bad gateway: the {name} sent {exc.what}.",

@@ -86,7 +86,7 @@ class Stack:
 
     def target(self, gw: GatewayProc, method: str, path: str) -> str:
         """The state of the route that serves ``method path`` (go or python here)."""
-        r = httpx.get(gw.url + "/_gateway/explain", params={"method": method, "path": path}, timeout=5)
+        r = gw.admin_get("/_gateway/explain", method=method, path=path)
         assert r.status_code == 200, r.text
         return r.json()["state"]
 

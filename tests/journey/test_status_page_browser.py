@@ -153,10 +153,15 @@ def test_status_page_of_a_live_gateway_renders_in_headless_chromium(gateway_fact
         return next(r for r in routes if r["prefix"] == "/_standin/echo/mirror")
 
     until(lambda: (r := mirror_route())["parity"] and r["parity"]["shadowed"] == 3)
-    dom = dump_dom(gw.url + "/_gateway/status")
+    # The page is behind the admin token; a browser answers the 401's Basic
+    # challenge with the URL's credentials (the token is the password), as a
+    # person answers the login prompt.
+    page = gw.url.replace("http://", f"http://admin:{gw.admin_token}@") + "/_gateway/status"
+    assert "Migration status" not in dump_dom(gw.url + "/_gateway/status")  # no token, no page
+    dom = dump_dom(page)
     assert "Migration status" in dom
     for text in ("/_standin/echo/mirror", "/_standin/echo", "(default)", "canary 30%", "body:$.body_len"):
         assert text in dom, text
     png = tmp_path / "status.png"
-    screenshot(gw.url + "/_gateway/status", png)
+    screenshot(page, png)
     assert png.stat().st_size > 10_000

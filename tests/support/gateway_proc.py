@@ -41,8 +41,8 @@ class GatewayProc:
     def write_config(self, text: str) -> None:
         self.config.write_text(text)
 
-    def admin_get(self, path: str, **params: str) -> httpx.Response:
-        """GET on the gateway's own surface, with its admin token."""
+    def admin_get(self, path: str, /, **params: str) -> httpx.Response:
+        """GET on the gateway's own surface, with its admin token (``params``: the query, ``path=`` included)."""
         return httpx.get(self.url + path, params=params or None, timeout=5,
                          headers={"X-Gateway-Admin-Token": self.admin_token})
 

@@ -170,3 +170,39 @@ def test_a_bad_origin_in_the_variable_names_it():
     assert [str(p) for p in info.value.problems] == [
         "routes.yaml:2: cors.allow_origins_env: $JUNJO_ALLOW_ORIGINS: not an origin such as "
         "'https://app.example' or 'http://localhost:5153': 'not an origin'"]
+
+
+def test_the_null_origin_is_never_reflected_with_credentials():
+    # Echo reflects it with credentials when the list is empty; the gateway doesn't (issue 14).
+    r = call(OPEN, "GET", "null")
+    assert r.status_code == 200
+    assert not [k for k, _ in raw(r) if k.startswith("access-control-")]
+    assert r.headers.get_list("vary") == ["Origin", "Cookie"]
+    r = TestClient(OPEN).options("/users", headers={"Origin": "null", "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 204 and "access-control-allow-origin" not in r.headers
+    assert not policy(origins="http://localhost:5151").is_allowed("null")
+    # Without credentials, reflecting it grants nothing a plain fetch couldn't read: Echo's rule stands.
+    uncredentialed = policy(JUNJO.replace("allow_credentials: true", "allow_credentials: false"))
+    assert uncredentialed.is_allowed("null")
+
+
+def _warnings(block: str, origins: str | None) -> list[str]:
+    from gateway.routing.warnings import config_warnings
+    environ = {} if origins is None else {"JUNJO_ALLOW_ORIGINS": origins}
+    return [w.code for w in config_warnings(parse_config(block + "routes: []\n", environ=environ))]
+
+
+def test_an_empty_or_unset_origin_variable_is_warned_about():
+    assert _warnings(JUNJO, None) == ["cors_any_origin"]
+    assert _warnings(JUNJO, "") == ["cors_any_origin"]
+    assert _warnings(JUNJO, " , ") == ["cors_any_origin"]
+    assert _warnings(JUNJO, "https://app.example") == []
+    assert _warnings("cors:\n  allow_origins: [https://app.example]\n", None) == []
+    assert _warnings("", None) == []  # no cors block: the gateway adds no CORS at all
+
+
+def test_the_warning_says_what_it_means_and_what_to_set():
+    from gateway.routing.warnings import config_warnings
+    (warning,) = config_warnings(parse_config(JUNJO + "routes: []\n", environ={}))
+    assert "$JUNJO_ALLOW_ORIGINS" in warning.detail and "with credentials" in warning.detail
+    assert "JUNJO_ALLOW_ORIGINS=https://" in warning.detail

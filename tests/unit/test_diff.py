@@ -331,8 +331,9 @@ def test_secret_values_are_redacted_with_their_length():
     diffs = compare(go, py, RULES)
     assert diffs == [
         Difference("body:$.Key", '"<redacted len=9>"', '"<redacted len=6>"'),
-        Difference("body:$.user.password", '"<redacted len=7>"', '"<redacted len=7>"'),
-        Difference("body:$.user.csrfToken", '"<redacted len=3>"', '"<redacted len=3>"'),
+        # Same length: the note says the values differ even though both lines read the same.
+        Difference("body:$.user.password", '"<redacted len=7>"', '"<redacted len=7>"  (differs from go; masked)'),
+        Difference("body:$.user.csrfToken", '"<redacted len=3>"', '"<redacted len=3>"  (differs from go; masked)'),
     ]
 
 
@@ -445,7 +446,67 @@ def test_planted_difference_renders_a_readable_diff():
         "@ set-cookie:session\n"
         "- go:     session=<value>; Path=/; HttpOnly\n"
         "+ python: session=<value>; Path=/\n"
-        "@ body:$[*].Email\n"
-        '- go:     "bob@example.com"\n'
-        '+ python: "bob@example.org"\n'
+        "@ body:$[*].Email\n"  # e-mail addresses are personal data: only their shape is shown
+        '- go:     "<email len=15>"\n'
+        '+ python: "<email len=15>"  (differs from go; masked)\n'
     )
+
+
+# -- personal data in samples (issue 14): what the status page may show -------------------
+
+
+def test_email_addresses_in_values_keys_and_field_names_are_masked():
+    go = answer({"users": [{"email": "ada@example.com", "name": "Ada"}], "byEmail": {"bob@example.org": 1}})
+    py = answer({"users": [{"email": "ada@example.net", "name": "Ada L"}], "byEmail": {"bob@example.org": 2}})
+    diffs = compare(go, py, RULES)
+    text = render_diff(diffs)
+    assert "@example" not in text and "ada@" not in text and "bob@" not in text
+    assert [d.field for d in diffs] == ["body:$.users[0].email", "body:$.users[0].name",
+                                        'body:$.byEmail["<email len=15>"]']
+    assert diffs[0].go == '"<email len=15>"'
+
+
+def test_an_address_inside_a_longer_string_or_a_whole_subtree_is_masked():
+    go = answer({"msg": "invite sent to ada@example.com, reply to ops@corp.example"})
+    (d,) = compare(go, answer({}), RULES)
+    assert d.go == '"invite sent to <email len=15>, reply to <email len=16>"'
+    (d,) = compare(answer({"u": {"contact": "ada@example.com"}}), answer({"u": None}), RULES)
+    assert d.go == '{"contact": "<email len=15>"}'
+
+
+def test_random_tokens_are_masked_but_ordinary_words_and_ids_are_not():
+    key = "p9jc71mmPgs65nlWGxhsTH0AB3_BxHk3SP7ZNI7zYyU"
+    go = answer({"note": f"key {key} issued", "kind": "user_session_identifier_v2", "at": "2026-11-27T17:00:00Z",
+                 "id": 12345678901234567890123, "path": "/api/v1/users/12345/profile"})
+    py = answer({"note": "", "kind": "", "at": "", "id": 0, "path": ""})
+    shown = {d.field: d.go for d in compare(go, py, RULES)}
+    assert shown["body:$.note"] == '"key <token len=43> issued"'
+    assert shown["body:$.kind"] == '"user_session_identifier_v2"'
+    assert shown["body:$.at"] == '"2026-11-27T17:00:00Z"'
+    assert shown["body:$.id"] == "12345678901234567890123"
+    assert shown["body:$.path"] == '"/api/v1/users/12345/profile"'
+
+
+def test_an_address_cut_by_the_length_limit_is_still_masked_whole():
+    # 195 characters, then an address across the 200-character cut.
+    value = "x " * 97 + "a ada.lovelace@example.com and more"
+    (d,) = compare(answer({"bio": value}), answer({"bio": ""}), RULES)
+    assert "ada" not in d.go and "exam" not in d.go and "<email len=24>" in d.go
+
+
+def test_headers_and_non_json_bodies_mask_addresses_and_tokens():
+    key = "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5"
+    go = Answer(200, [(b"content-type", b"text/html"), (b"location", b"/u?email=ada%40example.com")],
+                b"<p>Hello ada@example.com, your key is " + key.encode() + b"</p>")
+    py = Answer(200, [(b"content-type", b"text/html"), (b"location", b"/u")], b"<p>Hello there</p>")
+    text = render_diff(compare(go, py, DiffRules(headers=("content-type", "location"))))
+    assert "ada" not in text and key[:10] not in text
+    assert "<email len=17>" in text and "<email len=15>" in text
+
+
+def test_the_byte_preview_masks_an_address_its_window_cuts_through():
+    # The 48-byte window starts 16 bytes before the first difference and ends mid-address.
+    go = Answer(200, [(b"content-type", b"text/plain")], b"A" * 20 + b"B" * 20 + b" write to ada.lovelace@example.com")
+    py = Answer(200, [(b"content-type", b"text/plain")], b"A" * 20 + b"C" * 20 + b" write to ada.lovelace@example.com")
+    (d,) = compare(go, py, RULES)
+    assert d.field == "body" and "lovelace" not in d.go and "<email len=24>" in d.go

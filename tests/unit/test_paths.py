@@ -1,6 +1,12 @@
 import pytest
 
-from gateway.routing.paths import BadPath, is_under, match_path
+from gateway.routing.paths import (
+    BadPath,
+    is_admin_path,
+    is_under,
+    match_path,
+    split_target,
+)
 
 
 @pytest.mark.parametrize("raw,expected", [
@@ -39,3 +45,31 @@ def test_encoded_slash_cannot_climb_out_of_a_prefix():
 def test_non_ascii_query_is_rejected():
     with pytest.raises(BadPath):
         match_path(b"/x", "q=\u00e9".encode())
+
+
+@pytest.mark.parametrize("raw,admin", [
+    (b"/_gateway", True), (b"/_gateway/health", True), (b"/_gateway/", True),
+    (b"/%5Fgateway/routes", True),  # an escaped letter decodes: the gateway's own
+    (b"/_gateway%2Fhealth", True), (b"/_gateway%2fx", True),  # a backend decoding %2F would read /_gateway/
+    (b"/_gatewayx", False), (b"/_gateway-x/health", False), (b"/x/_gateway/health", False), (b"/_GATEWAY/health", False),
+])
+def test_the_admin_prefix_is_judged_on_the_match_path(raw, admin):
+    assert is_admin_path(match_path(raw)) is admin
+
+
+@pytest.mark.parametrize("target,split", [
+    (b"/users?x=1", (b"/users", b"x=1")),
+    (b"/users%3Fx%3D1", (b"/users%3Fx%3D1", b"")),  # an escaped '?' is no query
+    (b"/users?", (b"/users", b"")),
+    (b"/a?b?c", (b"/a", b"b?c")),
+    (b"/a#frag", (b"/a", b"")),
+    (b"http://host:1/p?q=1", (b"/p", b"q=1")),  # absolute form, as a proxy client sends it
+    (b"//x/y?z", (b"//x/y", b"z")),
+])
+def test_targets_split_as_uvicorn_splits_them(target, split):
+    assert split_target(target) == split
+
+
+def test_a_target_the_http_parser_refuses_is_a_bad_path():
+    with pytest.raises(BadPath):
+        split_target(b"/a b")

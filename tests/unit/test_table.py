@@ -1,3 +1,5 @@
+import pytest
+
 from gateway.routing.compile import compile_table
 from gateway.routing.config import parse_config
 from services.registry import Registry, Service
@@ -76,3 +78,24 @@ def test_catch_all_slash_route():
     t = table("routes:\n  - prefix: /\n    to: go\n  - prefix: /ping\n    to: python\n")
     assert t.lookup("/anything/else", "GET").prefix == "/"
     assert t.lookup("/ping", "GET").state == "python"
+
+
+@pytest.mark.parametrize("method,raw,query,outcome", [
+    ("GET", b"/users/7", b"", "/users"),
+    ("GET", b"/users%3Fx%3D1", b"", "*"),  # one segment 'users?x=1'
+    ("GET", b"/users", b"x=1", "/users"),
+    ("GET", b"/users%2F7", b"", "*"),  # %2F stays in its segment
+    ("GET", b"/users/admin%2Fx", b"", "/users"),
+    ("POST", b"/ping", b"", "/ping"),
+    ("GET", b"/_gateway/health", b"", "admin"),
+    ("GET", b"/%5Fgateway/routes", b"", "admin"),
+    ("GET", b"/_gateway%2Fhealth", b"", "admin"),
+    ("GET", b"/users/../ping", b"", "400"),
+    ("GET", b"//users", b"", "400"),
+])
+def test_resolve_is_the_one_decision(method, raw, query, outcome):
+    where = T.resolve(method, raw, query)
+    got = "400" if where.rejected else "admin" if where.admin else where.route.prefix
+    assert got == outcome
+    if where.route is not None:
+        assert where.route is T.lookup(where.path, method)

@@ -37,6 +37,19 @@ def test_explain_cli(tmp_path: Path):
     assert "rejected with 400" in out.stdout
 
 
+def test_explain_cli_takes_the_target_as_a_client_sends_it(tmp_path: Path):
+    cfg = tmp_path / "routes.yaml"
+    cfg.write_text("routes:\n  - prefix: /ping\n    to: python\n")
+    out = _gateway("explain", "GET", "/ping?x=1", "--config", str(cfg))
+    assert out.stdout.startswith("GET /ping?x=1 → python (service 'ping')") and "matched as: /ping" in out.stdout
+    out = _gateway("explain", "GET", "/ping%3Fx%3D1", "--config", str(cfg))  # one segment: no route covers it
+    assert out.stdout.startswith("GET /ping%3Fx%3D1 → go") and "default" in out.stdout
+    out = _gateway("explain", "GET", "/_gateway/health", "--config", str(cfg))
+    assert out.stdout.startswith("GET /_gateway/health → the gateway itself (admin surface)")
+    out = _gateway("explain", "GET", "/_gateway/health", "--config", str(cfg), "--json")
+    assert json.loads(out.stdout)["state"] == "admin"
+
+
 # --- the JSON Schema for editors ---------------------------------------------------------
 
 def test_schema_accepts_the_repo_routes_yaml_and_rejects_a_typo():

@@ -46,3 +46,36 @@ def test_the_admin_surface_never_answers_cors(gateway_factory, standin):
     assert r.status_code == 200 and not [k for k in r.headers if k.startswith("access-control-")]
     assert "vary" not in r.headers
     assert httpx.options(gw.url + "/_gateway/health", headers=PREFLIGHT).status_code == 405
+
+
+def test_cors_left_open_by_omission_is_warned_at_start_on_reload_and_in_health(gateway_factory, standin):
+    # routes.yaml names JUNJO_ALLOW_ORIGINS, and nobody set it: any origin is reflected.
+    text = routes_yaml(standin.url, PING_PY)
+    gw = gateway_factory(text, env={"JUNJO_ALLOW_ORIGINS": ""})
+    until(lambda: "CONFIG WARNING [cors_any_origin]" in gw.output(), what="the start's warning")
+    assert httpx.get(gw.url + "/_gateway/health").json()["warnings"] == [{"code": "cors_any_origin"}]
+    (full,) = gw.admin_get("/_gateway/health").json()["warnings"]
+    assert full["code"] == "cors_any_origin" and "JUNJO_ALLOW_ORIGINS" in full["detail"]
+    gw.apply_config(text + "# edited, origins still unset\n")  # a reload that keeps it so says it again
+    until(lambda: gw.output().count("CONFIG WARNING [cors_any_origin]") == 2, what="the reload's warning")
+
+    listed = gateway_factory(text, env={"JUNJO_ALLOW_ORIGINS": "https://app.example"})
+    assert httpx.get(listed.url + "/_gateway/health").json()["warnings"] == []
+    assert "CONFIG WARNING" not in listed.output()
+
+
+def test_the_null_origin_is_never_reflected_with_credentials(gateway_factory, standin):
+    gw = gateway_factory(routes_yaml(standin.url, PING_PY), env={"JUNJO_ALLOW_ORIGINS": ""})
+    null = {"Origin": "null"}
+    # The legacy (Echo, any origin when the list is empty) reflects it with credentials...
+    go = httpx.get(standin.url + "/_standin/small", headers=null)
+    assert go.headers["access-control-allow-origin"] == "null"
+    assert go.headers["access-control-allow-credentials"] == "true"
+    # ...the gateway does not, on Go and Python routes and preflights alike; real origins still are.
+    for r in (httpx.get(gw.url + "/_standin/small", headers=null), httpx.get(gw.url + "/ping", headers=null),
+              httpx.options(gw.url + "/users", headers={**null, "Access-Control-Request-Method": "POST"})):
+        assert r.status_code in (200, 204)
+        assert not [k for k in r.headers if k.startswith("access-control-")], r.headers
+        assert "Origin" in r.headers.get_list("vary")
+    r = httpx.get(gw.url + "/ping", headers={"Origin": "https://anything.example"})
+    assert r.headers["access-control-allow-origin"] == "https://anything.example"

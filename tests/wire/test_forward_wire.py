@@ -254,7 +254,7 @@ def test_client_going_away_cancels_upstream_and_pool_does_not_leak(gateway, stan
     # Every abandoned upstream request is cancelled: nothing left in flight
     # on the Go side, and the gateway's pool holds no busy connections.
     assert _wait(lambda: _stats(standin)["active_requests"] == 0), _stats(standin)
-    health = httpx.get(gateway.url + "/_gateway/health").json()["upstream"]
+    health = gateway.admin_get("/_gateway/health").json()["upstream"]
     assert health["open_connections"] == health["idle_connections"], health
     assert _wait(lambda: _stats(standin)["open_connections"] <= 60), _stats(standin)
     # And it still serves.
@@ -281,4 +281,4 @@ def test_encoded_slash_stays_inside_its_segment(gateway_factory, standin):
 def test_admin_prefix_is_never_forwarded(gateway):
     r = httpx.get(gateway.url + "/_gateway/nope")
     assert r.status_code == 404
-    assert httpx.get(gateway.url + "/_gateway/routes").json()["default"] == "go"
+    assert gateway.admin_get("/_gateway/routes").json()["default"] == "go"

@@ -34,7 +34,7 @@ def test_metrics_are_scraped_after_real_traffic(gateway_factory, standin):
         for _ in range(3):
             assert c.get("/_standin/small").status_code == 200
         assert c.get("/_standin/status/503").status_code == 503
-        scraped = c.get("/_gateway/metrics")
+        scraped = c.get("/_gateway/metrics", headers={"Authorization": f"Bearer {gw.admin_token}"})  # as Prometheus
     # The classic text format, which every Prometheus version accepts.
     assert scraped.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = scraped.text
@@ -54,12 +54,12 @@ def test_upstream_errors_and_reloads_are_counted(gateway_factory):
     gw.apply_config(gw.config.read_text() + "  # edited\n")
     gw.write_config("routes:\n  - prefix: /x\n    to: nowhere\n")
     _until(lambda: httpx.get(gw.url + "/_gateway/health").json()["status"] == "degraded")
-    text = httpx.get(gw.url + "/_gateway/metrics").text
+    text = gw.admin_get("/_gateway/metrics").text
     assert metric(text, "gateway_upstream_errors_total", route="*", kind="ConnectError") == 1
     assert metric(text, "gateway_config_reloads_total", outcome="ok") == 1
     assert metric(text, "gateway_config_reloads_total", outcome="error") == 1
     assert metric(text, "gateway_config_error") == 1
-    health = httpx.get(gw.url + "/_gateway/health").json()
+    health = gw.admin_get("/_gateway/health").json()
     assert "routes.yaml:3: routes[0].to: unknown state 'nowhere'" in health["config"]["error"]
 
 
@@ -110,7 +110,7 @@ def test_two_workers_converge_on_a_reload_and_metrics_add_up(gateway_factory, st
     def fresh_health() -> dict:
         # A new connection each time, so the kernel spreads them over workers.
         with httpx.Client() as c:
-            return c.get(gw.url + "/_gateway/health").json()
+            return c.get(gw.url + "/_gateway/health", headers={"X-Gateway-Admin-Token": gw.admin_token}).json()
 
     pids = set()
     _until(lambda: len(pids.update([fresh_health()["pid"]]) or pids) == 2, timeout=20)
@@ -136,7 +136,7 @@ def test_two_workers_converge_on_a_reload_and_metrics_add_up(gateway_factory, st
         with httpx.Client() as c:
             assert c.get(gw.url + "/ping").text == "pong"
     # Each worker publishes within a second; a scrape from either sees the sum.
-    _until(lambda: metric(httpx.get(gw.url + "/_gateway/metrics").text,
+    _until(lambda: metric(gw.admin_get("/_gateway/metrics").text,
                           "gateway_requests_total", route="/ping", backend="python") == n)
 
 
@@ -181,7 +181,7 @@ def test_health_says_the_trace_pipeline_is_behind_when_ingestion_is_down(gateway
     gw = gateway_factory(routes_yaml(standin.url), env=env)  # the pipeline starts at boot
 
     def otel() -> dict:
-        return httpx.get(gw.url + "/_gateway/health").json()["services"]["otel"]
+        return gw.admin_get("/_gateway/health").json()["services"]["otel"]
 
     _until(lambda: otel().get("poller", {}).get("behind") is True)
     status = otel()
@@ -199,6 +199,6 @@ def test_sighup_reloads_even_when_the_file_looks_unchanged(gateway_factory, stan
     os.utime(gw.config, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert os.stat(gw.config).st_size == st.st_size
     time.sleep(0.6)  # several poll intervals
-    assert httpx.get(gw.url + "/_gateway/routes").json()["routes"][0]["state"] == "go"
+    assert gw.admin_get("/_gateway/routes").json()["routes"][0]["state"] == "go"
     gw.proc.send_signal(signal.SIGHUP)
-    _until(lambda: httpx.get(gw.url + "/_gateway/routes").json()["routes"][0]["state"] == "python")
+    _until(lambda: gw.admin_get("/_gateway/routes").json()["routes"][0]["state"] == "python")

@@ -255,7 +255,7 @@ JSON = {"Content-Type": "application/json"}
 
 def test_gateways_route_as_configured(stack: Stack):
     for gw, target in ((stack.go, "go"), (stack.py, "python")):
-        table = httpx.get(gw.url + "/_gateway/routes").json()
+        table = gw.admin_get("/_gateway/routes").json()
         targets = {r["prefix"]: r["state"] for r in table["routes"]}
         assert targets["/api_keys"] == targets["/llm"] == target
 

@@ -18,7 +18,7 @@ ALL_PYTHON = "".join(f"  - prefix: {p}\n    to: python\n" for p in ("/ping", "/u
 
 
 def _ready(gw) -> tuple[int, dict]:
-    r = httpx.get(gw.url + "/_gateway/ready", timeout=10)
+    r = gw.admin_get("/_gateway/ready")  # the token shows what was asked
     return r.status_code, r.json()
 
 

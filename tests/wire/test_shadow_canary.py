@@ -25,13 +25,13 @@ MIRROR_SHADOW = """  - prefix: /_standin/echo/mirror
 
 
 def _status(gw) -> dict:
-    data = httpx.get(gw.url + "/_gateway/status.json").json()
+    data = gw.admin_get("/_gateway/status.json").json()
     return {r["prefix"]: r for r in data["routes"]}
 
 
 def _scrape(gw) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """/_gateway/metrics as a scraper reads it: (sample name, sorted labels) → value."""
-    text = httpx.get(gw.url + "/_gateway/metrics").text
+    text = gw.admin_get("/_gateway/metrics").text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
 
@@ -184,8 +184,7 @@ def test_canary_follows_the_signed_in_user_and_explain_agrees(gateway_factory, s
             assert "gw_id" not in r.cookies  # signed-in users need no extra cookie
         assert len(got) == 1
         sides[email] = got.pop()
-        explained = httpx.get(gw.url + "/_gateway/explain",
-                              params={"method": "GET", "path": "/_standin/echo", "user": email}).json()
+        explained = gw.admin_get("/_gateway/explain", method="GET", path="/_standin/echo", user=email).json()
         assert explained["backend"] == sides[email] and explained["state"] == "canary"
     assert set(sides.values()) == {"go", "python"}
 
@@ -205,8 +204,8 @@ def test_auto_rollback_fires_on_a_real_regression_and_stays(gateway_factory, sta
     route = _status(gw)["/_standin/status"]
     assert route["state"] == "go (rolled back)"
     assert any("python error rate" in n for n in route["notes"])
-    assert "gateway_canary_rollbacks_total" in httpx.get(gw.url + "/_gateway/metrics").text
-    explained = httpx.get(gw.url + "/_gateway/explain", params={"path": "/_standin/status/200"}).json()
+    assert "gateway_canary_rollbacks_total" in gw.admin_get("/_gateway/metrics").text
+    explained = gw.admin_get("/_gateway/explain", path="/_standin/status/200").json()
     assert explained["backend"] == "go" and "rolled back" in explained["note"]
 
 

@@ -55,7 +55,7 @@ def test_an_upstream_that_stops_reading_an_upload_gets_a_504_and_frees_the_pool(
     r = httpx.post(gw.url + "/upload", content=body, timeout=30)
     assert r.status_code == 504
     assert r.json()["message"].startswith("Gateway timeout: the legacy Go backend did not answer in time.")
-    health = httpx.get(gw.url + "/_gateway/health").json()["upstream"]
+    health = gw.admin_get("/_gateway/health").json()["upstream"]
     assert health["open_connections"] == 0
 
 
