@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from typing import Sequence
 
@@ -188,12 +189,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     # Workers are separate processes: they read their settings from the env.
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
+    made_dir: str | None = None
     if not get_settings().metrics_dir:
         # One directory per `gateway serve`: its workers publish metric
         # snapshots there so any worker can answer a scrape for all of them.
+        # Ours to remove when this serve ends.
         import tempfile
 
-        os.environ["GATEWAY_METRICS_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
+        made_dir = os.environ["GATEWAY_METRICS_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     if args.no_access_log:
         os.environ["GATEWAY_ACCESS_LOG"] = "0"
     reset_settings()  # this process may be the (only) worker: it reads what was just exported
@@ -208,6 +211,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         terminated = exc
     finally:
         supervisor.stop()  # after uvicorn drained: in-flight requests never lose a sidecar
+        if made_dir is not None:
+            shutil.rmtree(made_dir, ignore_errors=True)
     if terminated is not None:
         die_by(terminated.signum)
     return 0

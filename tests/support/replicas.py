@@ -99,7 +99,7 @@ def checks_before_refusal(codes: list[int]) -> int:
 # --- rollback verdicts ------------------------------------------------------------------
 
 def rolled_back_on(gw: GatewayProc, path: str) -> bool:
-    r = httpx.get(gw.url + "/_gateway/explain", params={"method": "GET", "path": path}, timeout=5)
+    r = gw.admin_get("/_gateway/explain", method="GET", path=path)
     return "rolled back" in r.json().get("note", "")
 
 

@@ -3,6 +3,7 @@ several workers, graceful shutdown."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import threading
@@ -164,6 +165,9 @@ def test_sigterm_finishes_in_flight_requests_then_exits(gateway_factory, standin
     # "terminated by SIGTERM" — what init systems expect — after a full drain.
     assert gw.proc.wait(15) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in gw.output()
+    # The metrics directory `gateway serve` made for its workers goes with it.
+    made = re.search(r"shared through file (/\S+)/rollbacks\.json", gw.output())
+    assert made and not os.path.exists(made.group(1)), made
 
 
 def _refused(url: str) -> bool:

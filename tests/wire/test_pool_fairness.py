@@ -33,7 +33,7 @@ def _stats(standin) -> dict:
 
 
 def _busy(gw) -> int:
-    pool = httpx.get(gw.url + "/_gateway/health", timeout=5).json()["upstream"]
+    pool = gw.admin_get("/_gateway/health").json()["upstream"]
     return pool["open_connections"] - pool["idle_connections"]
 
 
@@ -134,7 +134,7 @@ def test_a_stalled_body_after_the_upstream_answered_gets_that_answer_not_a_408(g
         with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
             s.sendall(b"DELETE /api_keys/k1 HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n{\"partial\":")
             assert _status(s) == 200
-        until(lambda: _busy(gw) == 0 and httpx.get(gw.url + "/_gateway/health").json()["upstream"]
+        until(lambda: _busy(gw) == 0 and gw.admin_get("/_gateway/health").json()["upstream"]
               ["open_connections"] == 0, what="the half-written upstream connection closed, not pooled")
         assert "→ 408" not in gw.output()
     finally:

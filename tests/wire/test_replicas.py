@@ -84,7 +84,7 @@ def test_a_routes_flip_applied_to_both_hosts_converges(hosts, standin):
     seconds = flip_convergence(hosts, flipped)
     print(f"\nroutes.yaml flip live on both hosts after {seconds:.2f} s")
     for gw in hosts.both:
-        assert httpx.get(gw.url + "/_gateway/explain", params={"method": "GET", "path": "/ping"}).json()["backend"] == "python"
+        assert gw.admin_get("/_gateway/explain", method="GET", path="/ping").json()["backend"] == "python"
     flip_convergence(hosts, replica_config(standin.url))  # as it was, for the other tests
 
 

@@ -96,7 +96,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Hostile,
 
 def settled(gw: GatewayProc) -> int:
     """The gateway's open descriptors once no upstream connection is open."""
-    until(lambda: httpx.get(gw.url + "/_gateway/health", timeout=5).json()["upstream"]["open_connections"] == 0,
+    until(lambda: gw.admin_get("/_gateway/health").json()["upstream"]["open_connections"] == 0,
           what="upstream connections closed")
     return gw.open_fds()
 
