@@ -8,6 +8,8 @@ import os
 import sys
 from typing import Sequence
 
+from .edge import limits as edge_limits
+from .edge.descriptors import raise_nofile_limit
 from .routing.config import ConfigError, GatewayConfig, load_config
 
 DEFAULT_PORT = 1324
@@ -170,6 +172,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.no_access_log:
         os.environ["GATEWAY_ACCESS_LOG"] = "0"
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        limits = edge_limits.from_flags(args)
+    except ValueError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return 1
+    os.environ.update(limits.to_env())  # the edge protocol reads them in each worker
+    before, after, hard = raise_nofile_limit()  # inherited by the workers
+    if after != before:
+        logging.getLogger("gateway.edge").info("descriptor limit raised from %d to %d (hard %d)", before, after, hard)
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,
@@ -177,7 +188,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools",
+        # uvicorn's httptools protocol held to the edge's limits and timeouts
+        # (gateway/edge/protocol.py); a path, so --workers processes import it.
+        http="gateway.edge.protocol:EdgeProtocol",
+        timeout_keep_alive=limits.keepalive_timeout,  # enforced by the edge protocol itself
         access_log=False,  # the gateway writes its own, richer access log
         log_level=args.log_level,
         log_config=None,
@@ -221,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--graceful-timeout", type=float, default=float(os.environ.get("GATEWAY_GRACEFUL_TIMEOUT", 30)),
                        help="seconds in-flight requests get to finish on SIGTERM")
     serve.add_argument("--no-access-log", action="store_true")
+    edge_limits.add_flags(serve.add_argument_group("client limits (defaults as nginx/Envoy; see README)"))
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a routes file and print its table (exit 1 on errors)")
