@@ -481,12 +481,13 @@ class EdgeProtocol(HttpToolsProtocol):
         self._throttled_log(limit, "refused %s (%s): %d", self._peer(), limit, status)
         self._set_clock(NO_CLOCK)
         self.slots.forget(self)
-        if self.active is not None and not self.active.response_complete:
+        active = self.active
+        if active is not None and not active.response_complete and not active.disconnected:
             # An earlier request's answer is still going out: nothing can be
             # written in between. That answer becomes the connection's last.
             self.refused = True
             self.close_after_response = True
-            self.active.keep_alive = False
+            active.keep_alive = False
             self.pipeline.clear()
             return
         self.refused = True
