@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
-from tests.support.raw_upstream import RawUpstream, read_head
+from tests.support.raw_upstream import RecordingUpstream
 from tests.support.rawhttp import closed_by_peer, connect, exchange, fd_count, read_one
 from tests.support.waiting import until
 
@@ -26,30 +26,15 @@ FLAGS = ["--head-timeout", str(HEAD_TIMEOUT), "--body-idle-timeout", str(BODY_ID
          "--keepalive-timeout", str(KEEPALIVE)]
 
 
-class Recorder(RawUpstream):
-    """An upstream that answers 200 "ok" to every (bodiless) request and keeps
-    the request line of each: what reached the backend, exactly."""
-
-    def __init__(self) -> None:
-        self.seen: list[bytes] = []
-        super().__init__(self._answer)
-
-    def _answer(self, conn: socket.socket, head: bytes) -> None:
-        while head:
-            self.seen.append(head.split(b"\r\n", 1)[0])
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            head = read_head(conn)
-
-
 @pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    upstream = Recorder()
+def recorder() -> Iterator[RecordingUpstream]:
+    upstream = RecordingUpstream()
     yield upstream
     upstream.close()
 
 
 @pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory, recorder: RawUpstream) -> Iterator[GatewayProc]:
+def gw(tmp_path_factory: pytest.TempPathFactory, recorder: RecordingUpstream) -> Iterator[GatewayProc]:
     proc = start_gateway(routes_yaml(recorder.url), tmp_path_factory.mktemp("edge"), args=FLAGS)
     yield proc
     proc.stop()
@@ -82,7 +67,7 @@ def _refused(resp, status: int, words: str) -> None:
     assert resp.closed
 
 
-def _forwarded(recorder: Recorder) -> int:
+def _forwarded(recorder: RecordingUpstream) -> int:
     return len(recorder.seen)
 
 
