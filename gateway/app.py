@@ -38,6 +38,7 @@ from .replies import gateway_error
 from .routing.compile import compile_table
 from .routing.config import GatewayConfig, load_config
 from .routing.paths import BadPath, match_path
+from .routing.readings import check_readings
 from .routing.reload import Reloader, TableHolder
 from .routing.table import Route, RouteTable
 from .upstream.forwarders import Forwarders
@@ -125,6 +126,8 @@ class Gateway:
         raw_path = scope.get("raw_path") or scope["path"].encode()
         try:
             path = match_path(raw_path, scope.get("query_string", b""))
+            if b"%" in raw_path:  # each backend decodes differently: all must agree on the route
+                check_readings(raw_path, path, self.holder.table, scope["method"], ADMIN_PREFIX)
         except BadPath as exc:
             start, body = gateway_error(400, f"Bad request path: {exc}")
             start["headers"] += [(b"x-request-id", request_id), (b"date", http_date())]
