@@ -41,7 +41,10 @@ def read_until_close(sock: socket.socket, timeout: float = 10) -> bytes:
 
 
 def parse(raw: bytes, closed: bool = False) -> RawResponse:
+    """The final answer in ``raw`` (interim 1xx answers skipped)."""
     head, _, body = raw.partition(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 1") and body:
+        head, _, body = body.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
     headers = [(n.strip().lower(), v.strip()) for n, _, v in (line.partition(b":") for line in lines[1:])]
