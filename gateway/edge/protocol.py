@@ -159,6 +159,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.refused = False  # answered by the edge: input is drained, nothing parsed
         self.lingering = False  # half-closed after a refusal, counted in slots.lingering
         self.close_after_response = False  # a later request broke: end after this answer
+        self.pending: tuple[int, str] | None = None  # the refusal to write after that answer
         self.active: EdgeCycle | None = None  # the cycle whose app task runs
         # The deadline, checked lazily: bytes only move ``deadline``; the one
         # timer handle re-arms itself when it fires early.
@@ -385,13 +386,15 @@ class EdgeProtocol(HttpToolsProtocol):
         self.active = None
         if self.transport.is_closing():
             return
-        if self.close_after_response:
-            self.transport.close()
-            return
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
+        elif self.close_after_response:
+            if self.pending is not None:  # a later request's refusal, held back until now
+                self._write_refusal(*self.pending)
+            else:
+                self.transport.close()
         elif self.phase == DONE:
             self._keep_alive()
         # BODY (answered early, the body still arriving) and HEAD (a pipelined
@@ -482,15 +485,16 @@ class EdgeProtocol(HttpToolsProtocol):
         self._set_clock(NO_CLOCK)
         self.slots.forget(self)
         active = self.active
+        self.refused = True
         if active is not None and not active.response_complete and not active.disconnected:
             # An earlier request's answer is still going out: nothing can be
-            # written in between. That answer becomes the connection's last.
-            self.refused = True
+            # written in between. The refusal follows it, and ends the connection.
             self.close_after_response = True
-            active.keep_alive = False
-            self.pipeline.clear()
+            self.pending = (status, message)
             return
-        self.refused = True
+        self._write_refusal(status, message)
+
+    def _write_refusal(self, status: int, message: str) -> None:
         body = json.dumps({"message": message}, separators=(",", ":")).encode() + b"\n"
         self.transport.write(b"".join((
             STATUS_LINE[status],
@@ -529,8 +533,8 @@ class EdgeProtocol(HttpToolsProtocol):
             # nothing was forwarded, so a plain 400 is the truth.
             if cycle.task is not None:
                 cycle.task.cancel()
-            elif self.pipeline:
-                self.pipeline.clear()
+            elif self.pipeline and self.pipeline[0][0] is cycle:
+                self.pipeline.popleft()  # queued behind an answer in progress: drop it alone
             if self.active is cycle:
                 self.active = None
             self._bad_request(f"Invalid HTTP request received: {_short(detail)}.")
