@@ -10,7 +10,8 @@ Where the values come from, lowest to highest precedence:
 1. the defaults below;
 2. ``gateway serve`` flags (``--max-connections``, ``--head-timeout``, ...),
    which fall back to ``GATEWAY_<NAME>`` variables and are handed to the
-   worker processes through those same variables (:meth:`EdgeLimits.to_env`);
+   worker processes through those same variables (:meth:`EdgeLimits.to_env`,
+   ``ENV_NAMES``);
 3. the ``limits:`` block of the live routes.yaml — see :func:`from_routes_yaml`,
    the one place where it is fed in. Read per connection, so an edit applies to
    connections opened after it.
@@ -22,9 +23,6 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
-
-ENV_PREFIX = "GATEWAY_"
-
 
 @dataclass(frozen=True)
 class EdgeLimits:
@@ -45,17 +43,13 @@ class EdgeLimits:
 
     # -- the worker processes read what `gateway serve` was told -----------------
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> EdgeLimits:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw:
-                values[f.name] = _parse(f.name, f.type, raw)
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "EdgeLimits":
+        raw = _env_values(os.environ if environ is None else environ)
+        values: dict[str, Any] = {f.name: _parse(f.name, f.type, raw[f.name]) for f in fields(cls)}
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
-        return {ENV_PREFIX + f.name.upper(): _format(getattr(self, f.name)) for f in fields(self)}
+        return {ENV_NAMES[f.name]: _format(getattr(self, f.name)) for f in fields(self)}
 
     def merged(self, overrides: Mapping[str, Any]) -> EdgeLimits:
         """These limits with ``overrides`` (a subset of the fields) applied."""
@@ -63,11 +57,34 @@ class EdgeLimits:
         return replace(self, **{k: v for k, v in overrides.items() if k in known and v is not None})
 
 
+ENV_NAMES = {
+    "request_line": "GATEWAY_REQUEST_LINE", "header_line": "GATEWAY_HEADER_LINE",
+    "header_count": "GATEWAY_HEADER_COUNT", "head_size": "GATEWAY_HEAD_SIZE",
+    "head_timeout": "GATEWAY_HEAD_TIMEOUT", "body_idle_timeout": "GATEWAY_BODY_IDLE_TIMEOUT",
+    "keepalive_timeout": "GATEWAY_KEEPALIVE_TIMEOUT", "max_connections": "GATEWAY_MAX_CONNECTIONS",
+}
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables as text, defaults included. Literal names and defaults on
+    purpose: tests/unit/test_deploy_files.py checks .env.example against them."""
+    return {
+        "request_line": env.get("GATEWAY_REQUEST_LINE", "8192") or "8192",
+        "header_line": env.get("GATEWAY_HEADER_LINE", "8192") or "8192",
+        "header_count": env.get("GATEWAY_HEADER_COUNT", "100") or "100",
+        "head_size": env.get("GATEWAY_HEAD_SIZE", "32768") or "32768",
+        "head_timeout": env.get("GATEWAY_HEAD_TIMEOUT", "10") or "10",
+        "body_idle_timeout": env.get("GATEWAY_BODY_IDLE_TIMEOUT", "30") or "30",
+        "keepalive_timeout": env.get("GATEWAY_KEEPALIVE_TIMEOUT", "5") or "5",
+        "max_connections": env.get("GATEWAY_MAX_CONNECTIONS", "4096") or "4096",
+    }
+
+
 def _parse(name: str, kind: Any, raw: str) -> int | float:
     try:
         return int(raw) if kind in (int, "int") else float(raw)
     except ValueError:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
+        raise ValueError(f"{ENV_NAMES[name]}={raw!r} is not a number") from None
 
 
 def _format(value: float) -> str:
@@ -146,16 +163,15 @@ _FLAG_HELP = {
 
 def add_flags(parser: argparse._ActionsContainer) -> None:
     """``--request-line``, ``--head-timeout``, ``--max-connections``, ..."""
-    defaults = EdgeLimits()
+    defaults, env = EdgeLimits(), _env_values(os.environ)
     for f in fields(EdgeLimits):
         kind = int if f.type in (int, "int") else float
         # A string default goes through `type` too, so a bad variable is an
         # argparse error of `gateway serve`, not a crash of every command.
-        default = os.environ.get(ENV_PREFIX + f.name.upper()) or getattr(defaults, f.name)
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default,
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=env[f.name],
                             dest="limit_" + f.name, metavar="SECONDS" if kind is float else "N",
                             help=f"{_FLAG_HELP[f.name]} (default {getattr(defaults, f.name):g}; "
-                                 f"env {ENV_PREFIX}{f.name.upper()})")
+                                 f"env {ENV_NAMES[f.name]})")
 
 
 def from_flags(args: argparse.Namespace) -> EdgeLimits:

@@ -24,6 +24,7 @@ def test_defaults_are_the_routes_yaml_ones():
 def test_workers_read_what_serve_was_told():
     limits = EdgeLimits(head_timeout=2.5, max_connections=10)
     assert EdgeLimits.from_env(limits.to_env()) == limits
+    assert EdgeLimits.from_env({}) == EdgeLimits()  # the env defaults are the dataclass ones
     assert limits.to_env()["GATEWAY_MAX_CONNECTIONS"] == "10"
 
 
