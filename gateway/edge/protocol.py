@@ -65,6 +65,11 @@ from .limits import EdgeLimits, live
 
 log = logging.getLogger("gateway.edge")
 
+# The uvicorn release whose HttpToolsProtocol/RequestResponseCycle internals this
+# module copies (on_headers_complete, _start_asgi_task) and relies on (cycle
+# fields, FlowControl). pyproject pins it; tests/unit/test_edge_limits.py fails
+# on another version, so a bump starts with a re-read of uvicorn's httptools_impl.py.
+UVICORN_SERIES = "0.54."
 EDGE_KEY = "gateway.edge"  # scope["extensions"][EDGE_KEY]: the request's EdgeNote
 LINGER = 2.0  # seconds a refused connection keeps draining input before it is closed
 

@@ -187,3 +187,13 @@ def test_check_readings(raw, path, ok):
     else:
         with pytest.raises(BadPath):
             check_readings(raw, path, table, "GET", "/_gateway")
+
+
+def test_the_uvicorn_release_the_edge_protocol_was_written_against():
+    import uvicorn
+
+    from gateway.edge.protocol import UVICORN_SERIES
+
+    assert uvicorn.__version__.startswith(UVICORN_SERIES), (
+        f"uvicorn {uvicorn.__version__}: gateway/edge/protocol.py copies parts of uvicorn "
+        f"{UVICORN_SERIES}x's httptools protocol; re-check them against the new release, then bump UVICORN_SERIES")
