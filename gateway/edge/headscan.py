@@ -149,3 +149,25 @@ def _header_line(limits: EdgeLimits) -> Verdict:
 def _header_count(limits: EdgeLimits) -> Verdict:
     return Verdict(431, "header_count", f"Request header fields too large: more than "
                                         f"{limits.header_count} header fields.")
+
+
+def measured_head(limits: EdgeLimits, method: bytes, url: bytes,
+                  headers: list[tuple[bytes, bytes]]) -> Verdict | None:
+    """The limits checked on a head the parser has already taken apart (one
+    pipelined behind a chunked body in the same read, which the scanner could
+    not see): sizes from the parts, the spaces around ``:`` not counted."""
+    request_line = len(method) + len(url) + len(b"  HTTP/1.1")
+    if request_line > limits.request_line:
+        return _request_line(limits)
+    if len(headers) > limits.header_count:
+        return _header_count(limits)
+    size = request_line + 2 + 2
+    for name, value in headers:
+        line = len(name) + 1 + len(value)
+        if line > limits.header_line:
+            return _header_line(limits)
+        size += line + 2
+    if size > limits.head_size:
+        return Verdict(431, "head_size", f"Request header fields too large: the request head is over "
+                                         f"{limits.head_size} bytes.")
+    return None

@@ -60,7 +60,7 @@ from uvicorn.server import ServerState
 from gateway.httpdate import http_date
 
 from .connections import Slots, slots_for
-from .headscan import HeadScanner, Verdict
+from .headscan import HeadScanner, Verdict, measured_head
 from .limits import EdgeLimits, live
 
 log = logging.getLogger("gateway.edge")
@@ -97,6 +97,12 @@ def edge_note(scope: Any) -> EdgeNote | None:
 
 class _TrailersTooLarge(Exception):
     pass
+
+
+class _HeadTooLarge(Exception):
+    def __init__(self, verdict: Verdict):
+        super().__init__(verdict.message)
+        self.verdict = verdict
 
 
 class EdgeCycle(RequestResponseCycle):
@@ -176,6 +182,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self.body_left = -1  # Content-Length bytes still to come; -1: not length-delimited
         self.chunk_open = False  # between a chunk's size line and its end
         self.chunk_data = False  # that chunk has had data (so it is not the last one)
+        self.unscanned = False  # feeding bytes the head scanner has not seen
+        self.head_unscanned = False  # the current head began in such bytes
         self.trailer_tail = 0  # bytes of an unfinished trailer line
         self.trailer_fields = 0
         self.trailer_size = 0
@@ -258,8 +266,15 @@ class EdgeProtocol(HttpToolsProtocol):
                 return -1
             return end
         piece = data if pos == 0 else data[pos:]
-        if not self._feed(piece):
-            return -1
+        # Where a chunked body ends is the parser's to know: a request
+        # pipelined behind it in this read is parsed unscanned, and its head
+        # is measured from the parser's callbacks instead (on_headers_complete).
+        self.unscanned = True
+        try:
+            if not self._feed(piece):
+                return -1
+        finally:
+            self.unscanned = False
         if self.phase == BODY:
             self._check_trailer_tail(piece)
         elif self.phase == HEAD:
@@ -285,7 +300,9 @@ class EdgeProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return False
         except httptools.HttpParserError as exc:
-            if isinstance(exc.__context__, _TrailersTooLarge):
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse_head(exc.__context__.verdict)
+            elif isinstance(exc.__context__, _TrailersTooLarge):
                 self._malformed(str(exc.__context__))
             else:
                 self._malformed(f"{exc}")
@@ -296,6 +313,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.phase = HEAD
+        self.head_unscanned = self.unscanned
         self.trailer_fields = self.trailer_size = self.trailer_tail = 0
         self.chunk_open = self.chunk_data = False
 
@@ -309,6 +327,10 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         """uvicorn 0.54's, with the edge's cycle, framing and state."""
+        if self.head_unscanned:
+            verdict = measured_head(self.limits, self.parser.get_method(), self.url, self.headers)
+            if verdict is not None:
+                raise _HeadTooLarge(verdict)  # the parser stops; _feed refuses
         self.phase = BODY
         self.slots.busy(self)
         self._set_clock(BODY_IDLE, self.limits.body_idle_timeout)

@@ -197,3 +197,14 @@ def test_the_uvicorn_release_the_edge_protocol_was_written_against():
     assert uvicorn.__version__.startswith(UVICORN_SERIES), (
         f"uvicorn {uvicorn.__version__}: gateway/edge/protocol.py copies parts of uvicorn "
         f"{UVICORN_SERIES}x's httptools protocol; re-check them against the new release, then bump UVICORN_SERIES")
+
+
+def test_a_head_measured_from_its_parts():
+    from gateway.edge.headscan import measured_head
+
+    limits = EdgeLimits(request_line=30, header_line=20, header_count=2, head_size=80)
+    assert measured_head(limits, b"GET", b"/ok", [(b"host", b"h")]) is None
+    assert measured_head(limits, b"GET", b"/" + b"a" * 30, []).limit == "request_line"
+    assert measured_head(limits, b"GET", b"/", [(b"x", b"v" * 30)]).limit == "header_line"
+    assert measured_head(limits, b"GET", b"/", [(b"x", b"1")] * 3).limit == "header_count"
+    assert measured_head(EdgeLimits(head_size=40), b"GET", b"/", [(b"x", b"v" * 15)] * 2).limit == "head_size"

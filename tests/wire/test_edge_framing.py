@@ -279,3 +279,16 @@ def test_limits_hold_with_several_workers(tmp_path, standin):
         assert httpx.get(gw.url + "/_standin/small").status_code == 200
     finally:
         gw.stop()
+
+
+def test_a_head_pipelined_behind_a_chunked_body_in_the_same_read_is_held_to_the_limits(gw):
+    data = (b"POST /_standin/echo/chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n"
+            b"GET /_standin/echo/big HTTP/1.1\r\nHost: h\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n")
+    with connect(gw.port) as s:
+        s.sendall(data)
+        raw = read_until_close(s)
+    answer, _, refusal = raw.partition(b"HTTP/1.1 431 ")
+    assert answer.startswith(b"HTTP/1.1 200") and b"/_standin/echo/chunked" in answer
+    assert b"a header field is over 8192 bytes" in refusal
+    assert b"/_standin/echo/big" not in raw
