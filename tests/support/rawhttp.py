@@ -97,3 +97,22 @@ def closed_by_peer(sock: socket.socket, within: float) -> bool:
 
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def footprint(gw) -> tuple[int, int]:
+    """(descriptors less the upstream pool's, RSS in KiB) of a gateway process
+    (a tests.support.gateway_proc.GatewayProc): pool connections stay open by
+    design, everything else should come back to where it was."""
+    pool = gw.admin_get("/_gateway/health").json()["upstream"]["open_connections"]
+    return fd_count(gw.proc.pid) - pool, gw.rss_kib()
+
+
+def assert_back_near(gw, before: tuple[int, int], fds_slack: int = 2, rss_slack_mib: float = 16) -> None:
+    """Descriptors back within ``fds_slack`` (polled: closes take a moment), RSS within ``rss_slack_mib``."""
+    from .waiting import until
+
+    fds = before[0]
+    until(lambda: footprint(gw)[0] <= fds + fds_slack, 10,
+          what=f"gateway descriptors back near {fds} (now {footprint(gw)[0]})")
+    grown = (gw.rss_kib() - before[1]) / 1024
+    assert grown < rss_slack_mib, f"gateway RSS grew by {grown:.1f} MiB"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
-from tests.support.rawhttp import closed_by_peer, connect, exchange, read_until_close
+from tests.support.rawhttp import assert_back_near, connect, exchange, footprint, read_until_close
 from tests.support.standin import StandIn, start_standin
 from tests.support.waiting import until
 
@@ -36,6 +36,15 @@ def gw(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[G
     proc.stop()
 
 
+@pytest.fixture
+def baseline(gw: GatewayProc) -> Iterator[None]:
+    """Descriptors and RSS before a hostile case; both back near them after."""
+    assert httpx.get(gw.url + "/_standin/small").status_code == 200  # warm: pool and imports in the baseline
+    before = footprint(gw)
+    yield
+    assert_back_near(gw, before)
+
+
 def _active(standin: StandIn) -> int:
     return httpx.get(standin.url + "/_standin/stats").json()["active_requests"]
 
@@ -49,7 +58,7 @@ def _access(gw: GatewayProc, needle: str) -> dict:
 # -- trailers ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("same_read", [True, False], ids=["same-read-as-head", "later-read"])
-def test_trailer_fields_never_reach_go_as_request_headers(gw, same_read):
+def test_trailer_fields_never_reach_go_as_request_headers(gw, same_read, baseline):
     head = (b"POST /_standin/echo/trailers HTTP/1.1\r\nHost: api.example.com\r\n"
             b"Transfer-Encoding: chunked\r\nTrailer: Authorization\r\nConnection: close\r\n\r\n")
     body = (b"5\r\nhello\r\n0\r\nAuthorization: Bearer stolen\r\nHost: evil.example\r\n"
@@ -72,7 +81,7 @@ def test_trailer_fields_never_reach_go_as_request_headers(gw, same_read):
     assert got["body_len"] == 5
 
 
-def test_an_endless_trailer_is_cut_and_memory_stays_flat(gw, standin):
+def test_an_endless_trailer_is_cut_and_memory_stays_flat(gw, standin, baseline):
     # The request is upstream when the trailer starts: the edge bounds the
     # unfinished trailer line as a header line and closes the connection.
     rss = gw.rss_kib()
@@ -118,7 +127,7 @@ def test_http11_streams_stay_chunked(gw):
 
 # -- a request body that stops -----------------------------------------------------------
 
-def test_a_stalled_body_gets_408_and_the_upstream_exchange_is_cancelled(gw, standin):
+def test_a_stalled_body_gets_408_and_the_upstream_exchange_is_cancelled(gw, standin, baseline):
     with connect(gw.port) as s:
         s.sendall(b"POST /_standin/echo/stall HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
         until(lambda: _active(standin) >= 1, 10, what="the request upstream")
@@ -176,7 +185,7 @@ def _delete_head(key: str, auth: dict[str, str]) -> bytes:
 
 @pytest.mark.parametrize("bad", [b"zz\r\nhello\r\n0\r\n\r\n", b"5\nhello\r\n0\r\n\r\n", b"2\r\nhello\r\n0\r\n\r\n"],
                          ids=["bad-chunk-size", "bare-lf", "oversize-data"])
-def test_a_body_broken_in_the_same_read_as_the_head_is_400_and_nothing_runs(gw, bad):
+def test_a_body_broken_in_the_same_read_as_the_head_is_400_and_nothing_runs(gw, bad, baseline):
     auth = _session(gw)
     key = _new_key(gw, auth)
     resp = exchange(gw.port, _delete_head(key, auth) + bad)
@@ -186,7 +195,7 @@ def test_a_body_broken_in_the_same_read_as_the_head_is_400_and_nothing_runs(gw, 
     assert key in _keys(gw, auth), "the DELETE ran although the client was told 400"
 
 
-def test_a_body_broken_after_the_handover_is_never_a_400(gw, standin):
+def test_a_body_broken_after_the_handover_is_never_a_400(gw, standin, baseline):
     # The request is upstream (Go is reading its body) when the bad chunk comes:
     # no 400 (it may have run), the upstream exchange is cancelled, the
     # connection closed, and the access log says why.
@@ -203,7 +212,7 @@ def test_a_body_broken_after_the_handover_is_never_a_400(gw, standin):
     assert "malformed request" in record["edge"] and "after the request was handed over" in record["edge"]
 
 
-def test_a_delete_that_ran_before_its_body_broke_is_not_told_400(gw):
+def test_a_delete_that_ran_before_its_body_broke_is_not_told_400(gw, baseline):
     # The issue's case: Go deletes the key without reading the body (and, as
     # net/http does, holds its answer until the body ends). The broken chunk
     # that follows ends the connection; the client is never told "bad request".
@@ -255,7 +264,7 @@ def test_pipelined_requests_behind_length_and_chunked_bodies(gw, split):
     assert all("x-trailer" not in [n.lower() for n, _ in body["headers"]] for _, body in answers)
 
 
-def test_an_oversize_pipelined_head_ends_the_connection_after_the_answer_before_it(gw):
+def test_an_oversize_pipelined_head_ends_the_connection_after_the_answer_before_it(gw, baseline):
     # Answers keep their order: the slow first one, the queued second, then the refusal.
     data = (b"GET /_standin/slow?ms=300 HTTP/1.1\r\nHost: h\r\n\r\n"
             b"GET /_standin/echo/second HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -281,7 +290,7 @@ def test_limits_hold_with_several_workers(tmp_path, standin):
         gw.stop()
 
 
-def test_a_head_pipelined_behind_a_chunked_body_in_the_same_read_is_held_to_the_limits(gw):
+def test_a_head_pipelined_behind_a_chunked_body_in_the_same_read_is_held_to_the_limits(gw, baseline):
     data = (b"POST /_standin/echo/chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"3\r\nabc\r\n0\r\n\r\n"
             b"GET /_standin/echo/big HTTP/1.1\r\nHost: h\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n")

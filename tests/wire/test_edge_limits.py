@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
 from tests.support.raw_upstream import RecordingUpstream
-from tests.support.rawhttp import closed_by_peer, connect, exchange, fd_count, read_one
+from tests.support.rawhttp import assert_back_near, closed_by_peer, connect, exchange, footprint, read_one
 from tests.support.waiting import until
 
 HEAD_TIMEOUT, BODY_IDLE, KEEPALIVE = 1.5, 1.5, 1.0
@@ -40,23 +40,14 @@ def gw(tmp_path_factory: pytest.TempPathFactory, recorder: RecordingUpstream) ->
     proc.stop()
 
 
-def client_fds(gw: GatewayProc) -> int:
-    """The gateway's descriptors less its upstream pool's (kept idle by design)."""
-    pool = gw.admin_get("/_gateway/health").json()["upstream"]["open_connections"]
-    return fd_count(gw.proc.pid) - pool
-
-
 @pytest.fixture
 def baseline(gw: GatewayProc) -> Iterator[None]:
     """Descriptors and RSS before a hostile case; both back near them after."""
     # Warm up first, so the pool's connection and lazy imports are in the baseline.
     assert exchange(gw.port, b"GET /warm HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").status == 200
-    fds, rss = client_fds(gw), gw.rss_kib()
+    before = footprint(gw)
     yield
-    until(lambda: client_fds(gw) <= fds + 2, 10,
-          what=f"gateway descriptors back near {fds} (now {client_fds(gw)})")
-    grown = (gw.rss_kib() - rss) / 1024
-    assert grown < 16, f"gateway RSS grew by {grown:.1f} MiB"
+    assert_back_near(gw, before)
 
 
 def _refused(resp, status: int, words: str) -> None:
