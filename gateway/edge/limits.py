@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+
 @dataclass(frozen=True)
 class EdgeLimits:
     request_line: int = 8192  # bytes of "METHOD target HTTP/1.1" → 414
@@ -43,7 +44,7 @@ class EdgeLimits:
 
     # -- the worker processes read what `gateway serve` was told -----------------
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "EdgeLimits":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EdgeLimits:
         raw = _env_values(os.environ if environ is None else environ)
         values: dict[str, Any] = {f.name: _parse(f.name, f.type, raw[f.name]) for f in fields(cls)}
         return cls(**values)

@@ -8,10 +8,15 @@ import pytest
 
 from gateway.edge import descriptors
 from gateway.edge.headscan import HeadScanner
-from gateway.edge.limits import EdgeLimits, LiveLimits, add_flags, from_flags, from_routes_yaml
+from gateway.edge.limits import (
+    EdgeLimits,
+    LiveLimits,
+    add_flags,
+    from_flags,
+    from_routes_yaml,
+)
 from gateway.routing.paths import BadPath
 from gateway.routing.readings import check_readings, go_reading, python_reading
-
 
 # -- EdgeLimits -----------------------------------------------------------------------
 

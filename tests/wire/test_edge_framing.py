@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
-from tests.support.rawhttp import assert_back_near, connect, exchange, footprint, read_until_close
+from tests.support.rawhttp import (
+    assert_back_near,
+    connect,
+    exchange,
+    footprint,
+    read_until_close,
+)
 from tests.support.standin import StandIn, start_standin
 from tests.support.waiting import until
 
@@ -129,13 +135,13 @@ def test_http11_streams_stay_chunked(gw):
 
 def test_a_stalled_body_gets_408_and_the_upstream_exchange_is_cancelled(gw, standin, baseline):
     with connect(gw.port) as s:
+        started = time.monotonic()
         s.sendall(b"POST /_standin/echo/stall HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
         until(lambda: _active(standin) >= 1, 10, what="the request upstream")
-        started = time.monotonic()
         raw = read_until_close(s, BODY_IDLE + 10)
     assert raw.startswith(b"HTTP/1.1 408 "), raw[:200]
     assert b"connection: close" in raw and b"request body paused" in raw
-    assert BODY_IDLE - 0.3 <= time.monotonic() - started <= BODY_IDLE + 3
+    assert BODY_IDLE - 0.3 <= time.monotonic() - started <= BODY_IDLE + 5
     until(lambda: _active(standin) == 0, 10, what="the upstream exchange cancelled")
     record = _access(gw, "/_standin/echo/stall")
     assert record["status"] == 408 and "request body idle" in record["edge"]
@@ -157,7 +163,7 @@ def test_a_slow_but_steady_body_is_not_cut(gw):
 def _session(gw: GatewayProc) -> dict[str, str]:
     r = httpx.post(gw.url + "/sign-in", json={"email": EMAIL, "password": PASSWORD})
     assert r.status_code == 200, r.text
-    session = [c for c in r.headers.get_list("set-cookie") if c.startswith("session=")][0].split(";", 1)[0]
+    session = next(c for c in r.headers.get_list("set-cookie") if c.startswith("session=")).split(";", 1)[0]
     return {"Cookie": f"{session}; csrf=edge-csrf", "X-CSRF-Token": "edge-csrf"}
 
 

@@ -10,7 +10,6 @@ asserted in tests/unit/test_edge_limits.py.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 
@@ -18,8 +17,14 @@ import pytest
 
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
 from tests.support.raw_upstream import RecordingUpstream
-from tests.support.rawhttp import assert_back_near, closed_by_peer, connect, exchange, footprint, read_one
-from tests.support.waiting import until
+from tests.support.rawhttp import (
+    assert_back_near,
+    closed_by_peer,
+    connect,
+    exchange,
+    footprint,
+    read_one,
+)
 
 HEAD_TIMEOUT, BODY_IDLE, KEEPALIVE = 1.5, 1.5, 1.0
 FLAGS = ["--head-timeout", str(HEAD_TIMEOUT), "--body-idle-timeout", str(BODY_IDLE),
