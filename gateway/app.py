@@ -24,8 +24,8 @@ from services.registry import Registry, Service, discover
 
 from .context import RequestContext
 from .edge.cors import CORSMiddleware
+from .edge.cycle import edge_note
 from .edge.limits import live as live_edge_limits
-from .edge.protocol import edge_note
 from .httpdate import add_date, http_date
 from .migration.canary import CanaryChooser
 from .migration.override import take_override

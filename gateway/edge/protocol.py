@@ -45,7 +45,6 @@ import math
 import sys
 import time
 import urllib.parse
-from dataclasses import dataclass
 from typing import Any
 
 import httptools
@@ -60,6 +59,8 @@ from uvicorn.server import ServerState
 from gateway.httpdate import http_date
 
 from .connections import Slots, slots_for
+from .cycle import EDGE_KEY, EdgeCycle, EdgeNote, edge_note
+from .descriptors import LINGER_BUDGET
 from .headscan import HeadScanner, Verdict, measured_head
 from .limits import EdgeLimits, live
 
@@ -70,7 +71,6 @@ log = logging.getLogger("gateway.edge")
 # fields, FlowControl). pyproject pins it; tests/unit/test_edge_limits.py fails
 # on another version, so a bump starts with a re-read of uvicorn's httptools_impl.py.
 UVICORN_SERIES = "0.54."
-EDGE_KEY = "gateway.edge"  # scope["extensions"][EDGE_KEY]: the request's EdgeNote
 LINGER = 2.0  # seconds a refused connection keeps draining input before it is closed
 
 # Where the parser is on this connection.
@@ -83,18 +83,6 @@ DONE = 3  # request complete, its answer still going out
 NO_CLOCK, FIRST_HEAD, NEXT_HEAD, KEEPALIVE, BODY_IDLE, LINGERING = range(6)
 
 
-@dataclass(slots=True)
-class EdgeNote:
-    """What the edge did to a request the app already had (read by the access log)."""
-
-    reason: str | None = None  # why the edge ended it
-    status: int | None = None  # what it answered in the app's stead, if anything
-
-
-def edge_note(scope: Any) -> EdgeNote | None:
-    return (scope.get("extensions") or {}).get(EDGE_KEY)
-
-
 class _TrailersTooLarge(Exception):
     pass
 
@@ -103,59 +91,6 @@ class _HeadTooLarge(Exception):
     def __init__(self, verdict: Verdict):
         super().__init__(verdict.message)
         self.verdict = verdict
-
-
-class EdgeCycle(RequestResponseCycle):
-    """uvicorn's request/response cycle, plus: whether the app has started (the
-    line between a 400 and a silent close), and close-delimited bodies for
-    HTTP/1.0 clients."""
-
-    task: asyncio.Task[None] | None = None
-    app_started = False
-    close_delimited = False
-
-    async def run_asgi(self, app: Any) -> None:
-        self.app_started = True
-        await super().run_asgi(app)
-
-    async def send(self, message: Any) -> None:
-        if not self.response_started:
-            if message["type"] == "http.response.start" and self.scope["http_version"] == "1.0":
-                message = self._for_http10(message)
-        elif self.close_delimited and not self.response_complete:
-            await self._send_close_delimited(message)
-            return
-        await super().send(message)
-
-    def _for_http10(self, message: Any) -> Any:
-        """A 1.0 client can't read chunked framing: a body of unknown length is
-        delimited by closing the connection (uvicorn already closes after a
-        1.0 request)."""
-        status = message["status"]
-        headers = list(message.get("headers", []))
-        if (self.scope["method"] == "HEAD" or status in (204, 304) or status < 200
-                or any(n.lower() == b"content-length" for n, _ in headers)):
-            return message
-        self.close_delimited = True
-        self.chunked_encoding = False  # uvicorn then adds no transfer-encoding
-        self.keep_alive = False
-        return {**message, "headers": [(n, v) for n, v in headers if n.lower() != b"transfer-encoding"]}
-
-    async def _send_close_delimited(self, message: Any) -> None:
-        if message["type"] != "http.response.body":
-            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message['type']}'.")
-        if self.flow.write_paused and not self.disconnected:
-            await self.flow.drain()
-        if self.disconnected:
-            return
-        body = message.get("body", b"")
-        if body:
-            self.transport.write(body)
-        if not message.get("more_body", False):
-            self.response_complete = True
-            self.message_event.set()
-            self.transport.close()
-            self.on_response()
 
 
 class EdgeProtocol(HttpToolsProtocol):
@@ -532,7 +467,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def _linger(self) -> None:
         """Half-close and drain for a moment: closing with unread input would
         reset the connection and the client could lose the answer."""
-        if self.slots.lingering >= _linger_budget() or not self.transport.can_write_eof():
+        if self.slots.lingering >= LINGER_BUDGET or not self.transport.can_write_eof():
             self.transport.close()
             return
         try:
@@ -636,12 +571,6 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
 
 def _short(detail: str) -> str:
     return detail.rstrip(".")[:120]
-
-
-def _linger_budget() -> int:
-    from .descriptors import LINGER_BUDGET
-
-    return LINGER_BUDGET
 
 
 class _LogThrottle:
