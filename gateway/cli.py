@@ -191,7 +191,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn's httptools protocol held to the edge's limits and timeouts
         # (gateway/edge/protocol.py); a path, so --workers processes import it.
         http="gateway.edge.protocol:EdgeProtocol",
-        timeout_keep_alive=limits.keepalive_timeout,  # enforced by the edge protocol itself
         access_log=False,  # the gateway writes its own, richer access log
         log_level=args.log_level,
         log_config=None,
