@@ -27,6 +27,8 @@ from services.registry import Registry, Service, discover
 
 from .context import RequestContext
 from .edge.client import scope_for_python
+from .edge.cycle import edge_note
+from .edge.limits import live as live_edge_limits
 from .httpdate import add_date, http_date
 from .migration.canary import CanaryChooser
 from .migration.override import take_override
@@ -87,6 +89,9 @@ class Gateway:
         self.admin = AdminApp(holder=self.holder, forwarders=self.forwarders, metrics=self.metrics,
                               rollbacks=self.rollbacks, services=self.registry.services,
                               config_path=settings.config_path, admin_token=self.admin_token)
+        # The edge protocol sizes its descriptor reserve (and reads routes.yaml
+        # `limits:`) from the live table's config, per connection.
+        live_edge_limits().attach(lambda: self.holder.table.config)
 
     def load(self, path: str | os.PathLike[str], deadline: float | None = None) -> GatewayConfig:
         return load_config(path, serves_prefix=self.registry.serves, dry_run_ok=self.registry.dry_run_ok,
@@ -229,8 +234,9 @@ class Gateway:
         route = ctx.route
         prefix = route.prefix if route else "(rejected)"
         status = ctx.status
+        edge = edge_note(scope)  # the edge protocol ended the request (timeout, malformed body)?
         if status == 0 and ctx.client_gone:
-            status = 499  # nginx's "client closed request"
+            status = edge.status if edge and edge.status else 499  # 499: nginx's "client closed request"
         self.metrics.observe(prefix, ctx.backend, status, elapsed)
         if route is not None and route.state == "canary" and ctx.backend in ("go", "python"):
             self.rollbacks.record(route.spec, ctx.backend, status, elapsed)
@@ -254,6 +260,8 @@ class Gateway:
         }
         if ctx.upstream_error:
             record["upstream_error"] = ctx.upstream_error
+        if edge and edge.reason:
+            record["edge"] = edge.reason
         access_log.info(json.dumps(record, separators=(",", ":")))
 
     def _loggable_path(self, scope: Scope) -> str:

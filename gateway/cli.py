@@ -11,6 +11,8 @@ from typing import Sequence
 
 from services.common.settings import SettingsError
 
+from .edge import limits as edge_limits
+from .edge.descriptors import raise_nofile_limit
 from .redact import redact_url
 from .routing.config import GatewayConfig, RoutesError, load_config
 from .routing.problems import MAX_SHOWN
@@ -187,6 +189,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except RoutesError as exc:
         print(f"refusing to start: {args.config} is invalid:\n{exc}", file=sys.stderr)
         return 1
+    try:
+        limits = edge_limits.from_flags(args)
+    except ValueError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return 1
     # Workers are separate processes: they read their settings from the env.
     os.environ["GATEWAY_CONFIG"] = os.path.abspath(args.config)
     made_dir: str | None = None
@@ -201,6 +208,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["GATEWAY_ACCESS_LOG"] = "0"
     reset_settings()  # this process may be the (only) worker: it reads what was just exported
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.update(limits.to_env())  # the edge protocol reads them in each worker
+    before, after, hard = raise_nofile_limit()  # inherited by the workers
+    if after != before:
+        logging.getLogger("gateway.edge").info("descriptor limit raised from %d to %d (hard %d)", before, after, hard)
     supervisor = Supervisor(_sidecars(args))
     terminated: Terminated | None = None
     try:
@@ -233,7 +244,9 @@ def _run_uvicorn(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop" if _has("uvloop") else "asyncio",
-        http="httptools",
+        # uvicorn's httptools protocol held to the edge's limits and timeouts
+        # (gateway/edge/protocol.py); a path, so --workers processes import it.
+        http="gateway.edge.protocol:EdgeProtocol",
         access_log=False,  # the gateway writes its own, richer access log
         log_level=args.log_level,
         log_config=None,
@@ -305,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also run the ValidateApiKey gRPC server the ingestion service dials (legacy port "
                             "50053), once for all workers, restarted if it exits; for a stack without the Go "
                             "backend (env VALIDATE_API_KEY_ADDR)")
+    edge_limits.add_flags(serve.add_argument_group("client limits (defaults as nginx/Envoy; see README)"),
+                          edge_limits.EdgeLimits(**{name: getattr(env, name) for name in edge_limits.EDGE_FIELDS}))
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="validate a routes file and print its table (exit 1 on errors); warn "

@@ -61,6 +61,16 @@ class GatewaySettings(EnvSettings):
     secret: str | None = env_var("GATEWAY_SECRET", None, repr=False)  # signs the canary gw_id cookie
     service_packages: CommaList = env_var("GATEWAY_SERVICE_PACKAGES", "", validate_default=True)
     legacy_url: Annotated[str, AfterValidator(check_url)] | None = env_var("LEGACY_URL", None)  # beats legacy.url
+    # Client limits of the edge (gateway/edge/limits.py): `gateway serve` flags
+    # default to these, and routes.yaml `limits:` overrides what it sets.
+    request_line: int = env_var("GATEWAY_REQUEST_LINE", 8192, gt=0)  # bytes, else 414
+    header_line: int = env_var("GATEWAY_HEADER_LINE", 8192, gt=0)  # bytes of one field line, else 431
+    header_count: int = env_var("GATEWAY_HEADER_COUNT", 100, gt=0)  # fields in one head, else 431
+    head_size: int = env_var("GATEWAY_HEAD_SIZE", 32768, gt=0)  # bytes of a whole head, else 431
+    head_timeout: float = env_var("GATEWAY_HEAD_TIMEOUT", 10.0, gt=0)  # seconds for a whole head, else 408
+    body_idle_timeout: float = env_var("GATEWAY_BODY_IDLE_TIMEOUT", 30.0, gt=0)  # seconds without a body byte
+    keepalive_timeout: float = env_var("GATEWAY_KEEPALIVE_TIMEOUT", 5.0, gt=0)  # idle keep-alive seconds
+    max_connections: int = env_var("GATEWAY_MAX_CONNECTIONS", 4096, gt=0)  # client connections per worker
     # A server database (PostgreSQL) shares canary rollback verdicts across replicas.
     database_url: str | None = env_var("DATABASE_URL", None, repr=False)
     # Where `gateway serve` runs the ValidateApiKey gRPC server the ingestion

@@ -19,8 +19,9 @@ from starlette.types import ASGIApp
 from gateway.redact import redact_url
 from services.registry import Service
 
-from .config import GatewayConfig, RouteSpec
+from .config import RESERVED_PREFIX, GatewayConfig, RouteSpec
 from .paths import BadPath, is_admin_path, is_under, match_path
+from .readings import check_readings
 
 if TYPE_CHECKING:
     from gateway.edge.cors import CorsPolicy
@@ -115,6 +116,8 @@ class RouteTable:
         """The raw path and query as uvicorn hands them over → rejected, admin, or a route."""
         try:
             path = match_path(raw_path, query)
+            if b"%" in raw_path:  # each backend decodes differently: all must agree on the route
+                check_readings(raw_path, path, self, method, RESERVED_PREFIX)
         except BadPath as exc:
             return Resolution(None, None, str(exc))
         if is_admin_path(path):

@@ -202,18 +202,23 @@ class Connection(asyncio.Protocol):
         chunked = body_mode == "chunked"
         chunks = request.stream.__aiter__()  # type: ignore[union-attr]
         while True:
+            # The next chunk, or the upstream's answer, whichever comes first: a
+            # handler that answers without reading the body (Go's DELETEs) is
+            # relayed at once, not when the client's next chunk happens to come.
+            next_chunk = asyncio.ensure_future(chunks.__anext__())
             try:
-                if body_idle is None:
-                    chunk = await chunks.__anext__()
-                else:
-                    idle = asyncio.timeout(body_idle)
-                    try:
-                        async with idle:
-                            chunk = await chunks.__anext__()
-                    except TimeoutError:
-                        if idle.expired():
-                            raise RequestBodyStalled(body_idle) from None
-                        raise
+                done, _ = await asyncio.wait((next_chunk, self.headers_done), timeout=body_idle,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:
+                next_chunk.cancel()
+                raise
+            if next_chunk not in done:
+                next_chunk.cancel()
+                if self.headers_done.done():
+                    return  # answered first: stop sending (the half-sent request is never reused)
+                raise RequestBodyStalled(body_idle or 0.0)
+            try:
+                chunk = next_chunk.result()
             except StopAsyncIteration:
                 break
             if not chunk:

@@ -90,7 +90,8 @@ def routes_yaml(legacy_url: str, routes: str = "", *, read_timeout: float = 60, 
 
 
 def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None = None,
-                  args: list[str] | None = None) -> GatewayProc:
+                  args: list[str] | None = None, nofile: int | None = None) -> GatewayProc:
+    """``nofile``: run the gateway under this RLIMIT_NOFILE (soft and hard)."""
     config = tmp_dir / "routes.yaml"
     config.write_text(config_text)
     port = free_port()
@@ -105,6 +106,10 @@ def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None
     log = os.fdopen(fd, "wb")
     cmd = [sys.executable, "-m", module, "serve", "--config", str(config), "--port", str(port), *(args or [])]
     repo = Path(__file__).resolve().parents[2]
+    if nofile is not None:  # set in the child itself, then exec the gateway (no preexec_fn with threads)
+        cmd[1:3] = ["-c", "import os, resource, sys; "
+                          f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile})); "
+                          "os.execv(sys.executable, [sys.executable, '-m', 'gateway.cli', *sys.argv[1:]])"]
     proc = subprocess.Popen(cmd, cwd=repo, env=child_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
     gw = GatewayProc(f"http://127.0.0.1:{port}", port, proc, config, Path(log_name),

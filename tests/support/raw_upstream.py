@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Callable
 
 Handler = Callable[[socket.socket, bytes], None]
@@ -54,3 +55,23 @@ class RawUpstream:
     def close(self) -> None:
         self._stop = True
         self.sock.close()
+
+
+class RecordingUpstream(RawUpstream):
+    """Answers 200 "ok" to every bodiless request on a keep-alive connection and
+    keeps each request line: exactly what reached the backend. A target
+    containing ``/slow`` is answered after ``slow_seconds``."""
+
+    def __init__(self, slow_seconds: float = 3.0) -> None:
+        self.seen: list[bytes] = []
+        self.slow_seconds = slow_seconds
+        super().__init__(self._answer)
+
+    def _answer(self, conn: socket.socket, head: bytes) -> None:
+        while head:
+            line = head.split(b"\r\n", 1)[0]
+            self.seen.append(line)
+            if b"/slow" in line:
+                time.sleep(self.slow_seconds)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            head = read_head(conn)

@@ -84,12 +84,14 @@ def test_catch_all_slash_route():
     ("GET", b"/users/7", b"", "/users"),
     ("GET", b"/users%3Fx%3D1", b"", "*"),  # one segment 'users?x=1'
     ("GET", b"/users", b"x=1", "/users"),
-    ("GET", b"/users%2F7", b"", "*"),  # %2F stays in its segment
-    ("GET", b"/users/admin%2Fx", b"", "/users"),
+    # %2F stays in its segment for the gateway, but a backend that decodes it
+    # reads another route's path: refused (routing/readings.py)
+    ("GET", b"/users%2F7", b"", "400"),
+    ("GET", b"/users/admin%2Fx", b"", "400"),
     ("POST", b"/ping", b"", "/ping"),
     ("GET", b"/_gateway/health", b"", "admin"),
     ("GET", b"/%5Fgateway/routes", b"", "admin"),
-    ("GET", b"/_gateway%2Fhealth", b"", "admin"),
+    ("GET", b"/_gateway%2Fhealth", b"", "400"),  # decoded, it is under /_gateway/: never forwarded
     ("GET", b"/users/../ping", b"", "400"),
     ("GET", b"//users", b"", "400"),
 ])
