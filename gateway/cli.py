@@ -70,9 +70,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.no_probe:
         from .ops.legacy_probe import legacy_warning
 
-        warning = legacy_warning(_table(config))
-        if warning:
-            print(warning, file=sys.stderr)  # a warning, not an error: the file is valid
+        legacy = legacy_warning(_table(config))
+        if legacy:
+            print(legacy, file=sys.stderr)  # a warning, not an error: the file is valid
     return 0
 
 

@@ -20,7 +20,7 @@ class RequestContext:
     request_id: bytes
     trace_id: bytes
     started: float = field(default_factory=time.perf_counter)
-    route: "Route | None" = None  # None: refused before routing (bad path)
+    route: Route | None = None  # None: refused before routing (bad path)
     backend: str = "gateway"  # who answers: "go", "python" or the "gateway" itself
     status: int = 0  # the status sent; 0 while nothing was
     client_gone: bool = False  # the client disconnected before the answer was complete
@@ -31,6 +31,6 @@ class RequestContext:
         return self.request_id.decode("latin-1")
 
     @classmethod
-    def detached(cls) -> "RequestContext":
+    def detached(cls) -> RequestContext:
         """For a request that is not the gateway's own (a replay, a test)."""
         return cls(b"-", b"-")

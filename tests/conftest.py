@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
 from tests.support.postgres import STATE_ENV, PostgresServer, shared_server, stop_shared_server
 from tests.support.standin import StandIn, start_standin
-
 
 # --- PostgreSQL: one throwaway server per run, started when a test first needs it ---
 

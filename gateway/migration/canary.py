@@ -13,17 +13,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any, Callable
 
 from itsdangerous import BadSignature, Signer
+from starlette.types import Scope
 
 log = logging.getLogger("gateway.canary")
 
 COOKIE = "gw_id"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest lifetime browsers honour
 
-Identity = Callable[[dict[str, Any]], "str | None"]
+Identity = Callable[[Scope], "str | None"]
 
 
 def bucket(prefix: str, identity: str) -> float:
@@ -44,7 +45,7 @@ def process_secret() -> bytes:
     return secrets.token_bytes(32)
 
 
-def _cookie(scope: dict[str, Any], name: str) -> str | None:
+def _cookie(scope: Scope, name: str) -> str | None:
     prefix = name + "="
     for header, value in scope["headers"]:
         if header == b"cookie":
@@ -65,7 +66,7 @@ class CanaryChooser:
         # Built on first use: a gateway without canary routes needs no key (nor the warning).
         return Signer(self._secret or process_secret(), salt="gw-canary")
 
-    def identify(self, scope: dict[str, Any]) -> tuple[str, bytes | None]:
+    def identify(self, scope: Scope) -> tuple[str, bytes | None]:
         """(identity, Set-Cookie value to add or None)."""
         if self.identity is not None:
             try:
@@ -87,7 +88,7 @@ class CanaryChooser:
                   + b"; HttpOnly; SameSite=Lax")
         return "client:" + client_id, cookie
 
-    def choose(self, prefix: str, percent: float, scope: dict[str, Any]) -> tuple[str, bytes | None]:
+    def choose(self, prefix: str, percent: float, scope: Scope) -> tuple[str, bytes | None]:
         """("go" | "python", Set-Cookie to add or None)."""
         if percent <= 0:
             return "go", None

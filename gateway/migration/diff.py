@@ -33,8 +33,9 @@ import json
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from gateway.redact import mask_personal, mask_slice
 

@@ -9,7 +9,8 @@ is removed too but no longer honoured.
 from __future__ import annotations
 
 import hmac
-from typing import Any
+
+from starlette.types import Scope
 
 _BACKEND = b"x-gateway-backend"
 _OLD_NAME = b"x-gateway-target"
@@ -17,7 +18,7 @@ _TOKEN = b"x-gateway-admin-token"
 _OURS = frozenset({_BACKEND, _OLD_NAME, _TOKEN})
 
 
-def take_override(scope: dict[str, Any], token: str | None) -> str | None:
+def take_override(scope: Scope, token: str | None) -> str | None:
     """The backend the request forces (``"go"`` or ``"python"``), or None."""
     headers = scope["headers"]
     backend = given = None

@@ -102,7 +102,7 @@ def verdict(rule: RollbackSpec, go: Window, py: Window) -> str | None:
 
 
 class RollbackGuard:
-    def __init__(self, state: "SharedState | None", metrics: Any = None):
+    def __init__(self, state: SharedState | None, metrics: Any = None):
         self.state = state  # where verdicts are shared; None: this process only
         self.metrics = metrics
         self.windows: dict[str, dict[str, Window]] = {}  # spec key → backend → window

@@ -20,13 +20,17 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-from .diff import Answer, DiffRules, compare, noisy_fields, render_diff
+from starlette.types import Scope
+
 from gateway.context import RequestContext
 from gateway.ops.metrics import Metrics
 from services.registry import Service
+
+from .diff import Answer, DiffRules, compare, noisy_fields, render_diff
 
 if TYPE_CHECKING:
     from gateway.routing.table import Route
@@ -77,7 +81,7 @@ class ShadowJob:
     rules: DiffRules
     noise: bool
     dry_run: bool
-    scope: dict[str, Any]
+    scope: Scope
     body: bytes
     go: Answer
     go_app: Any
@@ -108,7 +112,7 @@ class ShadowRunner:
         self._workers: list[asyncio.Task[None]] = []
 
     # -- the request path -------------------------------------------------------
-    async def serve(self, ctx: RequestContext, route: "Route", scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def serve(self, ctx: RequestContext, route: Route, scope: Scope, receive: Any, send: Any) -> None:
         """Serve ``route`` from Go for the client; queue a replay to Python."""
         spec, service = route.spec, route.service
         assert service is not None  # config validation: a shadow route has a Python owner
@@ -223,7 +227,7 @@ class ShadowRunner:
         self._workers = []
 
 
-def _copy_scope(scope: dict[str, Any]) -> dict[str, Any]:
+def _copy_scope(scope: Scope) -> dict[str, Any]:
     copy = dict(scope)
     copy["headers"] = list(scope["headers"])
     copy["state"] = {}

@@ -8,8 +8,9 @@ rendered by status_page.py).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from gateway.migration.rollback import RollbackGuard
 from gateway.routing.table import Route, RouteTable
@@ -72,7 +73,7 @@ def _route_status(totals: Totals, route: Route, rollbacks: RollbackGuard, change
     if state == "canary":
         rolled = rollbacks.reason(spec)
         if rolled:
-            at = datetime.fromtimestamp(rolled["at"], timezone.utc).strftime("%H:%M:%S UTC")
+            at = datetime.fromtimestamp(rolled["at"], UTC).strftime("%H:%M:%S UTC")
             notes.append(f"automatically rolled back to go at {at}: {rolled['reason']}")
             state = "go (rolled back)"
         elif spec.rollback:
@@ -100,7 +101,7 @@ def status_data(totals: Totals, table: RouteTable, rollbacks: RollbackGuard,
     routes = [_route_status(totals, r, rollbacks, last_change.get(r.prefix), now)
               for r in (*table.routes, table.default)]
     return {
-        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "table_version": table.version,
         "config_error": config_error,
         "routes": routes,

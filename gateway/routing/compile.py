@@ -9,17 +9,19 @@ Pure: builds objects only, so a reload may compile in its worker thread.
 """
 from __future__ import annotations
 
-from starlette.types import ASGIApp
-
-from services.registry import Registry
+from typing import TYPE_CHECKING
 
 from gateway.edge.cors import CorsPolicy
+from services.registry import Registry
 
 from .config import GatewayConfig, RouteSpec
 from .table import Route, RouteTable
 
+if TYPE_CHECKING:  # the forwarder imports the routing package at run time
+    from gateway.upstream.forwarder import LegacyForwarder
 
-def compile_table(config: GatewayConfig, registry: Registry, go: ASGIApp) -> RouteTable:
+
+def compile_table(config: GatewayConfig, registry: Registry, go: LegacyForwarder) -> RouteTable:
     """The table for ``config``: ``go`` answers for the legacy backend."""
 
     def route_for(spec: RouteSpec) -> Route:

@@ -21,15 +21,39 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Any, Callable, Iterable, Mapping, get_args
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from .models import (DEFAULT_PREFIX, DEFAULT_STATES, HTTP_METHODS, MAX_CORS_HEADERS, MAX_DIFF_PATHS,
-                     MAX_METHODS, MAX_ORIGINS, MAX_ROUTES, MAX_TRUSTED_PROXIES, NEEDS_PYTHON, RESERVED_PREFIX,
-                     ROUTE_STATES, CorsConfig, DiffSpec, GatewayConfig, LegacyConfig, LimitsConfig, RollbackSpec,
-                     RouteSpec, ShadowSpec, check_origin, check_prefix, check_url, internal_fields, json_schema,
-                     public_fields)
+from .models import (
+    DEFAULT_PREFIX,
+    DEFAULT_STATES,
+    HTTP_METHODS,
+    MAX_CORS_HEADERS,
+    MAX_DIFF_PATHS,
+    MAX_METHODS,
+    MAX_ORIGINS,
+    MAX_ROUTES,
+    MAX_TRUSTED_PROXIES,
+    NEEDS_PYTHON,
+    RESERVED_PREFIX,
+    ROUTE_STATES,
+    CorsConfig,
+    DiffSpec,
+    GatewayConfig,
+    LegacyConfig,
+    LimitsConfig,
+    RollbackSpec,
+    RouteSpec,
+    ShadowSpec,
+    check_origin,
+    check_prefix,
+    check_url,
+    internal_fields,
+    json_schema,
+    public_fields,
+)
 from .problems import Problem, RoutesError, did_you_mean, shown
 from .source import MAX_FILE_BYTES, Document, Path, compose, key_path, read_file
 

@@ -58,7 +58,7 @@ def check_url(url: str) -> str:
     if not parts.hostname:
         raise ValueError(f"URL has no host: {shown!r}")
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when asked for it
     except ValueError:
         raise ValueError(f"URL has an invalid port: {shown!r}") from None
     if parts.query or parts.fragment:
@@ -186,7 +186,7 @@ class CorsConfig(_Model):
                           "(OPTIONS + Origin + Access-Control-Request-Method).")
 
     @model_validator(mode="after")
-    def _one_origin_source(self) -> "CorsConfig":
+    def _one_origin_source(self) -> CorsConfig:
         if self.allow_origins is not None and self.allow_origins_env is not None:
             raise ValueError("give allow_origins or allow_origins_env, not both")
         if self.allow_origins is None and self.allow_origins_env is None:

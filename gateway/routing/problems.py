@@ -9,8 +9,9 @@ the log into megabytes (issue 14).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 MAX_SHOWN = 20  # problems in an error's text (all stay in .problems)
 MAX_PROBLEM_CHARS = 300  # one problem's line

@@ -11,10 +11,9 @@ routes.yaml says; the *backend* is who answers one request (``go``,
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
-
-from starlette.types import ASGIApp
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gateway.redact import redact_url
 from services.registry import Service
@@ -25,6 +24,7 @@ from .readings import check_readings
 
 if TYPE_CHECKING:
     from gateway.edge.cors import CorsPolicy
+    from gateway.upstream.forwarder import LegacyForwarder
 
 
 # Every state but ``python`` sends requests to the legacy backend: ``shadow``
@@ -36,7 +36,7 @@ LEGACY_STATES = frozenset({"go", "shadow", "canary"})
 @dataclass(frozen=True, slots=True)
 class Route:
     spec: RouteSpec  # what routes.yaml says (the default route's prefix is "*")
-    go: ASGIApp  # the legacy forwarder
+    go: LegacyForwarder  # the legacy forwarder
     service: Service | None  # the Python feature that owns the prefix, if any
     max_body: int = 1 << 20  # request body bytes into Python: spec.max_body, else limits.python_body
 
@@ -92,7 +92,7 @@ class Resolution(NamedTuple):
 
 class RouteTable:
     def __init__(self, config: GatewayConfig, routes: list[Route], default: Route,
-                 cors: "CorsPolicy | None" = None):
+                 cors: CorsPolicy | None = None):
         self.config = config
         self.version = config.version
         self.cors = cors  # the edge CORS policy of this table (None: the gateway adds no CORS)

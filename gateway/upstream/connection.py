@@ -13,7 +13,8 @@ connection (``RequestBodyStalled``; the connection is closed, never reused).
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Protocol
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 import httpx
 
@@ -38,9 +39,9 @@ class Owner(Protocol):
 
     retired: bool
 
-    def release(self, conn: "Connection") -> None: ...
+    def release(self, conn: Connection) -> None: ...
 
-    def discard(self, conn: "Connection") -> None: ...
+    def discard(self, conn: Connection) -> None: ...
 
 
 class Connection(asyncio.Protocol):

@@ -119,7 +119,8 @@ class Forwarders:
             self._retire(old)
         self._settings.clear()
         self._live[key] = fwd
-        self._settings[key] = self._built.pop(fwd, None) or UpstreamSettings.from_config(legacy)
+        built = self._built.pop(fwd) if fwd in self._built else None
+        self._settings[key] = built or UpstreamSettings.from_config(legacy)
         self._built.clear()  # prepared for tables that never went live
 
     @staticmethod

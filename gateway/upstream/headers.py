@@ -6,7 +6,7 @@ would merge repeated headers such as ``Set-Cookie``.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 RawHeaders = list[tuple[bytes, bytes]]
 

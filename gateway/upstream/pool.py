@@ -21,7 +21,8 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from typing import Awaitable, Callable, Generic, Hashable, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, Protocol, TypeVar
 
 import httpx
 
@@ -29,8 +30,12 @@ IDLE_MAX_AGE = 30.0  # seconds an idle keep-alive connection may be reused
 
 
 class Pooled(Protocol):
-    key: Hashable
-    idle_since: float
+    # Read-only: a connection's key is fixed when it is made, so a narrower
+    # key type (a (host, port) tuple) still satisfies the protocol.
+    @property
+    def key(self) -> Hashable: ...
+
+    idle_since: float  # the pool stamps it when the connection goes idle
 
     def is_usable(self) -> bool: ...
 

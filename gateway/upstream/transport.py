@@ -28,7 +28,8 @@ without one always find a connection (``pool``).
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Hashable
+from typing import cast
 
 import httpx
 
@@ -102,8 +103,8 @@ class FastTransport(httpx.AsyncBaseTransport):
         return self.pool.body_connections
 
     async def _connect(self, key: Hashable) -> Connection:
-        host, port = key  # type: ignore[misc]
-        origin: Origin = (host, port)
+        origin = cast(Origin, key)  # the pool hands back the keys we gave it
+        host, port = origin
         conn = Connection(self.pool, origin, self.head_limits)
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow an
@@ -112,7 +113,8 @@ class FastTransport(httpx.AsyncBaseTransport):
             async with asyncio.timeout(self.connect_timeout):
                 await asyncio.get_running_loop().create_connection(lambda: conn, host, port)
         except TimeoutError:
-            raise httpx.ConnectTimeout(f"could not connect to {host}:{port} within {self.connect_timeout:g} s") from None
+            raise httpx.ConnectTimeout(
+                f"could not connect to {host}:{port} within {self.connect_timeout:g} s") from None
         except OSError as exc:
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc.strerror or exc}") from None
         return conn

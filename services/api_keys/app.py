@@ -1,10 +1,12 @@
 """The legacy ``/api_keys`` routes (contract, "Routes"), served in-process.
 
-| route | answers |
-|---|---|
-| ``POST /api_keys`` ``{"name"}`` | 201 ``{"ID","Key","Name","CreatedAt"}``; 400 ``{"message":"Invalid request body: …"}`` / ``{"message":"Validation failed: …"}``; 500 ``{"message":"Failed to save API key"}`` |
-| ``GET /api_keys`` | 200 ``[…]`` newest first (``[]`` when empty); 500 ``{"message":"Failed to retrieve API keys"}`` |
-| ``DELETE /api_keys/:key`` | 204 (no body); 404 ``{"message":"API key not found"}``; 500 ``{"message":"Failed to delete API key"}`` |
+* ``POST /api_keys`` ``{"name"}``: 201 ``{"ID","Key","Name","CreatedAt"}``;
+  400 ``{"message":"Invalid request body: …"}`` or ``{"message":"Validation failed: …"}``;
+  500 ``{"message":"Failed to save API key"}``.
+* ``GET /api_keys``: 200 ``[…]`` newest first (``[]`` when empty);
+  500 ``{"message":"Failed to retrieve API keys"}``.
+* ``DELETE /api_keys/:key``: 204 (no body); 404 ``{"message":"API key not found"}``;
+  500 ``{"message":"Failed to delete API key"}``.
 
 IDs are ``gonanoid.New()`` (21 chars of ``_-0-9a-zA-Z``), keys
 ``gonanoid.Generate(alphanumeric, 64)``, both from :mod:`secrets`.
@@ -14,18 +16,17 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.common.echo_router import EchoRoute, EchoRouter
 from services.common.db import ApiKey, Database, get_database, rfc3339
+from services.common.echo_router import EchoRoute, EchoRouter
+from services.common.gobind import STRING, BindError, Struct, bind_request
 from services.common.protect import LegacyProtection
 from services.common.responses import error_response, json_response
 from services.common.settings import Settings, get_settings
-
-from services.common.gobind import STRING, BindError, Struct, bind_request
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -12,15 +12,16 @@ from starlette.responses import Response
 
 from services.common.cookies import format_set_cookie, get_cookie
 from services.common.db import Database, DuplicateError, get_database, rfc3339
+from services.common.echo_router import EchoRoute, EchoRouter
 from services.common.protect import LegacyProtection
 from services.common.responses import error_response, json_response
-from services.common.session_codec import COOKIE_NAME as SESSION_COOKIE, SessionCodec
+from services.common.session_codec import COOKIE_NAME as SESSION_COOKIE
+from services.common.session_codec import SessionCodec
 from services.common.settings import Settings, get_settings
 
 from . import passwords
 from .binding import BindError, bind_credentials, validate_sign_in
 from .limiter import SignInLimiter, limiter_for
-from services.common.echo_router import EchoRoute, EchoRouter
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class AuthService:
             ok = False
         else:
             ok = await run_in_threadpool(passwords.check_password, user.password_hash, creds.password)
-        if not ok:
+        if user is None or not ok:
             return error_response(401, "invalid credentials")
         await run_in_threadpool(self.limiter.success, creds.email, ip)
 

@@ -32,8 +32,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from services.common.db import Database
@@ -152,7 +153,7 @@ class SignInLimiter:
         store.remember_good(account, client, self.clock())
 
 
-def limiter_for(db: "Database | Callable[[], Database]") -> SignInLimiter:
+def limiter_for(db: Database | Callable[[], Database]) -> SignInLimiter:
     """The limiter that keeps its counters where ``db`` says (see
     :func:`.limiter_store.store_for`), opened on first use."""
     from .limiter_store import store_for

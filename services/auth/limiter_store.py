@@ -172,7 +172,7 @@ def limiter_file_for(database_path: str) -> str:
 
 
 _lock = threading.Lock()
-_stores: "weakref.WeakKeyDictionary[Engine, SqlLimiterStore]" = weakref.WeakKeyDictionary()
+_stores: weakref.WeakKeyDictionary[Engine, SqlLimiterStore] = weakref.WeakKeyDictionary()
 
 
 def store_for(db: Database) -> SqlLimiterStore:

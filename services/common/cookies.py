@@ -15,16 +15,17 @@ is a CSRF 400, a read a 401.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from collections.abc import Iterable, MutableMapping
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any, Iterable, MutableMapping
+from typing import Any
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
 
 def http_date(epoch_seconds: float) -> str:
     """Go's ``http.TimeFormat``: ``Mon, 02 Jan 2006 15:04:05 GMT``."""
-    dt = datetime.fromtimestamp(int(epoch_seconds), tz=timezone.utc)
+    dt = datetime.fromtimestamp(int(epoch_seconds), tz=UTC)
     return format_datetime(dt, usegmt=True)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets as _secrets
 import string
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from itsdangerous import Signer
 

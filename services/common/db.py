@@ -58,10 +58,11 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -194,12 +195,12 @@ def parse_timestamp(value: Any) -> datetime:
         dt = value
     else:
         dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return dt.astimezone(timezone.utc) if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def rfc3339(dt: datetime) -> str:
     """Go's ``time.Time`` JSON form (RFC 3339 with nanoseconds trimmed, ``Z`` for UTC)."""
-    dt = dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
     base = dt.strftime("%Y-%m-%dT%H:%M:%S")
     if dt.microsecond:
         base += ("." + f"{dt.microsecond:06d}").rstrip("0")
@@ -415,7 +416,7 @@ class Database:
             ensure_schema(engine)
 
     @classmethod
-    def from_url(cls, url: str, journal_mode: str = DEFAULT_SQLITE_JOURNAL_MODE) -> "Database":
+    def from_url(cls, url: str, journal_mode: str = DEFAULT_SQLITE_JOURNAL_MODE) -> Database:
         return cls(make_engine(url, journal_mode))
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
@@ -434,7 +435,7 @@ class Database:
     def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
         """Every row of a query, fetched before the connection is returned: the
         read lock (SHARED, which makes a Go commit fail) ends with the last row."""
-        return self._on_connection(lambda conn: conn.execute(text(sql), params or {}).all())
+        return self._on_connection(lambda conn: list(conn.execute(text(sql), params or {}).all()))
 
     def _write(self, sql: str, params: dict[str, Any], *, server_lock: str | None = None) -> Written:
         """One write statement, committed by itself (SQLite autocommit: inside
@@ -446,7 +447,7 @@ class Database:
 
         def execute(conn: Connection) -> Written:
             result = conn.execute(text(sql), params)
-            return Written(result.all() if result.returns_rows else [], result.rowcount)
+            return Written(list(result.all()) if result.returns_rows else [], result.rowcount)
 
         def statement(conn: Connection) -> Written:
             if not self._sqlite:

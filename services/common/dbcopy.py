@@ -33,10 +33,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, inspect, text
 from sqlalchemy.engine import make_url
@@ -369,7 +370,8 @@ def _advance_sequence(dst: Connection, table: Table, high: int, dry_run: bool) -
     sequence = dst.execute(text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table.name, "c": column}).scalar()
     if not dry_run:
         dst.execute(text("SELECT setval(CAST(:s AS regclass), :h, true)"), {"s": sequence, "h": high})
-    return f"{sequence} {'would move' if dry_run else 'moved'} {current} → {high} (next {table.name}.{column} {high + 1})"
+    verb = "would move" if dry_run else "moved"
+    return f"{sequence} {verb} {current} → {high} (next {table.name}.{column} {high + 1})"
 
 
 # --- progress (in the target) -----------------------------------------------------------

@@ -24,8 +24,9 @@ against the Go stand-in):
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from starlette.requests import Request

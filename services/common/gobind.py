@@ -35,11 +35,12 @@ holds the event loop — Go routes included — for more than a few milliseconds
 from __future__ import annotations
 
 import asyncio
-import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterable, Iterator, Union
+from json.decoder import scanstring  # type: ignore[attr-defined]  # in CPython, not in typeshed
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -80,7 +81,7 @@ class Struct:
     """A Go struct: ``name`` unqualified, ``package`` as Go prints it."""
     name: str
     package: str
-    fields: tuple[tuple[str, str, "GoType"], ...]  # (Go field name, json name, type)
+    fields: tuple[tuple[str, str, GoType], ...]  # (Go field name, json name, type)
 
     @property
     def go(self) -> str:
@@ -90,14 +91,14 @@ class Struct:
         return {f: zero_value(t) for f, _, t in self.fields}
 
     @cached_property
-    def members(self) -> "_Members":
+    def members(self) -> _Members:
         """How the decoder finds this struct's fields among an object's keys (built once)."""
         return _Members(self)
 
 
 @dataclass(frozen=True)
 class Slice:
-    elem: "GoType"
+    elem: GoType
 
     @property
     def go(self) -> str:
@@ -113,7 +114,7 @@ class Ptr:
         return "*" + self.elem.go
 
 
-GoType = Union[Scalar, Struct, Slice, Ptr]
+GoType = Scalar | Struct | Slice | Ptr
 
 
 def zero_value(t: GoType) -> Any:
@@ -406,7 +407,7 @@ def _go_text(raw: bytes, escapes: bool = False) -> str:
         text = "".join(piece.decode("utf-8", "surrogateescape") for piece in _utf8_pieces(raw))
         clean = False
     if escapes:
-        text, _ = json.decoder.scanstring(text + '"', 0, True)
+        text, _ = scanstring(text + '"', 0, True)
         clean = clean and b"\\u" not in raw
     if clean:
         return text
@@ -568,7 +569,8 @@ class _Decoder:
 
     def slice_value(self, pos: int, typ: Slice, cur: list | None) -> tuple[Any, int]:
         data = self.data
-        old, out = cur or [], []
+        old: list[Any] = cur or []
+        out: list[Any] = []
         pos = _WS.match(data, pos + 1).end()
         if data[pos] == 0x5D:
             return out, pos + 1

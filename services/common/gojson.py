@@ -36,7 +36,8 @@ def go_float(f: float) -> str:
         raise ValueError(f"json: unsupported value: {f!r}")
     if f == 0:
         return "-0" if math.copysign(1.0, f) < 0 else "0"
-    sign, digits, exp = Decimal(repr(f)).as_tuple()
+    sign, digits, raw_exp = Decimal(repr(f)).as_tuple()
+    exp = int(raw_exp)  # a finite float: never 'n', 'N' or 'F'
     ds = "".join(map(str, digits)).rstrip("0") or "0"
     exp += len(digits) - len(ds)  # value = ds * 10**exp
     neg = "-" if sign else ""

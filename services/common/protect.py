@@ -33,16 +33,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .cookies import get_cookie
+from .csrf import COOKIE_NAME as CSRF_COOKIE
+from .csrf import SAFE_METHODS, CsrfTokens, csrf_set_cookie
 from .echo_router import echo_path
-from .csrf import COOKIE_NAME as CSRF_COOKIE, SAFE_METHODS, CsrfTokens, csrf_set_cookie
 from .responses import PRETTY, error_response, wants_pretty
-from .session_codec import COOKIE_NAME as SESSION_COOKIE, SessionCodec
-from .settings import SettingsError, Settings, get_settings
+from .session_codec import COOKIE_NAME as SESSION_COOKIE
+from .session_codec import SessionCodec
+from .settings import Settings, SettingsError, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ error handler answers ``{"message": "..."}`` the same way (no body for HEAD).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextvars import ContextVar
-from typing import Any, Iterable
+from typing import Any
 
 from starlette.responses import Response
 

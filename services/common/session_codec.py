@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import re
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 COOKIE_NAME = "session"
 MAX_AGE_SECONDS = 86400 * 30

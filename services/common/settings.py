@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Annotated, Any, Mapping, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -155,14 +156,14 @@ class Settings(EnvSettings):
         )
 
     @cached_property
-    def session_codec(self) -> "SessionCodec":
+    def session_codec(self) -> SessionCodec:
         """The process-wide codec: mints with the current secret, accepts all."""
         from .session_codec import SessionCodec
 
         return SessionCodec(self.session_secrets)
 
     @cached_property
-    def csrf_tokens(self) -> "CsrfTokens":
+    def csrf_tokens(self) -> CsrfTokens:
         from .csrf import CsrfTokens
 
         return CsrfTokens([self.gateway_secret or _process_key()])

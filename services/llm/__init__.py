@@ -8,15 +8,24 @@ verbatim with status 200, as the Go backend does. Env: ``GEMINI_API_KEY``,
 """
 from services.registry import Service
 
-from .app import (GEMINI_REQUEST, LlmService, LlmSettings, create_app, get_llm_settings,
-                  llm_settings_from_env, provider_body, reset_llm_settings)
+from .app import (
+    GEMINI_REQUEST,
+    LlmService,
+    LlmSettings,
+    create_app,
+    get_llm_settings,
+    llm_settings_from_env,
+    provider_body,
+    reset_llm_settings,
+)
 
 PREFIXES = ("/llm",)
 
-_APP = create_app()
+_LLM = LlmService()
+_APP = create_app(service=_LLM)
 
 # shutdown: close the provider client's pooled connections at a graceful stop.
-SERVICE = Service(name="llm", prefixes=PREFIXES, app=_APP, shutdown=_APP.service.aclose)
+SERVICE = Service(name="llm", prefixes=PREFIXES, app=_APP, shutdown=_LLM.aclose)
 
 __all__ = ["SERVICE", "PREFIXES", "GEMINI_REQUEST", "LlmService", "LlmSettings", "create_app",
            "get_llm_settings", "llm_settings_from_env", "provider_body", "reset_llm_settings"]

@@ -27,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
-from services.common.gobind import FLOAT64, INT, STRING, BindError, Ptr, Slice, Struct, bind_request
 from services.common.echo_router import EchoRoute, EchoRouter
+from services.common.gobind import FLOAT64, INT, STRING, BindError, Ptr, Slice, Struct, bind_request
 from services.common.protect import LegacyProtection
 from services.common.responses import go_json, json_response
 from services.common.settings import LlmSettings, Settings, get_llm_settings, get_settings
@@ -196,13 +197,15 @@ class LlmService:
 
 
 def create_app(*, settings: Callable[[], Settings] = get_settings, codec=None,
-               clock: Callable[[], float] = time.time, **options) -> LegacyProtection:
+               clock: Callable[[], float] = time.time, service: LlmService | None = None,
+               **options) -> LegacyProtection:
     """The llm feature as one ASGI app (legacy CSRF + Auth around the route).
 
-    ``options`` go to :class:`LlmService`; ``settings``, ``codec`` and
-    ``clock`` to the protection layer.
+    ``options`` go to a new :class:`LlmService` unless ``service`` is given;
+    ``settings``, ``codec`` and ``clock`` to the protection layer.
     """
-    service = LlmService(**options)
+    if service is None:
+        service = LlmService(**options)
     protection = LegacyProtection(service.router(), codec=codec, clock=clock, settings=settings)
     protection.service = service  # type: ignore[attr-defined]  # handy in tests
     return protection

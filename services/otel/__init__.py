@@ -33,7 +33,9 @@ def _start_at_boot() -> None:
 
 def start() -> Pipeline:
     """Start this process's pipeline (election; poller + store if it wins). Idempotent."""
-    return get_pipeline()
+    pipeline = get_pipeline()
+    assert pipeline is not None  # get_pipeline(start=True) always makes one
+    return pipeline
 
 
 def pipeline_status() -> dict[str, Any]:

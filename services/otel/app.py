@@ -13,7 +13,7 @@ bytes come from the owner process (owner.py), this one or another worker.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response

@@ -24,8 +24,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent import futures
-from typing import Callable
 
 import grpc
 

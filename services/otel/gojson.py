@@ -23,7 +23,6 @@ from typing import Any
 
 from services.common.gojson import encode, encode_fast, encode_indent
 
-
 # --- serving side: stored JSON text → Go's float64 view → response bytes ------
 
 class _Unparseable(ValueError):

@@ -98,6 +98,7 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             (size,) = _LEN.unpack(_read_exact(sock, 4))
             request = json.loads(_read_exact(sock, size))
+            assert pipeline.store is not None  # only the owner serves the socket
             status, body = answer_local(pipeline.store, request["route"], request["params"],
                                         bool(request.get("pretty")))
             payload = _STATUS.pack(status) + body
@@ -135,7 +136,7 @@ class Pipeline:
 
     # --- lifecycle ------------------------------------------------------------
 
-    def start(self) -> "Pipeline":
+    def start(self) -> Pipeline:
         os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
         self._thread = threading.Thread(target=self._elect, name="otel-election", daemon=True)
         self._thread.start()
@@ -225,7 +226,7 @@ class Pipeline:
                                   f"within {_QUERY_TIMEOUT:g} s") from None
             except (ConnectionError, FileNotFoundError, OSError, asyncio.IncompleteReadError):
                 if time.monotonic() > deadline:
-                    raise Unavailable(self.last_open_error or "no process owns the trace store yet")
+                    raise Unavailable(self.last_open_error or "no process owns the trace store yet") from None
                 await asyncio.sleep(0.05)
 
     def _slots(self) -> asyncio.Semaphore:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 
@@ -92,7 +93,7 @@ class Poller:
 
     # --- lifecycle ----------------------------------------------------------
 
-    def start(self) -> "Poller":
+    def start(self) -> Poller:
         self._cursor = self.store.cursor_key()
         self.status.cursor = self._cursor.hex() if self._cursor else None
         self._channel = grpc.insecure_channel(self.addr)

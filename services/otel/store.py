@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import duckdb
 
@@ -120,7 +121,7 @@ QUERIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "workflow_spans": (WORKFLOWS, ("serviceName",)),
 }
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def duckdb_path() -> str:
@@ -214,14 +215,14 @@ class SpanStore:
             cur = self._cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
-                before = cur.execute("SELECT count(*) FROM spans").fetchone()[0]
+                before = _count(cur)
                 self._insert(cur, INSERT_SPANS, [r.values for r in spans])
                 self._insert(cur, INSERT_PATCHES, patches)
                 if last_key is not None:
                     cur.execute("INSERT INTO poller_state (id, last_key) VALUES (1, ?) "
                                 "ON CONFLICT (id) DO UPDATE SET last_key = excluded.last_key",
                                 [last_key])
-                after = cur.execute("SELECT count(*) FROM spans").fetchone()[0]
+                after = _count(cur)
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -262,6 +263,11 @@ class SpanStore:
         """Every span as the JSON object a route serves (for fixtures and tests)."""
         flags = gojson.new_flags()
         return [row_to_json(r, flags) for r in self.fetch(f"SELECT {_SELECT_COLUMNS} FROM spans", ())]
+
+
+def _count(cur: duckdb.DuckDBPyConnection) -> int:
+    (n,) = cur.execute("SELECT count(*) FROM spans").fetchone() or (0,)
+    return int(n)
 
 
 def row_to_json(row: tuple, flags: Any) -> dict[str, Any]:

@@ -28,15 +28,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import httpx
 import pytest
 
 from services.common.session_codec import MAX_AGE_SECONDS, SessionCodec, gob_encode_values
-
 from tests.support.browser_jar import BrowserJar, SetCookie, set_cookie, set_cookies
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
 from tests.support.standin import StandIn, start_standin

@@ -146,7 +146,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retired]:
     def boot() -> None:
         try:
             ingestion.start(startup_check=True)
-        except Exception as exc:  # noqa: BLE001 (any failure: reported by the fixture below)
+        except Exception as exc:
             failure.append(exc)
 
     booting = threading.Thread(target=boot, daemon=True)

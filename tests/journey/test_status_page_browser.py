@@ -4,19 +4,19 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
 from gateway.ops.status_page import render_status
-from tests.support.gateway_proc import routes_yaml
-from tests.support.waiting import until
 from tests.support.browser import dump_dom, screenshot
+from tests.support.gateway_proc import routes_yaml
 from tests.support.status_samples import DATA, PREFIXES, hostile_data
+from tests.support.waiting import until
 
 
 @contextmanager

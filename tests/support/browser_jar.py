@@ -43,7 +43,7 @@ class SetCookie:
     attrs: dict[str, str | None]
 
     @classmethod
-    def parse(cls, header: str) -> "SetCookie":
+    def parse(cls, header: str) -> SetCookie:
         pair, *rest = header.split(";")
         name, _, value = pair.strip().partition("=")
         attrs: dict[str, str | None] = {}
@@ -147,7 +147,7 @@ class BrowserJar:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "BrowserJar":
+    def __enter__(self) -> BrowserJar:
         return self
 
     def __exit__(self, *exc) -> None:

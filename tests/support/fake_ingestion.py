@@ -85,7 +85,7 @@ class Wal:
 
 
 class _Ingestion(ingestion_pb2_grpc.InternalIngestionServiceServicer):
-    def __init__(self, wal: Wal, fake: "FakeIngestion") -> None:
+    def __init__(self, wal: Wal, fake: FakeIngestion) -> None:
         self.wal, self.fake = wal, fake
 
     def ReadSpans(self, request, context):
@@ -102,7 +102,7 @@ class _Ingestion(ingestion_pb2_grpc.InternalIngestionServiceServicer):
 
 
 class _Trace(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, wal: Wal, fake: "FakeIngestion") -> None:
+    def __init__(self, wal: Wal, fake: FakeIngestion) -> None:
         self.wal, self.fake = wal, fake
 
     def Export(self, request, context):
@@ -162,7 +162,7 @@ class FakeIngestion:
 
     STARTUP_KEY = "startup-readiness-check"
 
-    def start(self, *, startup_check: bool = False, startup_timeout: float = 60.0) -> "FakeIngestion":
+    def start(self, *, startup_check: bool = False, startup_timeout: float = 60.0) -> FakeIngestion:
         if startup_check:
             self.startup_answer = self.check_auth_at_startup(startup_timeout)
         self.otlp.start()

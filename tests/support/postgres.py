@@ -30,10 +30,10 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
-from contextlib import contextmanager
 
 from .standin import free_port
 
@@ -97,7 +97,7 @@ class PostgresServer:
         return base + (f"?options=-csearch_path%3D{schema}" if schema else "")
 
     @classmethod
-    def start(cls) -> "PostgresServer":
+    def start(cls) -> PostgresServer:
         bindir = _bindir()
         prefix = _run_as()
         root = tempfile.mkdtemp(prefix="test-postgres-")

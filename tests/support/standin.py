@@ -70,7 +70,7 @@ class StandIn:
         except OSError:
             pass
 
-    def __enter__(self) -> "StandIn":
+    def __enter__(self) -> StandIn:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -11,11 +11,11 @@ from starlette.testclient import TestClient
 
 from services.api_keys import PREFIXES, SERVICE, create_app, new_id, new_key
 from services.api_keys.app import KEY_ALPHABET, NANOID_ALPHABET
-from services.common.gobind import STRING, BindError, Slice, Struct, echo_bind
-from services.common.goquery import go_quote
-from services.common.echo_router import echo_path
 from services.common.cookies import http_date
 from services.common.db import Database
+from services.common.echo_router import echo_path
+from services.common.gobind import STRING, BindError, Slice, Struct, echo_bind
+from services.common.goquery import go_quote
 from services.common.session_codec import SessionCodec
 from services.common.settings import settings_from_env
 from services.registry import discover

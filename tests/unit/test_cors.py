@@ -7,7 +7,6 @@ from starlette.testclient import TestClient
 from gateway.edge.cors import CORSMiddleware, CorsPolicy
 from gateway.routing.config import RoutesError, parse_config
 
-
 ALLOW_METHODS = "GET,POST,PUT,DELETE,OPTIONS"
 ALLOW_HEADERS = "Origin,Content-Type,Accept,X-CSRF-Token"
 # routes.yaml's junjo block (the defaults spelled out); the origins come from the env.

@@ -1,14 +1,13 @@
 """The legacy CSRF + Auth chain every Python feature is wrapped in."""
 from __future__ import annotations
 
+from itsdangerous import BadSignature, Signer
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, Router
 from starlette.testclient import TestClient
 
 from services.common.cookies import http_date
-from itsdangerous import BadSignature, Signer
-
 from services.common.csrf import CsrfTokens
 from services.common.protect import protect
 from services.common.responses import error_body, go_json, json_response

@@ -6,19 +6,19 @@ import json
 
 import pytest
 
-from gateway.migration.jsonpath import parse_json_path
 from gateway.migration.diff import (
     MISSING,
     MORE_FIELD,
     Answer,
-    DiffRules,
     Difference,
+    DiffRules,
     compare,
     generalise_field,
     is_secret_name,
     noisy_fields,
     render_diff,
 )
+from gateway.migration.jsonpath import parse_json_path
 
 JSON = (b"content-type", b"application/json")
 

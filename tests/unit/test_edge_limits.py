@@ -16,8 +16,8 @@ from gateway.edge.limits import (
 )
 from gateway.routing.config import parse_config
 from gateway.routing.paths import BadPath
-from services.common.settings import SettingsError
 from gateway.routing.readings import check_readings, go_reading, python_reading
+from services.common.settings import SettingsError
 
 # -- EdgeLimits -----------------------------------------------------------------------
 

@@ -11,8 +11,6 @@ from starlette.testclient import TestClient
 from services.common.protect import protect
 from services.common.settings import settings_from_env
 from services.otel.app import OtelApp
-
-
 from tests.support.otel_spans import CODEC, OTHER, SECRET, SVC, cookie, serving_pipeline, sid, tid
 
 

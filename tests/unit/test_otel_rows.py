@@ -11,8 +11,15 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from services.common.gojson import go_float
 from services.otel import gojson
-from services.otel.rows import (NO_SERVICE_NAME, PATCH_COLUMNS, SPAN_COLUMNS, entry_to_row, patch_id,
-                                service_name_of, span_to_row)
+from services.otel.rows import (
+    NO_SERVICE_NAME,
+    PATCH_COLUMNS,
+    SPAN_COLUMNS,
+    entry_to_row,
+    patch_id,
+    service_name_of,
+    span_to_row,
+)
 
 
 def kv(key: str, value=None, **one) -> KeyValue:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from gateway.upstream.pool import ConnectionPool
 
 
 class FakeConn:
-    def __init__(self, pool: "ConnectionPool[FakeConn]", key: Hashable, n: int):
+    def __init__(self, pool: ConnectionPool[FakeConn], key: Hashable, n: int):
         self.pool, self.key, self.n = pool, key, n
         self.idle_since = 0.0
         self.closed = False

@@ -5,9 +5,9 @@ import os
 from pathlib import Path
 
 from gateway.routing.compile import compile_table
-from gateway.upstream.forwarders import Forwarders
 from gateway.routing.config import load_config
 from gateway.routing.reload import Reloader, TableHolder
+from gateway.upstream.forwarders import Forwarders
 from services.registry import Registry, Service
 
 
@@ -16,7 +16,7 @@ async def _noop(scope, receive, send):  # pragma: no cover
 
 
 REGISTRY = Registry({"ping": Service("ping", ("/ping",), _noop), "auth": Service("auth", ("/users",), _noop)})
-SERVES = lambda p: REGISTRY.owner_of(p) is not None  # noqa: E731
+SERVES = lambda p: REGISTRY.owner_of(p) is not None
 
 GO = "routes:\n  - prefix: /users\n    to: go\n"
 PY = "routes:\n  - prefix: /users\n    to: python\n"
@@ -24,7 +24,7 @@ PY = "routes:\n  - prefix: /users\n    to: python\n"
 
 def make(path: Path):
     pool = Forwarders()
-    build = lambda cfg: compile_table(cfg, REGISTRY, pool.get(cfg.legacy, cfg.trusted_proxies))  # noqa: E731
+    build = lambda cfg: compile_table(cfg, REGISTRY, pool.get(cfg.legacy, cfg.trusted_proxies))
     holder = TableHolder(build(load_config(path, serves_prefix=SERVES)))
     return holder, Reloader(path, holder, build, serves_prefix=SERVES, interval=0.05)
 
@@ -100,8 +100,7 @@ def test_rename_saves_truncation_and_bursts(tmp_path):
             os.replace(tmp, path)
             await until(lambda: target(holder) == "python")
             # truncate, then write later: never serves an empty table.
-            with open(path, "w"):
-                pass
+            path.write_text("")
             await asyncio.sleep(0.3)
             assert target(holder) == "python"
             path.write_text(GO)

@@ -8,7 +8,11 @@ import hmac
 import pytest
 
 from services.common.session_codec import (
-    GOB_TYPE_DEFINITION, MAX_AGE_SECONDS, SessionCodec, gob_decode_values, gob_encode_values,
+    GOB_TYPE_DEFINITION,
+    MAX_AGE_SECONDS,
+    SessionCodec,
+    gob_decode_values,
+    gob_encode_values,
 )
 from services.common.settings import settings_from_env
 from tests.vectors import load_vectors

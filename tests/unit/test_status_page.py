@@ -7,8 +7,8 @@ from html.parser import HTMLParser
 import pytest
 
 from gateway.ops.status_page import humanise_age, percent, render_status
-
 from tests.support.status_samples import DATA, HOSTILE, PREFIXES, USERS, data_with, hostile_data
+
 
 class Parsed(HTMLParser):
     """The page as an HTML tokenizer reads it: the elements it opens, and its

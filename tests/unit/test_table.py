@@ -16,7 +16,7 @@ REGISTRY = Registry({
 
 
 def table(yaml_text: str):
-    serves = lambda p: REGISTRY.owner_of(p) is not None  # noqa: E731
+    serves = lambda p: REGISTRY.owner_of(p) is not None
     return compile_table(parse_config(yaml_text, serves_prefix=serves), REGISTRY, _noop)
 
 

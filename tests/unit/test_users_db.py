@@ -7,7 +7,7 @@ import logging
 import os
 import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import anyio
 import pytest
@@ -114,7 +114,7 @@ def test_new_rows_read_back_in_utc_rfc3339(database):
     key = database.create_api_key("i", "k", "n")
     for stamp in (user.created_at, database.list_users()[0].created_at, key.created_at):
         assert stamp.utcoffset() == timedelta(0)
-        assert abs(stamp - datetime.now(timezone.utc)) < timedelta(minutes=5)
+        assert abs(stamp - datetime.now(UTC)) < timedelta(minutes=5)
         assert rfc3339(stamp).endswith("Z")
 
 
@@ -165,7 +165,7 @@ def test_replicas_creating_the_schema_at_once_all_get_it(postgres):
             db = Database.from_url(url)
             db.count_users()
             db.dispose()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=replica) for _ in range(4)]
@@ -194,7 +194,7 @@ def test_only_one_first_user_when_many_race(database):
 
 
 def test_rfc3339_like_go():
-    dt = datetime(2025, 1, 2, 3, 4, 5, 123400, tzinfo=timezone.utc)
+    dt = datetime(2025, 1, 2, 3, 4, 5, 123400, tzinfo=UTC)
     assert rfc3339(dt) == "2025-01-02T03:04:05.1234Z"
     assert rfc3339(dt.astimezone(timezone(timedelta(hours=-5)))) == "2025-01-01T22:04:05.1234-05:00"
 

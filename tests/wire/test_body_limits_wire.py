@@ -17,14 +17,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import httpx
 import pytest
 
 from services.body_limit import DEFAULT_MAX_BODY
-
 from tests.support import hostile_bodies
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
 from tests.support.hostile_bodies import HOSTILE, Exchange

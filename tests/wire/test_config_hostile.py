@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from tests.support.gateway_proc import GatewayProc, routes_yaml
-from tests.unit.test_config_source import ALIAS_BOMB
 from tests.support.waiting import until
+from tests.unit.test_config_source import ALIAS_BOMB
 
 PING_PY = "  - prefix: /ping\n    to: python\n"
 PING_GO = "  - prefix: /ping\n    to: go\n"
@@ -54,7 +54,7 @@ class Pinger:
                 self.statuses.add(c.get("/ping").status_code)
                 self.latencies.append(time.perf_counter() - started)
 
-    def __enter__(self) -> "Pinger":
+    def __enter__(self) -> Pinger:
         self._thread.start()
         return self
 

@@ -56,7 +56,7 @@ def _active(standin: StandIn) -> int:
 
 
 def _access(gw: GatewayProc, needle: str) -> dict:
-    line = until(lambda: next((l for l in gw.output().splitlines() if "gateway.access" in l and needle in l), None),
+    line = until(lambda: next((ln for ln in gw.output().splitlines() if "gateway.access" in ln and needle in ln), None),
                  10, what=f"an access-log line for {needle}")
     return json.loads(line.split("gateway.access: ", 1)[1])
 
@@ -245,7 +245,7 @@ def _answers(raw: bytes) -> list[tuple[int, dict]]:
     out = []
     while raw:
         head, _, rest = raw.partition(b"\r\n\r\n")
-        length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+        length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
         out.append((int(head.split()[1]), json.loads(rest[:length]) if rest[:1] == b"{" else {}))
         raw = rest[length:]
     return out

@@ -91,7 +91,7 @@ def test_repeated_set_cookie_arrive_separately_and_byte_identical(gateway, stand
     via = raw_request(gateway.port, head).split(b"\r\n")
     # Values byte-identical and separate; uvicorn writes names lower-case
     # (HTTP field names are case-insensitive).
-    cookies = lambda lines: [l.split(b":", 1)[1] for l in lines if l.lower().startswith(b"set-cookie:")]  # noqa: E731
+    cookies = lambda lines: [ln.split(b":", 1)[1] for ln in lines if ln.lower().startswith(b"set-cookie:")]
     assert len(cookies(direct)) == 3
     assert cookies(via) == cookies(direct)
 
@@ -238,7 +238,7 @@ def _wait(predicate, timeout: float = 15.0) -> bool:
 def test_client_going_away_cancels_upstream_and_pool_does_not_leak(gateway, standin):
     head = b"GET /_standin/slow?ms=30000 HTTP/1.1\r\nHost: h\r\n\r\n"
     socks = []
-    for i in range(1000):
+    for _ in range(1000):
         s = socket.create_connection(("127.0.0.1", gateway.port))
         s.sendall(head)
         socks.append(s)

@@ -19,7 +19,6 @@ from services.common import Database
 from services.otel.auth_service import make_server
 from services.otel.owner import Pipeline
 from services.otel.proto import ingestion_pb2, ingestion_pb2_grpc
-
 from tests.support.fake_ingestion import FakeIngestion
 from tests.support.otel_gen import send_bulk
 
@@ -138,7 +137,7 @@ def test_api_key_check_on_export(junjo_ingestion):
 
 def test_validate_api_key_server(auth):
     stub = ingestion_pb2_grpc.InternalAuthServiceStub(grpc.insecure_channel(auth))
-    ask = lambda key: stub.ValidateApiKey(ingestion_pb2.ValidateApiKeyRequest(api_key=key), timeout=5).is_valid  # noqa: E731
+    ask = lambda key: stub.ValidateApiKey(ingestion_pb2.ValidateApiKeyRequest(api_key=key), timeout=5).is_valid
     assert ask(API_KEY) is True
     assert ask(API_KEY.upper()) is False
     assert ask("") is False
@@ -167,7 +166,7 @@ def test_read_spans_contract_of_the_fake():
         fake.wal.append(b"\x0a\xff", b"")  # undecodable
         fake.wal.append(Span(name="s6").SerializeToString(), b"")
         stub = ingestion_pb2_grpc.InternalIngestionServiceStub(grpc.insecure_channel(fake.internal_addr))
-        read = lambda start, n: list(stub.ReadSpans(ingestion_pb2.ReadSpansRequest(  # noqa: E731
+        read = lambda start, n: list(stub.ReadSpans(ingestion_pb2.ReadSpansRequest(
             start_key_ulid=start, batch_size=n), timeout=5))
         all_entries = read(b"", 100)
         assert [Span.FromString(e.span_bytes).name for e in all_entries] == ["s0", "s1", "s2", "s3", "s4", "s6"]

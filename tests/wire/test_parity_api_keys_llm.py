@@ -22,16 +22,16 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from services.common.db import Database
-
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
 from tests.support.standin import StandIn, start_standin
 
@@ -66,7 +66,7 @@ class FakeGemini:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 model = self.path.split("/models/", 1)[-1].rsplit(":generateContent", 1)[0]
                 fake.seen.append({"path": self.path, "headers": dict(self.headers), "body": raw})

@@ -8,7 +8,8 @@ answers 401 without one. Every Python feature must answer the same, on the wire.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest

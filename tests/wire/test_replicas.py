@@ -8,7 +8,7 @@ measures them for docs/deploy.md.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,8 +16,15 @@ import pytest
 from tests.support.fake_ingestion import FakeIngestion
 from tests.support.otel_gen import send_bulk
 from tests.support.replicas import (
-    CANARY, TwoHosts, checks_before_refusal, flip_convergence, replica_config, rollback_reach,
-    session_cookie, sign_in_codes, start_two_hosts,
+    CANARY,
+    TwoHosts,
+    checks_before_refusal,
+    flip_convergence,
+    replica_config,
+    rollback_reach,
+    session_cookie,
+    sign_in_codes,
+    start_two_hosts,
 )
 from tests.support.waiting import until
 
@@ -101,7 +108,7 @@ def test_both_hosts_read_the_whole_ingestion_wal_and_answer_alike(hosts, ingesti
         return len(nested) == 10
 
     for gw in hosts.both:
-        until(lambda: all_spans_on(gw), timeout=30, what=f"every span on {gw.url}")
+        until(lambda gw=gw: all_spans_on(gw), timeout=30, what=f"every span on {gw.url}")
     roots = httpx.get(hosts.a.url + roots_path, headers=cookie).json()
     trace, span = roots[-1]["trace_id"], roots[-1]["span_id"]
     for path in ("/otel/span-service-names", roots_path, "/otel/service/svc%2Ftwo-hosts/root-spans-filtered",

@@ -11,7 +11,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.session_codec import SessionCodec
-
 from tests.support.gateway_proc import routes_yaml
 from tests.support.waiting import until as _until
 

@@ -8,8 +8,8 @@ accounts from one client was never slowed.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import bcrypt
 import httpx

@@ -57,7 +57,7 @@ class Load:
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self, clients: int = CLIENTS) -> "Load":
+    def start(self, clients: int = CLIENTS) -> Load:
         self.writes_allowed.set()
         for n in range(clients):
             t = threading.Thread(target=self._client, args=(n,), daemon=True)

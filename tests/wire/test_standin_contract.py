@@ -12,14 +12,13 @@ import re
 import socket
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
 from services.common.session_codec import SessionCodec
-
 from tests.support.standin import start_standin
 from tests.support.waiting import until
 
@@ -163,7 +162,7 @@ def test_csrf_cookie_attributes_and_token(api):
     assert a[0].startswith("Expires=") and a[1:] == ["HttpOnly", "Secure", "SameSite=Strict"]
     assert not any(x.startswith(("Path=", "Max-Age=")) for x in a)
     expires = datetime.strptime(a[0][len("Expires="):], "%a, %d %b %Y %H:%M:%S GMT")
-    assert abs((expires - datetime.now(timezone.utc).replace(tzinfo=None)).total_seconds() - 86400) < 120
+    assert abs((expires - datetime.now(UTC).replace(tzinfo=None)).total_seconds() - 86400) < 120
     assert "Cookie" in r.headers.get_list("vary")
     # An existing csrf cookie is kept, not replaced.
     r = api.get("/csrf", cookies={"csrf": "mine"})

@@ -124,7 +124,7 @@ def test_a_response_head_over_the_limits_is_a_502_naming_the_limit_in_the_log(ho
                                    f"Request id {request_id} — the gateway's log has the details."}
     assert h.upstream.url not in r.text and "X-H" not in r.text
     # Ops find which limit, where, by the request id.
-    line = until(lambda: next((l for l in gw.output().splitlines() if request_id in l and "→ 502" in l), None),
+    line = until(lambda: next((ln for ln in gw.output().splitlines() if request_id in ln and "→ 502" in ln), None),
                  what="the 502's log line")
     assert f"[{limit}]" in line and h.upstream.url in line
     # The upstream connection was aborted, not read to its end...
@@ -146,8 +146,8 @@ def test_an_oversized_trailer_section_aborts_the_client_connection(hostile):
                        timeout=30) as r):
         assert r.status_code == 200
         r.read()  # the body so far arrives, but never as a complete answer
-    until(lambda: any("trailer-8mib" in l and "trailer section over 65536 bytes" in l
-                      for l in gw.output().splitlines()), what="the mid-body log line")
+    until(lambda: any("trailer-8mib" in ln and "trailer section over 65536 bytes" in ln
+                      for ln in gw.output().splitlines()), what="the mid-body log line")
     until(lambda: gw.open_fds() <= fds, what="descriptors back")
 
 
@@ -185,7 +185,7 @@ def test_total_timeout_before_the_answer_is_a_504(trickler, gateway_factory):
     assert r.status_code == 504
     assert r.json() == {"message": "Gateway timeout: the legacy Go backend did not answer in time. "
                                    "Request id total-head — the gateway's log has the details."}
-    until(lambda: any("total-head" in l and "legacy.total_timeout (1 s)" in l for l in gw.output().splitlines()),
+    until(lambda: any("total-head" in ln and "legacy.total_timeout (1 s)" in ln for ln in gw.output().splitlines()),
           what="the 504's log line")
     assert cut.wait(10), "the upstream connection was left open"
     until(lambda: gw.open_fds() <= fds, what="descriptors back")
@@ -202,12 +202,12 @@ def test_total_timeout_after_the_answer_started_aborts_the_client_connection(tri
         for chunk in r.iter_raw():
             got += chunk
     assert got and set(got) == {ord("a")}  # what came before the deadline was relayed
-    until(lambda: any("total-body" in l and "total_timeout" in l and "aborting the client connection" in l
-                      for l in gw.output().splitlines()), what="the abort's log line")
+    until(lambda: any("total-body" in ln and "total_timeout" in ln and "aborting the client connection" in ln
+                      for ln in gw.output().splitlines()), what="the abort's log line")
     assert cut.wait(10), "the upstream connection was left open"
     until(lambda: gw.open_fds() <= fds, what="descriptors back")
-    record = next(json.loads(l.split("gateway.access: ", 1)[1]) for l in gw.output().splitlines()
-                  if "gateway.access" in l and "/slow-body" in l)
+    record = next(json.loads(ln.split("gateway.access: ", 1)[1]) for ln in gw.output().splitlines()
+                  if "gateway.access" in ln and "/slow-body" in ln)
     assert record["upstream_error"] == "TotalTimeout"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import httpx
 import uvicorn

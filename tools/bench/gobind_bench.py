@@ -16,7 +16,8 @@ import argparse
 import sys
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 MIB = 1 << 20
 
@@ -56,7 +57,7 @@ class GilWatch:
             time.sleep(0.001)
             self.worst = max(self.worst, time.perf_counter() - t0 - 0.001)
 
-    def __enter__(self) -> "GilWatch":
+    def __enter__(self) -> GilWatch:
         self._thread.start()
         return self
 

@@ -28,7 +28,12 @@ from pathlib import Path
 from tests.support.gateway_proc import routes_yaml, start_gateway
 from tests.support.postgres import PostgresServer
 from tests.support.replicas import (
-    CANARY, checks_before_refusal, flip_convergence, replica_config, rollback_reach, sign_in_codes,
+    CANARY,
+    checks_before_refusal,
+    flip_convergence,
+    replica_config,
+    rollback_reach,
+    sign_in_codes,
     start_two_hosts,
 )
 from tests.support.standin import start_standin

@@ -269,7 +269,7 @@ def report(phases: list[Phase], args: argparse.Namespace) -> dict:
     load = os.getloadavg()
     print(f"machine load average (1/5/15 min) at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
           f"on {os.cpu_count()} CPUs: other work lengthens fsyncs, so locks, so every figure")
-    return {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    return {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "loadavg": load, "args": vars(args), "summary": summary, "rows": rows}
 
 
