@@ -21,7 +21,8 @@ from services.common.settings import Settings, get_settings
 
 from . import passwords
 from .binding import BindError, bind_credentials, validate_sign_in
-from .limiter import SignInLimiter, limiter_for
+from .limiter import SignInLimiter
+from .limiter_store import limiter_for
 
 log = logging.getLogger(__name__)
 

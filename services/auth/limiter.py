@@ -34,10 +34,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from services.common.db import Database
+from typing import Protocol
 
 KNOWN_GOOD_SECONDS = 30 * 86400  # as long as a session cookie lives
 
@@ -152,13 +149,3 @@ class SignInLimiter:
         store.forgive("client", client, self.policies["client"])
         store.remember_good(account, client, self.clock())
 
-
-def limiter_for(db: Database | Callable[[], Database]) -> SignInLimiter:
-    """The limiter that keeps its counters where ``db`` says (see
-    :func:`.limiter_store.store_for`), opened on first use."""
-    from .limiter_store import store_for
-
-    def store() -> LimiterStore:
-        return store_for(db() if callable(db) else db)
-
-    return SignInLimiter(store)

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -29,7 +30,7 @@ from sqlalchemy.pool import StaticPool
 
 from services.common.db import Database
 
-from .limiter import Policy
+from .limiter import LimiterStore, Policy, SignInLimiter
 
 log = logging.getLogger(__name__)
 
@@ -199,3 +200,13 @@ def close_stores() -> None:
             if store.engine is not engine:
                 store.dispose()
         _stores.clear()
+
+
+def limiter_for(db: Database | Callable[[], Database]) -> SignInLimiter:
+    """The limiter that keeps its counters where ``db`` says (see
+    :func:`store_for`), opened on first use."""
+
+    def store() -> LimiterStore:
+        return store_for(db() if callable(db) else db)
+
+    return SignInLimiter(store)
