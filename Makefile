@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed-stamp
 STANDIN = .build/legacy-standin
 STANDIN_SRC = $(shell find tests/legacy -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: install run test test-go test-py test-unit browser postgres bench demo standin clean check
+.PHONY: install run test test-go test-py test-unit lint browser postgres bench demo standin clean check
 
 install: $(STAMP)
 
@@ -35,7 +35,13 @@ run: install
 check: install
 	$(BIN)/gateway check routes.yaml
 
-test: install standin browser postgres test-go test-py
+test: install standin browser postgres lint test-go test-py
+
+# Style and types first: a few seconds, and a red lint fails the run like a test.
+# Both tools are pinned in pyproject's dev extra, so a new rule set can't turn CI red.
+lint: install
+	$(BIN)/ruff check gateway services tests tools
+	$(BIN)/mypy
 
 # Headless Chromium for the tests that look at a page (tests/journey): Debian's
 # package, installed here (never from pytest) when it is missing.

@@ -4,15 +4,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import logging.config
 import os
 import shutil
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from services.common.settings import SettingsError
 
 from .edge import limits as edge_limits
 from .edge.descriptors import raise_nofile_limit
+from .ops import logs
+from .ops.logs import log_config
 from .redact import redact_url
 from .routing.config import GatewayConfig, RoutesError, load_config
 from .routing.problems import MAX_SHOWN
@@ -207,7 +210,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.no_access_log:
         os.environ["GATEWAY_ACCESS_LOG"] = "0"
     reset_settings()  # this process may be the (only) worker: it reads what was just exported
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # This process's own lines (the descriptor limit, sidecars) are JSON too.
+    logging.config.dictConfig(log_config(args.log_level))
     os.environ.update(limits.to_env())  # the edge protocol reads them in each worker
     before, after, hard = raise_nofile_limit()  # inherited by the workers
     if after != before:
@@ -225,6 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if made_dir is not None:
             shutil.rmtree(made_dir, ignore_errors=True)
     if terminated is not None:
+        logs.finish()  # dying by the signal runs no exit hook: write the backlog out now
         die_by(terminated.signum)
     return 0
 
@@ -238,7 +243,7 @@ def _run_uvicorn(args: argparse.Namespace) -> None:
     import uvicorn
 
     uvicorn.run(
-        "gateway.app:create_app",
+        "gateway.app:serve_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -249,7 +254,9 @@ def _run_uvicorn(args: argparse.Namespace) -> None:
         http="gateway.edge.protocol:EdgeProtocol",
         access_log=False,  # the gateway writes its own, richer access log
         log_level=args.log_level,
-        log_config=None,
+        # One JSON object per line on stdout, written off the event loop
+        # (gateway/ops/logs.py); uvicorn applies it in every worker process.
+        log_config=log_config(args.log_level),
         timeout_graceful_shutdown=args.graceful_timeout,
         proxy_headers=False,  # X-Forwarded-* trust is the gateway's job (trusted_proxies)
         server_header=False,  # the backend's own Server header, if any, passes through
@@ -269,7 +276,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     return dbcopy.main_verify(args.source, args.target)
 
 
-def _add_db_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def _add_db_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = sub.add_parser("db", help="move users, API keys and the poller cursor between databases")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     copy = db_sub.add_parser(
@@ -301,7 +308,8 @@ def _has(module: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     """The flags' defaults are the gateway settings (env GATEWAY_*, gateway/settings.py)."""
     env = get_settings()
-    parser = argparse.ArgumentParser(prog="gateway", description="Strangler-fig gateway: Go → Python, one route at a time.")
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="Strangler-fig gateway: Go → Python, one route at a time.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway")

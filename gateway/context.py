@@ -2,17 +2,15 @@
 
 One object per request, passed explicitly: the forwarder records that the
 client left or the upstream failed here, and the access log, metrics and
-rollback windows read it when the request is done. Nothing travels as ad-hoc
+rollback windows read it when the request is done. The route is not in it:
+the app holds it, and the upstream (which the route holds) must not depend on
+the route table. Nothing travels as ad-hoc
 keys in the ASGI scope.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from gateway.routing.table import Route
 
 
 @dataclass(slots=True)
@@ -20,7 +18,6 @@ class RequestContext:
     request_id: bytes
     trace_id: bytes
     started: float = field(default_factory=time.perf_counter)
-    route: Route | None = None  # None: refused before routing (bad path)
     backend: str = "gateway"  # who answers: "go", "python" or the "gateway" itself
     status: int = 0  # the status sent; 0 while nothing was
     client_gone: bool = False  # the client disconnected before the answer was complete

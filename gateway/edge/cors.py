@@ -41,6 +41,7 @@ duplicated. Headers are handled as raw lists (repeated ``Set-Cookie`` survive).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,7 @@ class CorsPolicy:
     answer_every_options: bool = True
 
     @classmethod
-    def from_config(cls, cors: "CorsConfig") -> "CorsPolicy":
+    def from_config(cls, cors: CorsConfig) -> CorsPolicy:
         return cls(
             allow_origins=frozenset(cors.origins),
             allow_methods=",".join(cors.allow_methods).encode("latin-1"),
@@ -116,10 +117,7 @@ class CorsPolicy:
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = dict(message)
-                message["headers"] = ours + [
-                    (k, v) for k, v in message.get("headers", ())
-                    if not _is_cors_header(k, v)
-                ]
+                message["headers"] = _with_ours(ours, message.get("headers", ()))
             await send(message)
 
         await app(scope, receive, send_with_cors)
@@ -140,8 +138,14 @@ class CORSMiddleware:
         await self.policy.handle(scope, receive, send, self.app)
 
 
-def _is_cors_header(name: bytes, value: bytes) -> bool:
-    lname = name.lower()
-    if lname.startswith(b"access-control-"):
-        return True
-    return lname == b"vary" and value.strip().lower() == b"origin"
+def _with_ours(ours: list[tuple[bytes, bytes]], headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``ours``, then the app's headers minus its CORS ones (``Access-Control-*``
+    and ``Vary: Origin``). One loop with the test inline: this runs for every
+    response, and a function call per header added up."""
+    out = list(ours)
+    for name, value in headers:
+        lname = name.lower()
+        if lname.startswith(b"access-control-") or (lname == b"vary" and value.strip().lower() == b"origin"):
+            continue
+        out.append((name, value))
+    return out

@@ -140,7 +140,13 @@ class Metrics:
                 continue  # a worker mid-write or gone: skip this scrape
         return out
 
+
+_CLASSES = ("aborted", "1xx", "2xx", "3xx", "4xx", "5xx")  # by status // 100; built once, not per request
+
+
 def _status_class(status: int) -> str:
+    if 100 <= status < 600:
+        return _CLASSES[status // 100]
     return f"{status // 100}xx" if status else "aborted"
 
 

@@ -25,17 +25,15 @@ class BadPath(ValueError):
     """The path can't be routed safely; the message says why (for the 400)."""
 
 
-_SUSPICIOUS = (b"%", b"\\", b"/.", b"//")
-
-
 def match_path(raw_path: bytes, query: bytes = b"") -> str:
     if not raw_path.startswith(b"/"):
         raise BadPath("the request path must start with '/'")
     if not raw_path.isascii() or not query.isascii():
         # Browsers percent-encode; raw non-ASCII bytes are forwarded nowhere.
         raise BadPath("the request target must be ASCII (percent-encode other bytes)")
-    # Fast path: a plain path with nothing to decode or check further.
-    if not any(s in raw_path for s in _SUSPICIOUS):
+    # Fast path: a plain path with nothing to decode or check further (every
+    # request passes here: four substring tests, no generator).
+    if b"%" not in raw_path and b"\\" not in raw_path and b"/." not in raw_path and b"//" not in raw_path:
         return raw_path.decode("ascii")
     segments = raw_path.split(b"/")[1:]
     out: list[str] = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +38,20 @@ class GatewayProc:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_records(self) -> list[dict]:
+        """Every line the gateway wrote so far, each parsed as the JSON object
+        it must be (gateway/ops/logs.py); a line that isn't one fails here."""
+        return [json.loads(line) for line in self.output().splitlines() if line]
+
+    def messages(self) -> list[str]:
+        """The ``message`` of every log line so far, decoded (non-ASCII and
+        quotes as they were logged, not as JSON escapes)."""
+        return [r["message"] for r in self.log_records() if "message" in r]
+
+    def access_records(self) -> list[dict]:
+        """The access-log lines so far, as dicts."""
+        return [r for r in self.log_records() if r.get("logger") == "gateway.access"]
 
     def write_config(self, text: str) -> None:
         self.config.write_text(text)
@@ -90,8 +105,12 @@ def routes_yaml(legacy_url: str, routes: str = "", *, read_timeout: float = 60, 
 
 
 def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None = None,
-                  args: list[str] | None = None, nofile: int | None = None) -> GatewayProc:
-    """``nofile``: run the gateway under this RLIMIT_NOFILE (soft and hard)."""
+                  args: list[str] | None = None, nofile: int | None = None,
+                  stdout_pipe: bool = False) -> GatewayProc:
+    """``gateway serve`` on a free port; its stdout and stderr go to a log file,
+    or with ``stdout_pipe`` its stdout is ``proc.stdout``, a pipe the caller
+    reads (or, to test a stalled one, doesn't). ``nofile``: run the gateway
+    under this RLIMIT_NOFILE (soft and hard)."""
     config = tmp_dir / "routes.yaml"
     config.write_text(config_text)
     port = free_port()
@@ -100,6 +119,9 @@ def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None
     child_env["JUNJO_SESSION_SECRET"] = "test-secret"  # the stand-in's default; env= overrides
     child_env["GATEWAY_SERVICE_PACKAGES"] = "tests.fakeservices"
     child_env["GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
+    # Its own SQLite file (users, sign-in limiter counters): never the repo's
+    # data/, which would carry state from one test, or one run, to the next.
+    child_env["JUNJO_SQLITE_PATH"] = str(tmp_dir / "app_data.db")
     child_env.update(env or {})
     module = "gateway.cli"
     fd, log_name = tempfile.mkstemp(prefix="gateway-", suffix=".log", dir=tmp_dir)
@@ -110,7 +132,8 @@ def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None
         cmd[1:3] = ["-c", "import os, resource, sys; "
                           f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile})); "
                           "os.execv(sys.executable, [sys.executable, '-m', 'gateway.cli', *sys.argv[1:]])"]
-    proc = subprocess.Popen(cmd, cwd=repo, env=child_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=repo, env=child_env, stdout=subprocess.PIPE if stdout_pipe else log,
+                            stderr=log if stdout_pipe else subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
     gw = GatewayProc(f"http://127.0.0.1:{port}", port, proc, config, Path(log_name),
                      child_env.get("GATEWAY_ADMIN_TOKEN", ""))

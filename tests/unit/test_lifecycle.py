@@ -19,17 +19,19 @@ async def lifespan(app: Gateway, between) -> list[str]:
     """Run startup, then ``between()``, then shutdown; the messages sent back."""
     inbox: asyncio.Queue[dict] = asyncio.Queue()
     sent: list[str] = []
+    started = asyncio.Event()
 
     async def receive() -> dict:
         return await inbox.get()
 
     async def send(message: dict) -> None:
         sent.append(message["type"])
+        if message["type"] == "lifespan.startup.complete":
+            started.set()
 
     task = asyncio.ensure_future(app({"type": "lifespan"}, receive, send))
     await inbox.put({"type": "lifespan.startup"})
-    while "lifespan.startup.complete" not in sent:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 30)
     await between()
     await inbox.put({"type": "lifespan.shutdown"})
     await asyncio.wait_for(task, 30)
@@ -98,3 +100,26 @@ def test_a_failing_or_stuck_shutdown_hook_does_not_hold_the_stop(env, monkeypatc
     assert asyncio.run(lifespan(gateway, nothing))[-1] == "lifespan.shutdown.complete"
     assert "shutdown of service 'stuck' failed" in caplog.text
     assert "shutdown of service 'broken' failed" in caplog.text
+
+
+@pytest.mark.parametrize("owns_process", [False, True])
+def test_only_a_gateway_that_owns_its_process_tunes_the_gc(env, monkeypatch, owns_process):
+    import gateway.app as app_module
+
+    tuned: list[bool] = []
+    monkeypatch.setattr(app_module, "_tune_gc", lambda: tuned.append(True))
+    gateway = Gateway(GatewaySettings(config_path=str(env)), discover(["services"]), owns_process=owns_process)
+
+    async def nothing() -> None:
+        pass
+
+    asyncio.run(lifespan(gateway, nothing))
+    assert tuned == ([True] if owns_process else [])
+
+
+def test_gateway_serve_uses_the_factory_that_owns_the_process(env, monkeypatch):
+    import gateway.app as app_module
+
+    monkeypatch.setenv("GATEWAY_CONFIG", str(env))
+    assert app_module.serve_app().owns_process is True
+    assert app_module.create_app().owns_process is False

@@ -124,11 +124,9 @@ def _raw_get(port: int, target: str, request_id: str) -> tuple[int, bytes]:
 
 
 def _access_log(gw, request_id: str) -> dict | None:
-    for line in gw.output().splitlines():
-        if "gateway.access:" in line:
-            record = json.loads(line.split("gateway.access: ", 1)[1])
-            if record["request_id"] == request_id:
-                return record
+    for record in gw.access_records():
+        if record["request_id"] == request_id:
+            return record
     return None
 
 

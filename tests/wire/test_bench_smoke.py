@@ -28,20 +28,28 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
 
     rows = {(r["target"], r["scenario"]): r for r in doc["rows"]}
-    expected = {(t, s) for t in ("direct", "baseline", "gateway")
-                for s in ("small16", "small64", "slow256", "big16")}
+    proxy = ("small16", "small64", "slow256", "big16")
+    expected = {(t, s) for t in ("direct", "baseline", "gateway") for s in proxy}
+    expected |= {("gateway", "paced256"), ("gateway", "ping64"), ("gateway-nolog", "small64"),
+                 ("ping-app", "ping64")}
     assert set(rows) == expected
     for key, row in rows.items():
         assert row["failure"] is None, (key, row["failure"])
-        assert {"requests", "errors", "rps"} <= set(row["load"]), (key, row["load"])
-        if key[0] in ("direct", "gateway"):
+        assert {"requests", "completed", "errors", "rps"} <= set(row["load"]), (key, row["load"])
+        if key[0] != "baseline":
             # The naive baseline may finish no 10-MiB download in a 0.5 s quick
-            # row on a loaded machine; the other two always serve something.
+            # row on a loaded machine; the others always serve something.
             assert row["load"]["rps"] > 0 and row["load"]["errors"] == 0, (key, row["load"])
+            # CPU per request of the server under test, from the same row.
+            assert row["cpu_s"] > 0 and row["cpu_us_per_request"] > 0, (key, row)
     for target in ("baseline", "gateway"):
         assert rows[(target, "big16")]["rss"] is not None
-    assert [c["verdict"] for c in doc["targets"]] != []
+    # The short exchanges are paced to the rate the long ones reached.
+    assert rows[("gateway", "paced256")]["rate"] == rows[("gateway", "slow256")]["load"]["rps"]
+    verdicts = {c["name"]: c["verdict"] for c in doc["targets"]}
+    assert len(verdicts) == 7 and "n/a" not in verdicts.values(), verdicts
     assert "targets (informational):" in proc.stdout
+    assert "CPU µs/req" in proc.stdout
 
 
 def test_sqlite_contention_runs_every_phase(tmp_path: Path) -> None:

@@ -56,9 +56,8 @@ def _active(standin: StandIn) -> int:
 
 
 def _access(gw: GatewayProc, needle: str) -> dict:
-    line = until(lambda: next((ln for ln in gw.output().splitlines() if "gateway.access" in ln and needle in ln), None),
-                 10, what=f"an access-log line for {needle}")
-    return json.loads(line.split("gateway.access: ", 1)[1])
+    return until(lambda: next((r for r in gw.access_records() if needle in r["path"] or needle == r["request_id"]),
+                              None), 10, what=f"an access-log line for {needle}")
 
 
 # -- trailers ----------------------------------------------------------------------------

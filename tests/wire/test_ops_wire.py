@@ -2,7 +2,6 @@
 several workers, graceful shutdown."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -88,12 +87,7 @@ def test_access_log_is_json_and_names_the_backend(gateway_factory, standin):
     httpx.get(gw.url + "/_standin/small", headers={"X-Request-Id": "req-go"})
 
     def lines():
-        out = {}
-        for line in gw.output().splitlines():
-            if "gateway.access:" in line:
-                rec = json.loads(line.split("gateway.access: ", 1)[1])
-                out[rec["request_id"]] = rec
-        return out
+        return {rec["request_id"]: rec for rec in gw.access_records()}
 
     _until(lambda: {"req-py", "req-go"} <= set(lines()))
     recs = lines()

@@ -6,7 +6,6 @@ trickles is cut at ``legacy.total_timeout``. After each case the gateway's
 descriptors and memory are back where they were."""
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -124,7 +123,7 @@ def test_a_response_head_over_the_limits_is_a_502_naming_the_limit_in_the_log(ho
                                    f"Request id {request_id} — the gateway's log has the details."}
     assert h.upstream.url not in r.text and "X-H" not in r.text
     # Ops find which limit, where, by the request id.
-    line = until(lambda: next((ln for ln in gw.output().splitlines() if request_id in ln and "→ 502" in ln), None),
+    line = until(lambda: next((m for m in gw.messages() if request_id in m and "→ 502" in m), None),
                  what="the 502's log line")
     assert f"[{limit}]" in line and h.upstream.url in line
     # The upstream connection was aborted, not read to its end...
@@ -206,8 +205,7 @@ def test_total_timeout_after_the_answer_started_aborts_the_client_connection(tri
                       for ln in gw.output().splitlines()), what="the abort's log line")
     assert cut.wait(10), "the upstream connection was left open"
     until(lambda: gw.open_fds() <= fds, what="descriptors back")
-    record = next(json.loads(ln.split("gateway.access: ", 1)[1]) for ln in gw.output().splitlines()
-                  if "gateway.access" in ln and "/slow-body" in ln)
+    record = next(r for r in gw.access_records() if "/slow-body" in r["path"])
     assert record["upstream_error"] == "TotalTimeout"
 
 

@@ -2,11 +2,15 @@
 
 One run starts the Go upstream (tools/bench/upstream), then for each target —
 the upstream direct, the naive baseline proxy (tools/bench/baseline_proxy.py),
-the gateway — runs the same scenarios with the Go load generator
-(tools/bench/loadgen), prints a table plus the issue's target ratios, and writes
-everything to bench-results/latest.json. See tools/bench/README.md.
+the gateway (access log on, as it runs by default), the gateway without its
+access log, and ``services/ping`` alone on uvicorn (tools/bench/ping_app.py) —
+runs its scenarios with the Go load generator (tools/bench/loadgen), prints a
+table (with the server's CPU per request) plus the issue's targets with their
+ratios, and writes everything to bench-results/latest.json. See
+tools/bench/README.md.
 
     python -m tools.bench.run [--quick] [--duration S] [--warmup S] [--output PATH]
+                              [--targets gateway,...] [--only small64,...]
 """
 from __future__ import annotations
 
@@ -24,9 +28,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = Path(__file__).resolve().parent
@@ -38,7 +43,20 @@ BIG_SIZE = 10 * MIB
 BUSY_WARN_PERCENT = 10.0  # idle-machine check before each target's rows
 
 DIRECT, BASELINE, GATEWAY = "direct", "baseline", "gateway"
-TARGETS = (DIRECT, BASELINE, GATEWAY)
+GATEWAY_NOLOG, PING_APP = "gateway-nolog", "ping-app"
+TARGETS = (DIRECT, BASELINE, GATEWAY, GATEWAY_NOLOG, PING_APP)
+
+PROXY_SCENARIOS = ("small16", "small64", "slow256", "big16")
+# Which scenarios each target runs. The gateway without its access log only
+# needs the row the access log's cost is read from; the ping app only serves /ping.
+PLAN: dict[str, tuple[str, ...]] = {
+    DIRECT: PROXY_SCENARIOS,
+    BASELINE: PROXY_SCENARIOS,
+    GATEWAY: (*PROXY_SCENARIOS, "paced256", "ping64"),
+    GATEWAY_NOLOG: ("small64",),
+    PING_APP: ("ping64",),
+}
+PONG = b"pong"
 
 
 class BenchError(RuntimeError):
@@ -55,11 +73,16 @@ class Scenario:
     connections: int
     expect_size: int
     measure_rss: bool = False
+    # Paced to the req/s this target reached in that scenario (same run), so a
+    # short exchange is compared with a long one at the same rate and the same
+    # number of connections: they differ only in how long each exchange lasts.
+    paced_like: str | None = None
 
 
 @dataclass
 class LoadResult:
     requests: int = 0
+    completed: int = 0  # responses over the whole run, warm-up included (CPU per request)
     errors: int = 0
     rps: float = 0.0
     p50_ms: float = 0.0
@@ -70,7 +93,7 @@ class LoadResult:
     error_samples: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "LoadResult":
+    def from_json(cls, data: dict[str, Any]) -> LoadResult:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
@@ -91,8 +114,13 @@ class Row:
     connections: int
     load: LoadResult | None = None
     rss: RssResult | None = None
+    rate: float | None = None  # req/s the load generator was paced to (None: as fast as answered)
     settle_s: float = 0.0  # time waited for the server to go idle before the row
     failure: str | None = None  # set when the row could not be measured
+    # CPU seconds (user + system) the server under test used during the load
+    # generator's run, and that divided by the responses it completed.
+    cpu_s: float | None = None
+    cpu_us_per_request: float | None = None
 
 
 @dataclass
@@ -101,6 +129,8 @@ class Check:
     value: float | None
     target: str
     passed: bool | None  # None: could not be computed
+    unit: str = "×"
+    detail: str = ""  # the operands, from this run
 
     @property
     def verdict(self) -> str:
@@ -114,15 +144,24 @@ class Settings:
     big_size: int
     output: Path
     quick: bool
+    targets: tuple[str, ...] = TARGETS
+    only: tuple[str, ...] = ()  # scenario keys; empty: all
 
-    def scenarios(self) -> list[Scenario]:
+    def all_scenarios(self) -> list[Scenario]:
         return [
             Scenario("small16", "GET 200 B", "/small", 16, SMALL_SIZE),
             Scenario("small64", "GET 200 B", "/small", 64, SMALL_SIZE),
             Scenario("slow256", "GET 50 ms slow", "/slow", 256, SMALL_SIZE),
+            Scenario("paced256", "GET 200 B paced", "/small", 256, SMALL_SIZE, paced_like="slow256"),
             Scenario("big16", f"GET {self.big_size / MIB:g} MiB", f"/big?size={self.big_size}", 16,
                      self.big_size, measure_rss=True),
+            Scenario("ping64", "GET /ping (py)", "/ping", 64, len(PONG)),
         ]
+
+    def scenarios(self, target: str) -> list[Scenario]:
+        """The scenarios ``target`` runs in this run, in table order."""
+        return [s for s in self.all_scenarios()
+                if s.key in PLAN[target] and (not self.only or s.key in self.only)]
 
 
 # ---------------------------------------------------------------- CPU pinning
@@ -211,10 +250,17 @@ class Server:
                 self.proc.wait()
 
     def log_tail(self, lines: int = 20) -> list[str]:
+        """The last lines of the server's output, access-log lines left out
+        (the gateway writes one per request: they would hide everything else)."""
         try:
-            return self.log_path.read_text(errors="replace").splitlines()[-lines:]
+            with open(self.log_path, "rb") as f:
+                start = max(0, f.seek(0, os.SEEK_END) - (1 << 20))
+                f.seek(start)
+                text = f.read().decode(errors="replace")
         except OSError:
             return []
+        tail = text.splitlines()[1 if start else 0:]  # the first line may be cut
+        return [line for line in tail if '"logger":"gateway.access"' not in line][-lines:]
 
 
 def spawn(name: str, cmd: list[str], log_dir: Path, env: dict[str, str] | None = None,
@@ -241,17 +287,19 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, dict[str, str]]:
         return exc.code, {}
 
 
-def wait_ready(server: Server, token: str, timeout: float = 30.0) -> None:
-    """Until GET /small through ``server`` answers 200 from *our* upstream."""
+def wait_ready(server: Server, token: str | None, timeout: float = 30.0) -> None:
+    """Until GET /small through ``server`` answers 200 from *our* upstream
+    (``token``), or, with no token (the ping app), GET /ping answers 200."""
     deadline = time.monotonic() + timeout
     last = "no answer"
+    path = "/small" if token is not None else "/ping"
     while time.monotonic() < deadline:
         if not server.alive():
             raise BenchError(f"{server.name} exited with {server.proc.returncode} while starting:\n"
                              + "\n".join(server.log_tail()))
         try:
-            status, headers = http_get(server.url + "/small")
-            if status == 200 and headers.get("x-bench-upstream") == token:
+            status, headers = http_get(server.url + path)
+            if status == 200 and (token is None or headers.get("x-bench-upstream") == token):
                 return
             last = f"HTTP {status}, X-Bench-Upstream={headers.get('x-bench-upstream')!r}"
         except OSError as exc:
@@ -291,20 +339,40 @@ def start_baseline(upstream: str, pinning: Pinning, log_dir: Path, token: str) -
     return server
 
 
-def start_gateway(upstream: str, pinning: Pinning, log_dir: Path, token: str) -> Server:
-    routes = log_dir / "bench-routes.yaml"
+def start_gateway(upstream: str, pinning: Pinning, log_dir: Path, token: str, *,
+                  access_log: bool = True) -> Server:
+    """``gateway serve`` as deployed: default settings, so the access log is on
+    (one JSON line per request to its stdout, a file here) unless ``access_log``
+    is False. ``/ping`` is served in process by ``services/ping``; every other
+    path goes to the upstream."""
+    name = GATEWAY if access_log else GATEWAY_NOLOG
+    routes = log_dir / f"{name}-routes.yaml"
     routes.write_text(
         "# written by tools/bench/run.py\n"
         f"legacy:\n  url: {upstream}\n  pool_size: 1024\n"
-        "default: go\nroutes: []\n"
+        "default: go\nroutes:\n  - prefix: /ping\n    to: python\n"
     )
     port = free_port()
     cmd = pinning.proxy + [sys.executable, "-m", "gateway.cli", "serve", "--config", str(routes),
                            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                           "--no-access-log", "--log-level", "warning"]
-    proc, log_path = spawn(GATEWAY, cmd, log_dir, env=proxy_env())
-    server = Server(GATEWAY, proc, f"http://127.0.0.1:{port}", log_path)
+                           "--log-level", "warning"] + ([] if access_log else ["--no-access-log"])
+    env = proxy_env()
+    env.setdefault("JUNJO_SESSION_SECRET", "bench-secret")  # services/ping's legacy middleware wants one
+    env["JUNJO_SQLITE_PATH"] = str(log_dir / f"{name}.db")  # not the checkout's data/
+    proc, log_path = spawn(name, cmd, log_dir, env=env)
+    server = Server(name, proc, f"http://127.0.0.1:{port}", log_path)
     wait_ready(server, token)
+    return server
+
+
+def start_ping_app(pinning: Pinning, log_dir: Path) -> Server:
+    port = free_port()
+    cmd = pinning.proxy + [sys.executable, "-m", "tools.bench.ping_app", "--port", str(port)]
+    env = proxy_env()
+    env.setdefault("JUNJO_SESSION_SECRET", "bench-secret")
+    proc, log_path = spawn(PING_APP, cmd, log_dir, env=env)
+    server = Server(PING_APP, proc, f"http://127.0.0.1:{port}", log_path)
+    wait_ready(server, None)
     return server
 
 
@@ -363,7 +431,7 @@ class RssSampler:
                 return
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
@@ -372,12 +440,13 @@ class RssSampler:
         self._thread.join()
 
 
-def run_loadgen(binary: Path, pinning: Pinning, url: str, scenario: Scenario, settings: Settings) -> LoadResult:
+def run_loadgen(binary: Path, pinning: Pinning, url: str, scenario: Scenario, settings: Settings,
+                rate: float | None = None) -> LoadResult:
     cmd = pinning.helpers + [
         str(binary), "-url", url, "-c", str(scenario.connections),
         "-d", f"{settings.duration}s", "-warmup", f"{settings.warmup}s",
         "-expect-size", str(scenario.expect_size),
-    ]
+    ] + (["-rate", f"{rate:.1f}"] if rate else [])
     timeout = settings.warmup + settings.duration + 60
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -389,17 +458,20 @@ def run_loadgen(binary: Path, pinning: Pinning, url: str, scenario: Scenario, se
 
 
 def measure(loadgen: Path, pinning: Pinning, server: Server, target: str, scenario: Scenario,
-            settings: Settings) -> Row:
-    row = Row(target, scenario.key, scenario.label, scenario.connections)
+            settings: Settings, rate: float | None = None) -> Row:
+    row = Row(target, scenario.key, scenario.label, scenario.connections, rate=rate)
     row.settle_s = round(wait_idle(server.proc.pid, max_wait=3 if settings.quick else 15), 2)
     url = server.url + scenario.path
-    if not (scenario.measure_rss and target != DIRECT):
-        row.load = run_loadgen(loadgen, pinning, url, scenario, settings)
-        return row
     pid = server.proc.pid
+    cpu_before = cpu_seconds(pid)
+    if not (scenario.measure_rss and target != DIRECT):
+        row.load = run_loadgen(loadgen, pinning, url, scenario, settings, rate)
+        record_cpu(row, pid, cpu_before)
+        return row
     before = read_status_kib(pid)
     with RssSampler(pid) as sampler:
         row.load = run_loadgen(loadgen, pinning, url, scenario, settings)
+    record_cpu(row, pid, cpu_before)
     after = read_status_kib(pid)
     peak = max(sampler.peak_kib, after["VmRSS"])
     if after["VmHWM"] > before["VmHWM"]:  # the kernel saw a new high-water mark during the run
@@ -412,15 +484,35 @@ def measure(loadgen: Path, pinning: Pinning, server: Server, target: str, scenar
     return row
 
 
+def record_cpu(row: Row, pid: int, cpu_before: float) -> None:
+    """CPU the server used while the load generator ran, per response it completed.
+
+    Warm-up included on both sides (the load generator counts its warm-up
+    responses in ``completed``), so no clock has to line up with its window."""
+    try:
+        row.cpu_s = round(cpu_seconds(pid) - cpu_before, 3)
+    except (OSError, ValueError, IndexError):
+        return
+    if row.load is not None and row.load.completed > 0:
+        row.cpu_us_per_request = round(row.cpu_s / row.load.completed * 1e6, 1)
+
+
 def bench_target(target: str, server: Server, loadgen: Path, pinning: Pinning,
                  settings: Settings) -> Iterator[Row]:
-    for scenario in settings.scenarios():
+    done: list[Row] = []
+    for scenario in settings.scenarios(target):
         if not server.alive():
             yield Row(target, scenario.key, scenario.label, scenario.connections,
                       failure=f"{server.name} exited with {server.proc.returncode}")
             continue
+        rate = None
+        if scenario.paced_like:
+            # The rate of the long exchanges this one is compared with; without
+            # that row, what 256 connections of 50 ms exchanges would reach.
+            rate = rps(find(done, target, scenario.paced_like)) or scenario.connections / 0.05
         print(f"  {target:<8} {scenario.label:<15} c={scenario.connections:<4}", end=" ", flush=True)
-        row = measure(loadgen, pinning, server, target, scenario, settings)
+        row = measure(loadgen, pinning, server, target, scenario, settings, rate)
+        done.append(row)
         if not server.alive():
             row.failure = f"{server.name} exited with {server.proc.returncode} during the run"
         print(describe_progress(row), flush=True)
@@ -431,6 +523,8 @@ def describe_progress(row: Row) -> str:
     if row.load is None:
         return row.failure or "?"
     text = f"{row.load.rps:10.0f} req/s  p99 {row.load.p99_ms:.1f} ms"
+    if row.cpu_us_per_request is not None:
+        text += f"  {row.cpu_us_per_request:.1f} µs CPU/req"
     if row.load.errors:
         text += f"  {row.load.errors} ERRORS {row.load.statuses} {row.load.error_samples[:3]}"
     if row.failure:
@@ -450,36 +544,75 @@ def rps(row: Row | None) -> float | None:
     return row.load.rps if row and row.load and row.load.rps > 0 else None
 
 
+def cpu_per_request(row: Row | None) -> float | None:
+    return row.cpu_us_per_request if row and row.load and row.load.completed else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
 def checks(rows: list[Row], big_size: int = BIG_SIZE) -> list[Check]:
-    gw_small, base_small = rps(find(rows, GATEWAY, "small64")), rps(find(rows, BASELINE, "small64"))
-    small_ratio = gw_small / base_small if gw_small and base_small else None
-    gw_slow, direct_slow = rps(find(rows, GATEWAY, "slow256")), rps(find(rows, DIRECT, "slow256"))
-    slow_ratio = gw_slow / direct_slow if gw_slow and direct_slow else None
+    """The issue's targets, each from rows of this very run."""
+    out: list[Check] = []
+
+    def ratio_check(name: str, a: float | None, b: float | None, target: str, ok: Callable[[float], bool],
+                    detail: str, unit: str = "×") -> None:
+        value = _ratio(a, b)
+        out.append(Check(name, value, target, None if value is None else ok(value), unit,
+                         detail.format(a=_fmt(a), b=_fmt(b))))
+
+    def value_check(name: str, value: float | None, target: str, ok: Callable[[float], bool],
+                    detail: str = "", unit: str = "µs") -> None:
+        out.append(Check(name, value, target, None if value is None else ok(value), unit, detail))
+
+    gw_small_cpu = cpu_per_request(find(rows, GATEWAY, "small64"))
+    value_check("200 B GET @64, access log on: gateway CPU per request", gw_small_cpu, "≤ 70 µs",
+                lambda v: v <= 70, "gateway CPU s ÷ responses")
+    ratio_check("200 B GET @64: gateway ÷ baseline req/s",
+                rps(find(rows, GATEWAY, "small64")), rps(find(rows, BASELINE, "small64")), "≥ 10×",
+                lambda v: v >= 10, "{a} ÷ {b} req/s")
+    ratio_check("slow GET @256: gateway ÷ direct req/s",
+                rps(find(rows, GATEWAY, "slow256")), rps(find(rows, DIRECT, "slow256")), "≥ 0.95×",
+                lambda v: v >= 0.95, "{a} ÷ {b} req/s")
+    ratio_check("50 ms GET ÷ 200 B GET, both @256 at the same req/s: gateway CPU/req",
+                cpu_per_request(find(rows, GATEWAY, "slow256")), cpu_per_request(find(rows, GATEWAY, "paced256")),
+                "≤ 1×", lambda v: v <= 1.0, "{a} ÷ {b} µs")
+    ratio_check("GET /ping @64: gateway ÷ ping app alone req/s",
+                rps(find(rows, GATEWAY, "ping64")), rps(find(rows, PING_APP, "ping64")), "≥ 0.9×",
+                lambda v: v >= 0.9, "{a} ÷ {b} req/s")
+    nolog_cpu = cpu_per_request(find(rows, GATEWAY_NOLOG, "small64"))
+    log_cost = gw_small_cpu - nolog_cpu if gw_small_cpu is not None and nolog_cpu is not None else None
+    value_check("access log: CPU/req with it − without it (200 B @64)", log_cost, "≤ 5 µs",
+                lambda v: v <= 5, f"{_fmt(gw_small_cpu)} − {_fmt(nolog_cpu)} µs")
     big = find(rows, GATEWAY, "big16")
     growth = big.rss.growth_mib if big and big.rss else None
-    return [
-        Check("200 B GET @64: gateway ÷ baseline req/s", small_ratio, "≥ 10×",
-              None if small_ratio is None else small_ratio >= 10),
-        Check("slow GET @256: gateway ÷ direct req/s", slow_ratio, "≥ 0.8×",
-              None if slow_ratio is None else slow_ratio >= 0.8),
-        Check(f"{big_size / MIB:g} MiB ×16: gateway peak RSS growth MiB", growth, "≤ 32 MiB",
-              None if growth is None else growth <= 32),
-    ]
+    value_check(f"{big_size / MIB:g} MiB ×16: gateway peak RSS growth", growth, "≤ 32 MiB",
+                lambda v: v <= 32, "", unit="MiB")
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.1f}"
 
 
 def format_table(rows: list[Row]) -> str:
-    header = ("target", "scenario", "conns", "req/s", "p50 ms", "p99 ms", "MiB/s", "errors", "RSS +MiB")
+    header = ("target", "scenario", "conns", "req/s", "p50 ms", "p99 ms", "MiB/s", "CPU µs/req", "errors",
+              "RSS +MiB")
     lines = [header]
     for r in rows:
         if r.load is None:
-            lines.append((r.target, r.label, str(r.connections), "-", "-", "-", "-", "-", r.failure or "-"))
+            lines.append((r.target, r.label, str(r.connections), "-", "-", "-", "-", "-", "-", r.failure or "-"))
             continue
         errors = str(r.load.errors) + ("!" if r.failure else "")
         rss = f"{r.rss.growth_mib:.1f}" if r.rss else "-"
+        cpu = f"{r.cpu_us_per_request:.1f}" if r.cpu_us_per_request is not None else "-"
         lines.append((r.target, r.label, str(r.connections), f"{r.load.rps:.0f}", f"{r.load.p50_ms:.2f}",
-                      f"{r.load.p99_ms:.2f}", f"{r.load.mib_per_s:.1f}", errors, rss))
+                      f"{r.load.p99_ms:.2f}", f"{r.load.mib_per_s:.1f}", cpu, errors, rss))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    right = {2, 3, 4, 5, 6, 7, 8}
+    right = {2, 3, 4, 5, 6, 7, 8, 9}
     out = []
     for i, line in enumerate(lines):
         cells = [c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(line, widths))]
@@ -490,10 +623,17 @@ def format_table(rows: list[Row]) -> str:
 
 
 def format_checks(results: list[Check]) -> str:
+    width = max((len(c.name) for c in results), default=0)
     out = []
     for c in results:
-        value = "n/a" if c.value is None else (f"{c.value:.2f}×" if "÷" in c.name else f"{c.value:.1f}")
-        out.append(f"  {c.verdict:<4}  {c.name:<42} {value:>9}   (target {c.target})")
+        if c.value is None:
+            value = "n/a"
+        elif c.unit == "×":
+            value = f"{c.value:.2f}×"
+        else:
+            value = f"{c.value:.1f} {c.unit}"
+        detail = f"  [{c.detail}]" if c.detail else ""
+        out.append(f"  {c.verdict:<4}  {c.name:<{width}}  {value:>9}   (target {c.target}){detail}")
     return "\n".join(out)
 
 
@@ -512,20 +652,31 @@ def problems_report(rows: list[Row], logs: dict[str, list[str]]) -> str:
 
 
 def write_json(path: Path, settings: Settings, pinning: Pinning, rows: list[Row], results: list[Check],
-               logs: dict[str, list[str]], busy_before: dict[str, float | None]) -> None:
+               logs: dict[str, list[str]], busy_before: dict[str, float | None],
+               load_start: list[float] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "meta": {
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "quick": settings.quick, "duration_s": settings.duration, "warmup_s": settings.warmup,
             "pinning": pinning.note, "cpus": os.cpu_count(), "python": platform.python_version(),
             "git": git_rev(), "cpu_busy_percent_before": busy_before,
+            "loadavg_start": load_start, "loadavg_end": loadavg(),
+            "targets": list(settings.targets), "only": list(settings.only),
         },
         "rows": [asdict(r) for r in rows],
         "targets": [asdict(c) | {"verdict": c.verdict} for c in results],
         "server_logs": logs,
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def loadavg() -> list[float] | None:
+    """The 1/5/15-minute load averages, to name how busy the machine was."""
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
 
 
 def git_rev() -> str | None:
@@ -540,34 +691,56 @@ def git_rev() -> str | None:
 
 def parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(description="Benchmark the gateway against the upstream and a naive proxy.")
-    parser.add_argument("--quick", action="store_true", help="tiny run to prove the harness works (numbers meaningless)")
-    parser.add_argument("--duration", type=float, help="seconds measured per row (default 6, quick 0.5)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny run to prove the harness works (numbers meaningless)")
+    parser.add_argument("--duration", type=float, help="seconds measured per row (default 5, quick 0.5)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per row (default 1.5, quick 0.2)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "latest.json")
+    parser.add_argument("--targets", type=_names(TARGETS), default=TARGETS,
+                        help=f"comma-separated subset of {','.join(TARGETS)} (default: all)")
+    parser.add_argument("--only", type=_names(tuple(k for keys in PLAN.values() for k in keys)), default=(),
+                        help="comma-separated scenarios to run, e.g. small64 (default: all)")
     args = parser.parse_args(argv)
     return Settings(
-        duration=args.duration or (0.5 if args.quick else 6.0),
+        duration=args.duration or (0.5 if args.quick else 5.0),
         warmup=args.warmup if args.warmup is not None else (0.2 if args.quick else 1.5),
         big_size=256 * 1024 if args.quick else BIG_SIZE,
         output=args.output.resolve(),
         quick=args.quick,
+        targets=args.targets,
+        only=args.only,
     )
+
+
+def _names(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            expected = ", ".join(dict.fromkeys(allowed))
+            raise argparse.ArgumentTypeError(f"unknown: {', '.join(unknown)}; expected some of {expected}")
+        return names
+    return parse
 
 
 def start_target(target: str, upstream: Server, pinning: Pinning, log_dir: Path, token: str) -> Server | None:
     if target == DIRECT:
         return None  # reuse the upstream itself
-    start = start_baseline if target == BASELINE else start_gateway
-    return start(upstream.url, pinning, log_dir, token)
+    if target == BASELINE:
+        return start_baseline(upstream.url, pinning, log_dir, token)
+    if target == PING_APP:
+        return start_ping_app(pinning, log_dir)
+    return start_gateway(upstream.url, pinning, log_dir, token, access_log=target == GATEWAY)
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    load_start = loadavg()
     pinning = choose_pinning()
     print(f"building Go upstream and load generator into {BUILD} ...", flush=True)
     upstream_bin = go_build(BENCH / "upstream", BUILD / "bench-upstream")
     loadgen_bin = go_build(BENCH / "loadgen", BUILD / "bench-loadgen")
-    print(f"pinning: {pinning.note}")
+    print(f"pinning: {pinning.note}; load average at the start: {', '.join(f'{v:.2f}' for v in load_start or [])}")
     print(f"each row: {settings.warmup:g}s warm-up + {settings.duration:g}s measured"
           + ("  [--quick: numbers are meaningless]" if settings.quick else ""), flush=True)
 
@@ -581,7 +754,9 @@ def main(argv: list[str] | None = None) -> int:
         upstream = start_upstream(upstream_bin, pinning, log_dir, token)
         print(f"upstream: {upstream.url} (pid {upstream.proc.pid})", flush=True)
         try:
-            for target in TARGETS:
+            for target in settings.targets:
+                if not settings.scenarios(target):
+                    continue
                 busy = cpu_busy_percent()
                 busy_before[target] = busy
                 if busy is not None and busy > BUSY_WARN_PERCENT:
@@ -594,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
                 except BenchError as exc:
                     print(f"\n{target}: {exc}", file=sys.stderr)
                     rows.extend(Row(target, s.key, s.label, s.connections, failure=str(exc).splitlines()[0])
-                                for s in settings.scenarios() if find(rows, target, s.key) is None)
+                                for s in settings.scenarios(target) if find(rows, target, s.key) is None)
                 finally:
                     if server is not None:
                         server.stop()
@@ -621,7 +796,8 @@ def main(argv: list[str] | None = None) -> int:
     if noisy:
         print("\nWARNING: the machine was not idle (CPU busy before rows: "
               + ", ".join(f"{t} {b:.0f}%" for t, b in noisy.items()) + "); re-run on a quiet machine.")
-    write_json(settings.output, settings, pinning, rows, results, logs, busy_before)
+    print(f"load average at the end: {', '.join(f'{v:.2f}' for v in loadavg() or [])}")
+    write_json(settings.output, settings, pinning, rows, results, logs, busy_before, load_start)
     print(f"\nresults: {settings.output}")
     return 1 if crashed else 0
 

@@ -2,7 +2,8 @@
 // only) used by tools/bench/run.py.
 //
 // -c goroutines each own one keep-alive connection and send GET -url in a loop
-// for -warmup + -d. Only responses that complete inside the measurement window
+// for -warmup + -d; with -rate R they are paced to R requests per second in
+// all (each connection sends one request every c/R seconds, never in bursts). Only responses that complete inside the measurement window
 // (after the warm-up, before the end) are counted. A response is an error when
 // the request fails, the status is not 2xx, or the body length differs from
 // -expect-size (when given). Latency percentiles are over successful responses.
@@ -28,7 +29,8 @@ type Result struct {
 	URL          string           `json:"url"`
 	Connections  int              `json:"connections"`
 	DurationS    float64          `json:"duration_s"`
-	Requests     int64            `json:"requests"` // successful responses
+	Requests     int64            `json:"requests"`  // successful responses
+	Completed    int64            `json:"completed"` // every response read whole, any status, warm-up included: CPU per request
 	Errors       int64            `json:"errors"`
 	RPS          float64          `json:"rps"`
 	P50Ms        float64          `json:"p50_ms"`
@@ -42,6 +44,7 @@ type Result struct {
 
 type worker struct {
 	latencies []time.Duration
+	completed int64
 	errors    int64
 	bytes     int64
 	statuses  map[string]int64
@@ -62,6 +65,7 @@ func main() {
 	warmup := flag.Duration("warmup", time.Second, "warm-up before measuring")
 	timeout := flag.Duration("timeout", 30*time.Second, "per-request timeout")
 	expect := flag.Int64("expect-size", -1, "expected body length (-1: don't check)")
+	rate := flag.Float64("rate", 0, "requests per second over all connections (0: as fast as they answer)")
 	flag.Parse()
 	if *url == "" || *conns < 1 {
 		fmt.Fprintln(os.Stderr, "usage: bench-loadgen -url URL [-c N] [-d 5s] [-warmup 1s] [-expect-size N]")
@@ -86,15 +90,33 @@ func main() {
 	ctx, cancel := context.WithDeadline(context.Background(), end)
 	defer cancel()
 
+	var interval time.Duration // between two requests of one connection, when paced
+	if *rate > 0 {
+		interval = time.Duration(float64(*conns) / *rate * float64(time.Second))
+	}
 	workers := make([]*worker, *conns)
 	var wg sync.WaitGroup
 	for i := range workers {
 		w := &worker{statuses: map[string]int64{}}
 		workers[i] = w
 		wg.Add(1)
-		go func() {
+		go func(i int) {
 			defer wg.Done()
+			// Paced connections start spread over one interval.
+			next := start.Add(interval * time.Duration(i) / time.Duration(*conns))
 			for time.Now().Before(end) {
+				if interval > 0 {
+					if wait := time.Until(next); wait > 0 {
+						time.Sleep(wait)
+					}
+					next = next.Add(interval)
+					if now := time.Now(); next.Before(now) {
+						next = now // behind: no burst to catch up
+					}
+					if !time.Now().Before(end) {
+						break
+					}
+				}
 				t0 := time.Now()
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
 				resp, err := client.Do(req)
@@ -106,6 +128,9 @@ func main() {
 					resp.Body.Close()
 				}
 				t1 := time.Now()
+				if err == nil && !t1.After(end) {
+					w.completed++
+				}
 				if t1.Before(measureFrom) || t1.After(end) || ctx.Err() != nil {
 					continue // warm-up, or cut off by the end of the run
 				}
@@ -124,7 +149,7 @@ func main() {
 					w.bytes += n
 				}
 			}
-		}()
+		}(i)
 	}
 	wg.Wait()
 	tr.CloseIdleConnections()
@@ -134,6 +159,7 @@ func main() {
 	for _, w := range workers {
 		all = append(all, w.latencies...)
 		res.Errors += w.errors
+		res.Completed += w.completed
 		res.Bytes += w.bytes
 		for k, v := range w.statuses {
 			res.Statuses[k] += v

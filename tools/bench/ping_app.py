@@ -1,0 +1,30 @@
+"""The yardstick for an in-process Python route: ``services/ping`` alone on uvicorn.
+
+The very ASGI app the gateway mounts for ``/ping`` (``services.ping.SERVICE.app``:
+the legacy CSRF/auth wrapper around the Echo-like router), served by uvicorn with
+uvloop and httptools, one worker, no access log — what the route would cost
+without a gateway around it. ``make bench`` compares the gateway's ``GET /ping``
+with this.
+
+    python -m tools.bench.ping_app --port 8002
+"""
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from services.ping import SERVICE
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(SERVICE.app, host=args.host, port=args.port, workers=1, loop="uvloop", http="httptools",
+                access_log=False, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
