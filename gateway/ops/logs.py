@@ -9,12 +9,12 @@ log shippers read it as it is::
 Three pieces:
 
 * :class:`LineWriter` owns stdout. Callers append finished lines to a buffer
-  (a lock and a list append: no system call, never a wait on the pipe) and a
+  (a ``deque`` append: no lock, no system call, never a wait on the pipe) and a
   writer thread hands them to the kernel in batches, every 50 ms (to a pipe
   in writes of up to ``PIPE_BUF`` bytes cut at line ends, so the lines of
   several worker processes sharing it never interleave). A stdout that
   blocks (a full pipe nobody reads, a stalled log shipper) stalls only that
-  thread; requests go on. Past ``max_bytes`` of backlog new lines are dropped
+  thread; requests go on. Past ``max_lines`` of backlog new lines are dropped
   and counted rather than growing memory without bound, and a line saying how
   many were dropped follows once the pipe moves again. :func:`finish` drains the
   buffer at a graceful shutdown and makes later lines synchronous, because
@@ -40,31 +40,34 @@ import select
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 # json's C escaper (the one json.dumps uses): str → '"…"' with ASCII escapes.
 _quote = json.encoder.encode_basestring_ascii
 
-MAX_BACKLOG_BYTES = 64 << 20  # buffered output beyond this is dropped (and counted)
+# Lines queued beyond this are dropped (and counted): ~64 MiB of access lines.
+MAX_BACKLOG_LINES = 200_000
 BATCH_INTERVAL = 0.05  # seconds the writer lets lines gather between two batches
 DRAIN_TIMEOUT = 10.0  # seconds a graceful stop waits for stdout to take the backlog
 PIPE_BUF = getattr(select, "PIPE_BUF", 4096)  # the largest write a pipe takes whole
-DEFERRED_SIZE = 320  # bytes a deferred access line counts against the backlog bound
 
 
 class LineWriter:
     """Lines to a file descriptor in batches, from a thread of its own.
 
-    :meth:`write` never waits for the file descriptor; see the module doc.
-    Two locks: ``_lock`` guards the buffer and counters and is never held
-    during I/O (so a request never waits for the pipe); ``_io`` is held while a
-    batch is taken and written, so batches go out whole and in order.
+    The buffer is a ``deque``: callers append without a lock (``deque.append``
+    is atomic), so queueing a line costs about what the append costs, and the
+    writer thread pops from the other end. ``_io`` is held while a batch is
+    taken and written, so batches go out whole and in order. :meth:`flush`
+    queues a marker and waits until the writer reaches it: everything queued
+    before it is written by then.
     """
 
-    def __init__(self, fd: int, *, max_bytes: int = MAX_BACKLOG_BYTES, interval: float = BATCH_INTERVAL):
+    def __init__(self, fd: int, *, max_lines: int = MAX_BACKLOG_LINES, interval: float = BATCH_INTERVAL):
         self.fd = fd
-        self.max_bytes = max_bytes
+        self.max_lines = max_lines
         self.interval = interval
         self.failed = 0  # writes the file descriptor refused (a closed pipe)
         # A pipe or socket takes only writes of up to PIPE_BUF whole, so batches
@@ -78,22 +81,20 @@ class LineWriter:
         self._reset()
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
         self._io = threading.Lock()
-        self._written = threading.Condition(self._lock)  # notified after each batch
+        self._start_lock = threading.Lock()
         self._wake = threading.Event()
-        self._lines: list[str | tuple[Callable[[Any], str], Any]] = []  # lines, or (render, record)
-        self._bytes = 0
-        self._queued = 0  # lines ever accepted ...
-        self._done = 0  # ... and ever handed to the kernel
-        self.dropped = 0  # lines refused since the last report
+        self._items: deque[str | tuple[Callable[[Any], str], Any] | threading.Event] = deque()
+        # Lines refused since the last report. Counted without a lock: a
+        # race can only make the report a line short.
+        self.dropped = 0
         self._thread: threading.Thread | None = None
         self._synchronous = False
 
     # -- the hot path ----------------------------------------------------------
     def write(self, line: str) -> None:
         """Queue ``line`` (which ends with a newline)."""
-        self._put(line, len(line))
+        self._put(line)
 
     def defer(self, render: Callable[[Any], str], record: Any) -> None:
         """Queue the line ``render(record)``, rendered by the writer thread.
@@ -103,64 +104,78 @@ class LineWriter:
         Measured in the gateway under load, formatting each line on the
         request path cost ~3× what the same code costs run back to back (the
         request's other work evicts it from the CPU caches every time)."""
-        self._put((render, record), DEFERRED_SIZE)
+        self._put((render, record))
 
-    def _put(self, item: str | tuple[Callable[[Any], str], Any], size: int) -> None:
+    def _put(self, item: str | tuple[Callable[[Any], str], Any]) -> None:
         if self._synchronous:
             with self._io:
-                with self._lock:
-                    self._lines.append(item)
-                    self._queued += 1
+                self._items.append(item)
                 self._write_batch()
             return
-        with self._lock:
-            if self._bytes > self.max_bytes:
-                self.dropped += 1
-                return
-            self._lines.append(item)
-            self._bytes += size
-            self._queued += 1
-            first = len(self._lines) == 1
-        if first:  # one wake-up per batch, not per line
+        items = self._items
+        if len(items) >= self.max_lines:
+            self.dropped += 1
+            return
+        items.append(item)
+        if len(items) == 1:  # one wake-up per batch, not per line
             if self._thread is None:
                 self._start()
             self._wake.set()
 
     # -- writing -----------------------------------------------------------------
     def _start(self) -> None:
-        with self._lock:
+        with self._start_lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="gateway-log-writer", daemon=True)
                 self._thread.start()
 
     def _run(self) -> None:
         while True:
+            # A wake-up two callers both skipped (each saw the other's line)
+            # costs at most this timeout's delay, never a line.
             self._wake.wait(1.0)
             self._wake.clear()
             with self._io:
                 self._write_batch()
                 if self._synchronous:  # finish(): from now on callers write their own lines
-                    with self._lock:
-                        self._thread = None
+                    self._thread = None
+                    self._write_batch()  # what came in while the flag was set
                     return
             # Let the next lines gather: under load this makes one write per
             # few hundred lines instead of one per request.
             time.sleep(self.interval)
 
     def _write_batch(self) -> None:
-        """Write everything buffered. The caller holds ``_io``."""
-        with self._lock:
-            items, self._lines, self._bytes = self._lines, [], 0
-            dropped, self.dropped = self.dropped, 0
-        count = len(items)
-        lines = [item if isinstance(item, str) else _render(item) for item in items]
+        """Write everything queued; set the flush markers met on the way.
+        The caller holds ``_io``."""
+        items = self._items
+        popleft = items.popleft
+        lines: list[str] = []
+        markers: list[threading.Event] = []
+        # What is queued now, not what keeps arriving: a batch has an end.
+        for _ in range(len(items)):
+            item = popleft()
+            if isinstance(item, str):
+                lines.append(item)
+            elif isinstance(item, tuple):
+                lines.append(_render(item))
+            else:  # a flush marker: what came before it goes out first
+                self._write_lines(lines)
+                lines = []
+                markers.append(item)
+        dropped, self.dropped = self.dropped, 0
         if dropped:
             lines.append(format_line("warning", "gateway.logs", f"{dropped} log line(s) dropped: stdout did "
                                      "not keep up (a blocked pipe or a slow log shipper)"))
-        # Writes cut at line ends, at most self.chunk bytes: the workers of one
-        # `gateway serve` share stdout, and a pipe takes only PIPE_BUF bytes
-        # whole, never interleaved with another process's. (Each write also
-        # costs this thread a turn at the GIL: the fewer, the better.)
+        self._write_lines(lines)
+        for marker in markers:
+            marker.set()
+
+    def _write_lines(self, lines: list[str]) -> None:
+        """``lines`` in writes cut at line ends, at most ``self.chunk`` bytes:
+        the workers of one `gateway serve` share stdout, and a pipe takes only
+        PIPE_BUF bytes whole, never interleaved with another process's. (Each
+        write also costs this thread a turn at the GIL: the fewer, the better.)"""
         limit = self.chunk
         chunk: list[str] = []
         size = 0
@@ -172,9 +187,6 @@ class LineWriter:
             size += len(line)
         if chunk:
             self._write_out("".join(chunk).encode("utf-8", "backslashreplace"))
-        with self._lock:
-            self._done += count
-            self._written.notify_all()
 
     def _write_out(self, data: bytes) -> None:
         """All of ``data`` to the fd (blocking), partial writes resumed."""
@@ -193,24 +205,19 @@ class LineWriter:
     # -- flushing ----------------------------------------------------------------
     def flush(self, timeout: float = DRAIN_TIMEOUT) -> bool:
         """Wait until every line queued so far is written; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            target = self._queued
-        while True:
-            with self._lock:
-                if self._done >= target:
-                    return True
-                writing = self._thread is not None
-            if not writing:  # nothing is writing (never started, or finished): do it here
-                with self._io:
-                    self._write_batch()
-                continue
-            self._wake.set()
-            with self._lock:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return self._done >= target
-                self._written.wait(min(left, 0.1))
+        if self._thread is None or self._synchronous:
+            # Nothing is writing (never started, or finished): do it here.
+            if not self._io.acquire(timeout=timeout):
+                return False
+            try:
+                self._write_batch()
+            finally:
+                self._io.release()
+            return True
+        marker = threading.Event()
+        self._items.append(marker)
+        self._wake.set()
+        return marker.wait(timeout)
 
     def finish(self, timeout: float = DRAIN_TIMEOUT) -> bool:
         """Drain, then have every later line written synchronously by its caller.
@@ -221,8 +228,7 @@ class LineWriter:
         ``timeout`` seconds."""
         if not self.flush(timeout):
             return False
-        with self._lock:
-            self._synchronous = True
+        self._synchronous = True
         self._wake.set()  # the thread writes what came in meanwhile, then exits
         return True
 
@@ -355,11 +361,22 @@ def log_config(level: str) -> dict[str, Any]:
 
 # -- the access log ----------------------------------------------------------------
 
-def _json_or_null(value: str | None) -> str:
-    return "null" if value is None else _quote(value)
+# Quoted forms of the fields that take few values (method, route prefix,
+# state, backend, service, client address): each is escaped once, then looked
+# up. Bounded: past _QUOTED_MAX entries (many distinct clients) it starts over.
+_quoted: dict[str | None, str] = {None: "null"}
+_QUOTED_MAX = 4096
 
 
-def access_line(*, method: str, path: str, status: int, ms: float, route: str, state: str | None,
+def _quoted_miss(value: str | None) -> str:
+    if len(_quoted) >= _QUOTED_MAX:
+        _quoted.clear()
+        _quoted[None] = "null"
+    quoted = _quoted[value] = "null" if value is None else _quote(value)
+    return quoted
+
+
+def access_line(method: str, path: str, status: int, ms: float, route: str, state: str | None,
                 backend: str, service: str | None, client: str | None, request_id: str, trace_id: str,
                 upstream_error: str | None = None, edge: str | None = None, now: float | None = None) -> str:
     """One access-log record as a JSON line, the same object ``json.dumps``
@@ -367,11 +384,15 @@ def access_line(*, method: str, path: str, status: int, ms: float, route: str, s
 
     ``request_id`` and ``trace_id`` are escaped too although the gateway
     validates both (gateway/ops/tracing.py): a few hundred nanoseconds buy not
-    having to keep the two modules in step."""
+    having to keep the two modules in step. The writer thread calls this once
+    per request, so it is written for speed: positional arguments, the
+    low-cardinality fields' quoted forms looked up (``_quoted``)."""
+    q = _quoted.get
     line = (f'{{"time":"{timestamp(now)}","level":"info","logger":"gateway.access",'
-            f'"method":{_quote(method)},"path":{_quote(path)},"status":{int(status)},"ms":{ms:.2f},'
-            f'"route":{_quote(route)},"state":{_json_or_null(state)},"backend":{_quote(backend)},'
-            f'"service":{_json_or_null(service)},"client":{_json_or_null(client)},'
+            f'"method":{q(method) or _quoted_miss(method)},"path":{_quote(path)},"status":{int(status)},'
+            f'"ms":{ms:.2f},"route":{q(route) or _quoted_miss(route)},'
+            f'"state":{q(state) or _quoted_miss(state)},"backend":{q(backend) or _quoted_miss(backend)},'
+            f'"service":{q(service) or _quoted_miss(service)},"client":{q(client) or _quoted_miss(client)},'
             f'"request_id":{_quote(request_id)},"trace_id":{_quote(trace_id)}')
     if upstream_error:
         line += f',"upstream_error":{_quote(upstream_error)}'

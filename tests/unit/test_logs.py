@@ -118,8 +118,8 @@ def test_write_never_waits_for_a_blocked_pipe(pipe: tuple[int, int]) -> None:
 
 def test_a_backlog_past_the_bound_drops_lines_and_says_how_many(pipe: tuple[int, int]) -> None:
     r, w = pipe
-    writer = logs.LineWriter(w, max_bytes=50_000, interval=0.001)
-    for i in range(1000):  # ~215 KB while nobody reads: far past the bound
+    writer = logs.LineWriter(w, max_lines=200, interval=0.001)
+    for i in range(1000):  # ~215 KB while nobody reads: far past the bound (and a 64 KiB pipe)
         writer.write(line(i))
     os.set_blocking(r, False)
     data = bytearray()

@@ -46,8 +46,17 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
         assert rows[(target, "big16")]["rss"] is not None
     # The short exchanges are paced to the rate the long ones reached.
     assert rows[("gateway", "paced256")]["rate"] == rows[("gateway", "slow256")]["load"]["rps"]
+    # The gateway's log writer thread shows in its own CPU figure; without the
+    # access log, that thread has next to nothing to do.
+    assert rows[("gateway", "small64")]["cpu_threads_s"] > 0
+    # The two close comparisons ran again in interleaved rounds (one, in --quick).
+    paired = {p["name"]: p for p in doc["paired"]}
+    assert set(paired) == {"access_log", "ping"}
+    assert [[a["target"], b["target"]] for a, b in paired["ping"]["rounds"]] == [["gateway", "ping-app"]]
     verdicts = {c["name"]: c["verdict"] for c in doc["targets"]}
     assert len(verdicts) == 7 and "n/a" not in verdicts.values(), verdicts
+    checks = {c["name"]: c for c in doc["targets"]}
+    assert any(name.startswith("access log:") and "hand-off" in c["detail"] for name, c in checks.items()), checks
     assert "targets (informational):" in proc.stdout
     assert "CPU µs/req" in proc.stdout
 
