@@ -25,39 +25,19 @@ import pytest
 
 from services.body_limit import DEFAULT_MAX_BODY
 from tests.support import hostile_bodies
-from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
+from tests.support.gateway_proc import GatewayProc, routes_yaml
 from tests.support.hostile_bodies import HOSTILE, Exchange
-from tests.support.standin import start_standin
+from tests.support.parity import EMAIL, PASSWORD, go_and_python, signed_in_cookie
 
-SECRET = "test-secret"
-EMAIL, PASSWORD = "ada@example.com", "correct horse"
 PYTHON_FAMILIES = ("/sign-in", "/users", "/api_keys", "/llm")
 MIB = 1 << 20
 TOO_LARGE = b'{"message":"Request Entity Too Large"}\n'
 
 
-def _routes(target: str) -> str:
-    return "".join(f"  - prefix: {p}\n    to: {target}\n" for p in PYTHON_FAMILIES)
-
-
 @pytest.fixture(scope="module")
 def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProc, GatewayProc]]:
-    base = tmp_path_factory.mktemp("body-limits")
-    db = str(base / "app_data.db")
-    standin = start_standin(db, env={"JUNJO_SESSION_SECRET": SECRET},
-                            extra_args=["-seed-user", f"{EMAIL}:{PASSWORD}"])
-    started: list[GatewayProc] = []
-    try:
-        for target in ("go", "python"):
-            home = base / target
-            home.mkdir()
-            env = {"JUNJO_SQLITE_PATH": db, "JUNJO_SESSION_SECRET": SECRET}
-            started.append(start_gateway(routes_yaml(standin.url, _routes(target)), home, env=env))
-        yield started[0], started[1]
-    finally:
-        for gw in started:
-            gw.stop()
-        standin.stop()
+    with go_and_python(tmp_path_factory.mktemp("body-limits"), PYTHON_FAMILIES, with_otel=False) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +47,7 @@ def python_gw(gateways) -> GatewayProc:
 
 @pytest.fixture(scope="module")
 def cookie(gateways) -> str:
-    r = httpx.post(gateways[0].url + "/sign-in", json={"email": EMAIL, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return r.headers["set-cookie"].split(";", 1)[0] + "; csrf=c"
+    return signed_in_cookie(gateways[0]) + "; csrf=c"
 
 
 def upload(gw: GatewayProc, path: str, chunks: Iterable[bytes], **options) -> Exchange:

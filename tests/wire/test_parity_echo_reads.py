@@ -21,16 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
-from tests.support.standin import start_standin
+from tests.support.gateway_proc import GatewayProc
+from tests.support.parity import EMAIL, go_and_python, signed_in_cookie
 
-SECRET = "test-secret"
-EMAIL, PASSWORD = "ada@example.com", "correct horse"
 FAMILIES = ("/ping", "/sign-in", "/sign-out", "/auth-test", "/csrf", "/users", "/api_keys", "/llm", "/otel")
-
-
-def _routes(target: str) -> str:
-    return "".join(f"  - prefix: {p}\n    to: {target}\n" for p in FAMILIES)
 
 
 # Go's own limits (10,000 query parameters, 3,000 cookies) lie beyond the
@@ -42,30 +36,13 @@ OPEN_LIMITS = "  request_line: 1048576\n  header_line: 1048576\n  head_size: 209
 
 @pytest.fixture(scope="module")
 def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProc, GatewayProc]]:
-    base = tmp_path_factory.mktemp("parity-reads")
-    db = str(base / "app_data.db")
-    standin = start_standin(db, env={"JUNJO_SESSION_SECRET": SECRET},
-                            extra_args=["-seed-user", f"{EMAIL}:{PASSWORD}"])
-    started: list[GatewayProc] = []
-    try:
-        for target in ("go", "python"):
-            home = base / target
-            home.mkdir()
-            env = {"JUNJO_SQLITE_PATH": db, "JUNJO_SESSION_SECRET": SECRET,
-                   "OTEL_DUCKDB_PATH": str(home / "otel.duckdb")}
-            started.append(start_gateway(routes_yaml(standin.url, _routes(target), limits=OPEN_LIMITS), home, env=env))
-        yield started[0], started[1]
-    finally:
-        for gw in started:
-            gw.stop()
-        standin.stop()
+    with go_and_python(tmp_path_factory.mktemp("parity-reads"), FAMILIES, limits=OPEN_LIMITS) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
 def session(gateways) -> str:
-    r = httpx.post(gateways[0].url + "/sign-in", json={"email": EMAIL, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return r.headers["set-cookie"].split(";", 1)[0]
+    return signed_in_cookie(gateways[0])
 
 
 def seen(r: httpx.Response) -> dict[str, Any]:
