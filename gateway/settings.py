@@ -70,6 +70,7 @@ class GatewaySettings(EnvSettings):
     head_timeout: float = env_var("GATEWAY_HEAD_TIMEOUT", 10.0, gt=0)  # seconds for a whole head, else 408
     body_idle_timeout: float = env_var("GATEWAY_BODY_IDLE_TIMEOUT", 30.0, gt=0)  # seconds without a body byte
     keepalive_timeout: float = env_var("GATEWAY_KEEPALIVE_TIMEOUT", 5.0, gt=0)  # idle keep-alive seconds
+    send_timeout: float = env_var("GATEWAY_SEND_TIMEOUT", 60.0, gt=0)  # seconds a client may read none of its answer
     max_connections: int = env_var("GATEWAY_MAX_CONNECTIONS", 4096, gt=0)  # client connections per worker
     # A server database (PostgreSQL) shares canary rollback verdicts across replicas.
     database_url: str | None = env_var("DATABASE_URL", None, repr=False)

@@ -33,6 +33,7 @@ class EdgeLimits:
     head_timeout: float = 10.0  # seconds to deliver a complete head → 408
     body_idle_timeout: float = 30.0  # seconds without a request body byte → 408 (or close)
     keepalive_timeout: float = 5.0  # seconds an idle keep-alive connection is kept
+    send_timeout: float = 60.0  # seconds the client may take none of the answer (writes paused) → abort
     max_connections: int = 4096  # client connections per worker (capped by descriptors)
 
     def __post_init__(self) -> None:
@@ -64,6 +65,7 @@ ENV_NAMES = {
     "header_count": "GATEWAY_HEADER_COUNT", "head_size": "GATEWAY_HEAD_SIZE",
     "head_timeout": "GATEWAY_HEAD_TIMEOUT", "body_idle_timeout": "GATEWAY_BODY_IDLE_TIMEOUT",
     "keepalive_timeout": "GATEWAY_KEEPALIVE_TIMEOUT", "max_connections": "GATEWAY_MAX_CONNECTIONS",
+    "send_timeout": "GATEWAY_SEND_TIMEOUT",
 }
 
 
@@ -135,6 +137,8 @@ _FLAG_HELP = {
     "head_timeout": "seconds a client has to send a complete request head, else 408 and close",
     "body_idle_timeout": "seconds a request body may pause, else 408 (or close once answering)",
     "keepalive_timeout": "seconds an idle keep-alive connection stays open",
+    "send_timeout": "seconds a client may read none of its answer (the gateway's writes wait), else the "
+                    "connection is aborted",
     "max_connections": "client connections per worker (capped below the descriptor limit)",
 }
 

@@ -25,6 +25,9 @@ uvicorn 0.54's ``HttpToolsProtocol``, and why:
 * **Trailers stay trailers.** uvicorn appends trailer fields to the list that
   is ``scope["headers"]``; when they arrived in the same read as the head, the
   app forwarded them as request headers. They are dropped (and bounded).
+* **A client that stops reading** its answer for ``send_timeout`` (the
+  transport's write buffer stays full) has its connection aborted; the app sees
+  it leave, so the upstream exchange is cancelled and its connection freed.
 * **HTTP/1.0 clients get close-delimited bodies**, never chunked (RFC 9112 §7).
 * **A malformed request never gets a 400 once the app has it.** A parse error in
   a head, or in a body before the app has run (same read as the head), is a
@@ -113,6 +116,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self.deadline = math.inf
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = math.inf
+        # Armed while the transport's write buffer is full (the client reads
+        # none of the answer); never on the hot path.
+        self.send_timer: asyncio.TimerHandle | None = None
         # Body framing of the request being received.
         self.body_left = -1  # Content-Length bytes still to come; -1: not length-delimited
         self.chunk_open = False  # between a chunk's size line and its end
@@ -137,6 +143,9 @@ class EdgeProtocol(HttpToolsProtocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
         self.slots.forget(self)
         if self.lingering:
             self.lingering = False
@@ -374,6 +383,31 @@ class EdgeProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         super().shutdown()
+
+    # -- a client that stops reading -------------------------------------------
+    def pause_writing(self) -> None:
+        """The write buffer is full: the client takes none of the answer. uvicorn
+        then holds the app's sends (and so the upstream's reads) for as long as
+        that lasts; without a bound, a client that stops reading would hold its
+        pooled upstream connection for ever (nginx: ``send_timeout``)."""
+        super().pause_writing()
+        if self.send_timer is None and not self.transport.is_closing():
+            self.send_timer = self.loop.call_later(self.limits.send_timeout, self._send_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+
+    def _send_stalled(self) -> None:
+        self.send_timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        secs = f"{self.limits.send_timeout:g} s"
+        self._note(f"the client read none of the answer for {secs}: connection aborted")
+        self._throttled_log("send_timeout", "aborting %s: it read none of its answer for %s", self._peer(), secs)
+        self.transport.abort()  # close() would wait for the buffer the client isn't reading
 
     # -- the clock -------------------------------------------------------------
     def _set_clock(self, kind: int, seconds: float = math.inf) -> None:

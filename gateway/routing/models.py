@@ -210,6 +210,7 @@ class LimitsConfig(_Model):
     head_timeout: Seconds = Field(default=10.0, description="Seconds to receive a whole request head.")
     body_idle_timeout: Seconds = Field(default=30.0, description="Seconds without a request body byte.")
     keepalive_timeout: Seconds = Field(default=5.0, description="Seconds an idle client connection stays open.")
+    send_timeout: Seconds = Field(default=60.0, description="Seconds a client may read none of its answer.")
     max_connections: Size = Field(default=4096, description="Client connections per worker.")
     upstream_head_size: Size = Field(default=65536, description="Bytes of an upstream response head.")
     upstream_header_count: Size = Field(default=200, description="Upstream response header fields.")

@@ -132,7 +132,8 @@ def test_new_surface_defaults():
     assert cfg.cors is None
     assert limits.model_dump() == {
         "request_line": 8192, "header_line": 8192, "header_count": 100, "head_size": 32768, "head_timeout": 10,
-        "body_idle_timeout": 30, "keepalive_timeout": 5, "max_connections": 4096, "upstream_head_size": 65536,
+        "body_idle_timeout": 30, "keepalive_timeout": 5, "send_timeout": 60, "max_connections": 4096,
+        "upstream_head_size": 65536,
         "upstream_header_count": 200, "python_body": 1048576}
     assert cfg.routes[0].max_body == 2048
 

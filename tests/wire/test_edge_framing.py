@@ -1,10 +1,12 @@
 """Request and response framing at the edge, over raw sockets, gateway ⇄ Go stand-in:
 trailers stay out of the forwarded head, HTTP/1.0 clients get close-delimited
-bodies, a request body that stops gets 408, and a malformed body is a 400 only
-while nothing has been handed over — never for a request that may have run."""
+bodies, a request body that stops gets 408, a client that stops reading its
+answer is cut loose, and a malformed body is a 400 only while nothing has been
+handed over — never for a request that may have run."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 
@@ -24,6 +26,7 @@ from tests.support.waiting import until
 
 EMAIL, PASSWORD = "ada@example.com", "correct horse"
 BODY_IDLE = 1.5
+SEND_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[GatewayProc]:
     proc = start_gateway(routes_yaml(standin.url), tmp_path_factory.mktemp("framing"),
-                         args=["--body-idle-timeout", str(BODY_IDLE)])
+                         args=["--body-idle-timeout", str(BODY_IDLE), "--send-timeout", str(SEND_TIMEOUT)])
     yield proc
     proc.stop()
 
@@ -144,6 +147,56 @@ def test_a_stalled_body_gets_408_and_the_upstream_exchange_is_cancelled(gw, stan
     until(lambda: _active(standin) == 0, 10, what="the upstream exchange cancelled")
     record = _access(gw, "/_standin/echo/stall")
     assert record["status"] == 408 and "request body idle" in record["edge"]
+
+
+def _small_window(port: int) -> socket.socket:
+    """A client connection with a small receive buffer (set before connecting,
+    so the window is small from the start): the gateway's writes back up soon."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_a_client_that_stops_reading_is_cut_loose_and_frees_the_upstream(gw, standin, baseline):
+    with _small_window(gw.port) as s:
+        s.sendall(b"GET /_standin/download?size=268435456 HTTP/1.1\r\nHost: h\r\nX-Request-Id: no-reader\r\n\r\n")
+        until(lambda: _active(standin) >= 1, 10, what="the download upstream")
+        # Nothing is read: the gateway's buffers fill, its writes wait, and
+        # after SEND_TIMEOUT it aborts the connection and cancels the download.
+        until(lambda: _active(standin) == 0, SEND_TIMEOUT + 15, what="the upstream exchange cancelled")
+        # What was buffered before the cut can still be read; then the connection ends.
+        s.settimeout(10)
+        received, closed = 0, False
+        try:
+            while chunk := s.recv(1 << 20):
+                received += len(chunk)
+            closed = True
+        except ConnectionResetError:
+            closed = True
+        except TimeoutError:
+            pass
+    assert closed, f"the connection was left open ({received} bytes read)"
+    assert received < 268435456  # cut off, not finished
+    record = _access(gw, "no-reader")
+    assert "read none of the answer" in record["edge"], record
+
+
+def test_a_slow_but_steady_reader_is_not_cut(gw, standin, baseline):
+    """A reader that takes its answer slowly (buffers full most of the time,
+    writes waiting on it again and again) keeps its connection."""
+    with _small_window(gw.port) as s:
+        s.sendall(b"GET /_standin/download?size=268435456 HTTP/1.1\r\nHost: h\r\n\r\n")
+        got = 0
+        stop = time.monotonic() + 3 * SEND_TIMEOUT
+        while time.monotonic() < stop:
+            chunk = s.recv(16384)
+            assert chunk, f"connection closed after {got} bytes"
+            got += len(chunk)
+            time.sleep(0.02)
+    assert 0 < got < 64 << 20  # the reader, not the gateway, set the pace
+    until(lambda: _active(standin) == 0, 15, what="the download cancelled once the reader left")
 
 
 def test_a_slow_but_steady_body_is_not_cut(gw):
