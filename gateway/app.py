@@ -27,6 +27,7 @@ from starlette.types import Message, Receive, Scope, Send
 from services.registry import Registry, Service, discover
 
 from .context import RequestContext
+from .edge import events as edge_events
 from .edge.client import scope_for_python
 from .edge.cycle import edge_note
 from .edge.limits import live as live_edge_limits
@@ -316,10 +317,15 @@ class Gateway:
             except Exception:
                 log.exception("shutdown of service %r failed", service.name)
 
+    def _count_edge_events(self) -> None:
+        for kind, n in edge_events.take().items():
+            self.metrics.inc("gateway_edge_events_total", {"limit": kind}, n)
+
     async def _tick(self) -> None:
         """Once a second: publish this worker's metrics, share and adopt rollback verdicts."""
         while True:
             await asyncio.sleep(1.0)
+            self._count_edge_events()
             try:
                 self.metrics.publish()
             except OSError as exc:
@@ -365,6 +371,7 @@ class Gateway:
                     self._housekeeping.cancel()
                 await self.shadow.stop()
                 await self._stop_services()
+                self._count_edge_events()
                 self.metrics.publish()
                 await self._last_share()
                 await self.forwarders.aclose()

@@ -59,6 +59,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
+from gateway.edge import events
 from gateway.httpdate import http_date
 
 from .connections import Slots, slots_for
@@ -585,6 +586,7 @@ class EdgeProtocol(HttpToolsProtocol):
         return f"{self.client[0]}:{self.client[1]}" if self.client else "client"
 
     def _throttled_log(self, kind: str, fmt: str, *args: Any) -> None:
+        events.count(kind)  # every one, for gateway_edge_events_total; the log is throttled
         _log_throttle.log(kind, fmt, *args)
 
 

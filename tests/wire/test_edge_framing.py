@@ -147,6 +147,7 @@ def test_a_stalled_body_gets_408_and_the_upstream_exchange_is_cancelled(gw, stan
     until(lambda: _active(standin) == 0, 10, what="the upstream exchange cancelled")
     record = _access(gw, "/_standin/echo/stall")
     assert record["status"] == 408 and "request body idle" in record["edge"]
+    until(lambda: _edge_events(gw).get("body_idle_timeout", 0) >= 1, 10, what="gateway_edge_events_total")
 
 
 def _small_window(port: int) -> socket.socket:
@@ -181,6 +182,18 @@ def test_a_client_that_stops_reading_is_cut_loose_and_frees_the_upstream(gw, sta
     assert received < 268435456  # cut off, not finished
     record = _access(gw, "no-reader")
     assert "read none of the answer" in record["edge"], record
+    # Counted for the operator too, every one (the log line is throttled).
+    until(lambda: _edge_events(gw).get("send_timeout", 0) >= 1, 10, what="gateway_edge_events_total")
+
+
+def _edge_events(gw: GatewayProc) -> dict[str, float]:
+    """gateway_edge_events_total by limit, as a scraper reads it."""
+    out = {}
+    for line in gw.admin_get("/_gateway/metrics").text.splitlines():
+        if line.startswith("gateway_edge_events_total{"):
+            labels, value = line.rsplit(" ", 1)
+            out[labels.split('limit="', 1)[1].split('"', 1)[0]] = float(value)
+    return out
 
 
 def test_a_slow_but_steady_reader_is_not_cut(gw, standin, baseline):
