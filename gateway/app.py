@@ -28,7 +28,7 @@ from services.registry import Registry, Service, discover
 
 from .context import RequestContext
 from .edge import events as edge_events
-from .edge.client import scope_for_python
+from .edge.client import client_and_peer, scope_for_python
 from .edge.cycle import edge_note
 from .edge.limits import live as live_edge_limits
 from .httpdate import add_date, http_date
@@ -264,10 +264,10 @@ class Gateway:
     def _access_line(self, record: tuple[Any, ...]) -> str:
         """One access-log line from what ``_done`` kept (runs in the log writer's thread)."""
         (now, method, raw_path, path, status, elapsed, route, state, backend, service, client,
-         request_id, trace_id, upstream_error, edge) = record
+         request_id, trace_id, upstream_error, edge, peer) = record
         return logs.access_line(  # positional: this runs for every request
             method, self._loggable_path(raw_path, path), status, elapsed * 1000, route, state, backend, service,
-            client, request_id.decode("latin-1"), trace_id.decode("latin-1"), upstream_error, edge, now)
+            client, request_id.decode("latin-1"), trace_id.decode("latin-1"), upstream_error, edge, now, peer)
 
     def _loggable_path(self, raw_path: bytes | None, path: str) -> str:
         """The raw path, with secrets in the path itself (``/api_keys/<key>``) cut.
@@ -388,13 +388,17 @@ def access_record(ctx: RequestContext, scope: Scope, route: Route | None, prefix
     """What an access line needs, as it is: the request path's whole share of
     the access log, with the writer's ``defer`` (tools/bench times the two).
     Everything in it is immutable or never changed after the request."""
-    client = scope.get("client")
+    socket_peer = scope.get("client")
+    client, peer = (socket_peer[0] if socket_peer else None), None
+    trusted = getattr(route.go, "trusted", None) if route is not None else None
+    if trusted is not None and trusted.networks:  # behind a load balancer: the client it names
+        client, peer = client_and_peer(scope, trusted)
     backend = ctx.backend
     return (
         time.time(), scope["method"], scope.get("raw_path"), scope["path"], status, elapsed, prefix,
         route.state if route else None, backend,
         route.service.name if route and route.service and backend == "python" else None,
-        client[0] if client else None, ctx.request_id, ctx.trace_id, ctx.upstream_error, edge,
+        client, ctx.request_id, ctx.trace_id, ctx.upstream_error, edge, peer,
     )
 
 

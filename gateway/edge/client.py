@@ -14,6 +14,17 @@ from starlette.types import Scope
 from gateway.upstream.headers import TrustedProxies, forwarded_client
 
 
+def client_and_peer(scope: Scope, trusted: TrustedProxies | None) -> tuple[str | None, str | None]:
+    """(the client the gateway derives, the socket peer when it differs, else
+    None): what the access log says, as nginx's realip module would."""
+    peer = scope.get("client")
+    address = peer[0] if peer else None
+    if trusted is None or not trusted.networks or address is None:
+        return address, None
+    derived = forwarded_client(scope["headers"], address, trusted)
+    return (derived, address) if derived != address else (address, None)
+
+
 def scope_for_python(scope: Scope, trusted: TrustedProxies | None) -> Scope:
     """``scope``, or a copy whose ``client`` is the forwarded client when the
     peer is a trusted proxy. The gateway's own scope keeps the socket peer:

@@ -378,7 +378,8 @@ def _quoted_miss(value: str | None) -> str:
 
 def access_line(method: str, path: str, status: int, ms: float, route: str, state: str | None,
                 backend: str, service: str | None, client: str | None, request_id: str, trace_id: str,
-                upstream_error: str | None = None, edge: str | None = None, now: float | None = None) -> str:
+                upstream_error: str | None = None, edge: str | None = None, now: float | None = None,
+                peer: str | None = None) -> str:
     """One access-log record as a JSON line, the same object ``json.dumps``
     would make of these fields (tests/unit/test_logs.py holds it to that).
 
@@ -398,4 +399,6 @@ def access_line(method: str, path: str, status: int, ms: float, route: str, stat
         line += f',"upstream_error":{_quote(upstream_error)}'
     if edge:
         line += f',"edge":{_quote(edge)}'
+    if peer:  # the socket peer, when a trusted proxy's X-Forwarded-For named another client
+        line += f',"peer":{_quote(peer)}'
     return line + "}\n"

@@ -31,6 +31,7 @@ FIELDS = {"method": "GET", "path": "/users/7", "status": 200, "ms": 1.2345, "rou
     {}, {"state": None, "route": "(rejected)", "backend": "gateway", "status": 400},
     {"backend": "python", "state": "python", "service": "ping"}, {"client": None},
     {"upstream_error": "ConnectError", "status": 502}, {"status": 0, "ms": 0.0}, {"ms": 123456.789},
+    {"client": "203.0.113.9", "peer": "10.0.0.7"},
 ])
 def test_access_line_is_the_object_json_dumps_would_make(path: str, overrides: dict) -> None:
     fields = {**FIELDS, "path": path, **overrides}

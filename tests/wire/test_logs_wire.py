@@ -143,3 +143,25 @@ def test_sigterm_during_traffic_loses_no_access_line(gateway_factory, standin):
     missing = [request_id for request_id in answered if request_id not in logged]
     assert not missing, f"{len(missing)} of {len(answered)} answered requests have no access line: {missing[:5]}"
     assert records[-1]["message"].startswith("Finished server process")
+
+
+def test_behind_a_trusted_proxy_the_line_names_the_client_and_the_peer(gateway_factory, standin):
+    """As nginx's realip module: ``client`` is the address the gateway derives
+    from a trusted proxy's X-Forwarded-For (what the limiter keys on), ``peer``
+    the socket it came through; an untrusted header changes nothing."""
+    gw = gateway_factory("trusted_proxies: [127.0.0.0/8]\n" + routes_yaml(standin.url, PING_PY))
+    with httpx.Client(base_url=gw.url) as c:
+        for path in ("/ping", "/_standin/small"):  # a Python route and a Go one
+            c.get(path, headers={"X-Request-Id": f"via-lb{path.replace('/', '-')}",
+                                 "X-Forwarded-For": "198.51.100.4, 203.0.113.9"})
+    plain = gateway_factory(routes_yaml(standin.url, PING_PY))
+    httpx.get(plain.url + "/ping", headers={"X-Request-Id": "no-lb", "X-Forwarded-For": "203.0.113.9"})
+
+    def record(gw: GatewayProc, request_id: str) -> dict | None:
+        return next((r for r in gw.access_records() if r["request_id"] == request_id), None)
+
+    for request_id in ("via-lb-ping", "via-lb-_standin-small"):
+        line = until(lambda rid=request_id: record(gw, rid), 10, what=request_id)
+        assert (line["client"], line["peer"]) == ("203.0.113.9", "127.0.0.1"), line
+    line = until(lambda: record(plain, "no-lb"), 10, what="no-lb")
+    assert line["client"] == "127.0.0.1" and "peer" not in line
