@@ -22,7 +22,7 @@ from .http11 import DEFAULT_HEAD_LIMITS, HeadLimits, ResponseReader
 
 READ_HIGH_WATER = 256 * 1024  # pause the upstream socket above this many buffered bytes
 
-Origin = tuple[str, int]
+Origin = tuple[str, int, bool]  # host, port, TLS
 
 
 class RequestBodyStalled(httpx.WriteTimeout):

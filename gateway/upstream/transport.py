@@ -24,10 +24,16 @@ interim answers (``http11.HeadLimits``; a 101 is refused too), a request body
 that stalls for ``body_idle_timeout`` s frees its connection, and requests
 with a body may hold at most ``body_pool_share`` of the pool, so requests
 without one always find a connection (``pool``).
+
+``https://`` legacy URLs take the same road, over asyncio's TLS transport:
+the same pool, limits and flow control. Certificates are verified as httpx
+verifies them (``httpx.create_ssl_context``: certifi's CAs, or the bundle
+``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name), the host name included.
 """
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Hashable
 from typing import cast
 
@@ -65,7 +71,7 @@ class _ResponseStream(httpx.AsyncByteStream):
 
 
 class FastTransport(httpx.AsyncBaseTransport):
-    """Pooled HTTP/1.1 keep-alive transport (plain HTTP; https falls back to httpx's)."""
+    """Pooled HTTP/1.1 keep-alive transport, over TCP or TLS."""
 
     def __init__(
         self,
@@ -87,7 +93,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         self.pool: ConnectionPool[Connection] = ConnectionPool(
             self._connect, max_connections=max_connections, acquire_timeout=connect_timeout,
             body_share=body_pool_share)
-        self._tls: httpx.AsyncHTTPTransport | None = None
+        self._tls: ssl.SSLContext | None = None  # made at the first https connection
 
     @property
     def open_connections(self) -> int:
@@ -104,27 +110,46 @@ class FastTransport(httpx.AsyncBaseTransport):
 
     async def _connect(self, key: Hashable) -> Connection:
         origin = cast(Origin, key)  # the pool hands back the keys we gave it
-        host, port = origin
+        host, port, tls = origin
         conn = Connection(self.pool, origin, self.head_limits)
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow an
             # outer cancel (the client went away) when the connect completes at
             # the same moment, leaving an abandoned request running upstream.
+            # The TLS handshake is part of the connect, within the same bound.
             async with asyncio.timeout(self.connect_timeout):
-                await asyncio.get_running_loop().create_connection(lambda: conn, host, port)
+                if tls:
+                    await asyncio.get_running_loop().create_connection(
+                        lambda: conn, host, port, ssl=self._tls_context(), server_hostname=host)
+                else:
+                    await asyncio.get_running_loop().create_connection(lambda: conn, host, port)
         except TimeoutError:
             raise httpx.ConnectTimeout(
                 f"could not connect to {host}:{port} within {self.connect_timeout:g} s") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise httpx.ConnectError(
+                f"TLS to {host}:{port}: the legacy backend's certificate was refused ({exc.verify_message}); "
+                "give the CA that signed it in SSL_CERT_FILE") from None
         except OSError as exc:
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc.strerror or exc}") from None
         return conn
 
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context()  # what httpx would verify with
+            self._tls.set_alpn_protocols(["http/1.1"])
+        return self._tls
+
     # -- httpx.AsyncBaseTransport --------------------------------------------
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        if url.scheme != "http":
-            return await self._tls_transport().handle_async_request(request)
-        key = (url.host, url.port or 80)
+        scheme = url.scheme
+        if scheme == "http":
+            key: Origin = (url.host, url.port or 80, False)
+        elif scheme == "https":
+            key = (url.host, url.port or 443, True)
+        else:
+            raise httpx.UnsupportedProtocol(f"{scheme}:// is not a legacy URL the gateway speaks (http or https)")
         head, body_mode = encode_head(request)
         attempt = 0
         while True:
@@ -161,14 +186,6 @@ class FastTransport(httpx.AsyncBaseTransport):
                 request=request,
             )
 
-    def _tls_transport(self) -> httpx.AsyncHTTPTransport:
-        if self._tls is None:
-            self._tls = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=self.max_connections),
-                retries=0,
-            )
-        return self._tls
-
     def retire(self) -> None:
         """No new work (a reload replaced this pool): close idle connections now,
         busy ones when their response is done — never under a request."""
@@ -176,5 +193,3 @@ class FastTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self.pool.close_all()
-        if self._tls is not None:
-            await self._tls.aclose()

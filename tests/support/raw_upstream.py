@@ -5,6 +5,7 @@ test's ``handler(conn, head)`` in a thread."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +24,14 @@ def read_head(conn: socket.socket) -> bytes:
 
 
 class RawUpstream:
-    def __init__(self, handler: Handler):
+    """``tls``: a server context; the upstream then speaks HTTPS (``url`` says so)."""
+
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None):
         self.handler = handler
+        self.tls = tls
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.request_lines: list[bytes] = []
         self.connections = 0
         self._stop = False
@@ -43,6 +47,12 @@ class RawUpstream:
             threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError):  # a client that refused our certificate
+                conn.close()
+                return
         with conn:
             try:
                 head = read_head(conn)
