@@ -31,7 +31,7 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     proxy = ("small16", "small64", "slow256", "big16")
     expected = {(t, s) for t in ("direct", "baseline", "gateway") for s in proxy}
     expected |= {("gateway", "paced256"), ("gateway", "ping64"), ("gateway-nolog", "small64"),
-                 ("ping-app", "ping64")}
+                 ("ping-app", "ping64"), ("ping-app-edge", "ping64")}
     assert set(rows) == expected
     for key, row in rows.items():
         assert row["failure"] is None, (key, row["failure"])

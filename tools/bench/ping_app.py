@@ -7,6 +7,12 @@ without a gateway around it. ``make bench`` compares the gateway's ``GET /ping``
 with this.
 
     python -m tools.bench.ping_app --port 8002
+    python -m tools.bench.ping_app --port 8002 --edge   # on the gateway's edge protocol instead
+
+``--edge`` serves the same app through the gateway's client-side protocol
+(``gateway.edge.protocol:EdgeProtocol``: head limits, timeouts, connection
+limit) instead of uvicorn's own httptools protocol: the difference is what the
+edge costs a request.
 """
 from __future__ import annotations
 
@@ -21,8 +27,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--edge", action="store_true", help="serve on the gateway's edge protocol")
     args = parser.parse_args()
-    uvicorn.run(SERVICE.app, host=args.host, port=args.port, workers=1, loop="uvloop", http="httptools",
+    http = "gateway.edge.protocol:EdgeProtocol" if args.edge else "httptools"
+    uvicorn.run(SERVICE.app, host=args.host, port=args.port, workers=1, loop="uvloop", http=http,
                 access_log=False, log_level="warning")
 
 

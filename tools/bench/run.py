@@ -43,8 +43,8 @@ BIG_SIZE = 10 * MIB
 BUSY_WARN_PERCENT = 10.0  # idle-machine check before each target's rows
 
 DIRECT, BASELINE, GATEWAY = "direct", "baseline", "gateway"
-GATEWAY_NOLOG, PING_APP = "gateway-nolog", "ping-app"
-TARGETS = (DIRECT, BASELINE, GATEWAY, GATEWAY_NOLOG, PING_APP)
+GATEWAY_NOLOG, PING_APP, PING_APP_EDGE = "gateway-nolog", "ping-app", "ping-app-edge"
+TARGETS = (DIRECT, BASELINE, GATEWAY, GATEWAY_NOLOG, PING_APP, PING_APP_EDGE)
 
 PROXY_SCENARIOS = ("small16", "small64", "slow256", "big16")
 # Which scenarios each target runs. The gateway without its access log only
@@ -55,6 +55,7 @@ PLAN: dict[str, tuple[str, ...]] = {
     GATEWAY: (*PROXY_SCENARIOS, "paced256", "ping64"),
     GATEWAY_NOLOG: ("small64",),
     PING_APP: ("ping64",),
+    PING_APP_EDGE: ("ping64",),  # the same app on the gateway's edge protocol: what the edge costs
 }
 PONG = b"pong"
 
@@ -383,13 +384,15 @@ def start_gateway(upstream: str, pinning: Pinning, log_dir: Path, token: str, *,
     return server
 
 
-def start_ping_app(pinning: Pinning, log_dir: Path) -> Server:
+def start_ping_app(pinning: Pinning, log_dir: Path, *, edge: bool = False) -> Server:
     port = free_port()
-    cmd = pinning.proxy + [sys.executable, "-m", "tools.bench.ping_app", "--port", str(port)]
+    name = PING_APP_EDGE if edge else PING_APP
+    cmd = pinning.proxy + [sys.executable, "-m", "tools.bench.ping_app", "--port", str(port)] + (
+        ["--edge"] if edge else [])
     env = proxy_env()
     env.setdefault("JUNJO_SESSION_SECRET", "bench-secret")
-    proc, log_path = spawn(PING_APP, cmd, log_dir, env=env)
-    server = Server(PING_APP, proc, f"http://127.0.0.1:{port}", log_path)
+    proc, log_path = spawn(name, cmd, log_dir, env=env)
+    server = Server(name, proc, f"http://127.0.0.1:{port}", log_path)
     wait_ready(server, None)
     return server
 
@@ -892,8 +895,8 @@ def start_target(target: str, upstream: Server, pinning: Pinning, log_dir: Path,
         return None  # reuse the upstream itself
     if target == BASELINE:
         return start_baseline(upstream.url, pinning, log_dir, token)
-    if target == PING_APP:
-        return start_ping_app(pinning, log_dir)
+    if target in (PING_APP, PING_APP_EDGE):
+        return start_ping_app(pinning, log_dir, edge=target == PING_APP_EDGE)
     return start_gateway(upstream.url, pinning, log_dir, token, access_log=target == GATEWAY)
 
 
