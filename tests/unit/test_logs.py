@@ -85,6 +85,14 @@ def read_lines(fd: int, count: int) -> list[str]:
     return data.decode().splitlines()
 
 
+def start_reader(fd: int, count: int) -> tuple[threading.Thread, list[str]]:
+    """A thread reading ``count`` lines from ``fd`` into the list it returns."""
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.extend(read_lines(fd, count)))
+    reader.start()
+    return reader, got
+
+
 def line(i: int) -> str:
     return json.dumps({"n": i, "pad": "x" * 200}) + "\n"
 
@@ -92,9 +100,7 @@ def line(i: int) -> str:
 def test_lines_arrive_whole_and_in_order(pipe: tuple[int, int]) -> None:
     r, w = pipe
     writer = logs.LineWriter(w, interval=0.001)
-    reader = threading.Thread(target=lambda: got.extend(read_lines(r, 2000)))
-    got: list[str] = []
-    reader.start()
+    reader, got = start_reader(r, 2000)
     for i in range(2000):
         writer.write(line(i))
     assert writer.flush()
@@ -222,9 +228,7 @@ def test_the_access_log_bypasses_logging_only_under_gateway_serve(json_logging: 
 def test_a_deferred_line_is_rendered_by_the_writer_in_order(pipe: tuple[int, int]) -> None:
     r, w = pipe
     writer = logs.LineWriter(w, interval=0.001)
-    reader = threading.Thread(target=lambda: got.extend(read_lines(r, 302)))
-    got: list[str] = []
-    reader.start()
+    reader, got = start_reader(r, 302)
     for i in range(300):
         if i % 3:
             writer.write(line(i))
