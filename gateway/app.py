@@ -50,6 +50,7 @@ from .routing.table import Resolution, Route, RouteTable
 from .routing.warnings import config_warnings
 from .settings import GatewaySettings
 from .upstream.forwarders import Forwarders
+from .upstream.headers import TrustedProxies
 
 log = logging.getLogger("gateway")
 access_log = logging.getLogger("gateway.access")
@@ -258,8 +259,11 @@ class Gateway:
         access = self._access
         if access is not None:
             # The writer thread renders the line (_access_line), off the request path.
+            # Who the client is follows trusted_proxies even for a request refused
+            # before routing: the table's default route carries them too.
+            trusted = (route or self.holder.table.default).go.trusted
             access.defer(self._access_line, access_record(ctx, scope, route, prefix, status, elapsed,
-                                                          edge.reason if edge else None))
+                                                          edge.reason if edge else None, trusted))
 
     def _access_line(self, record: tuple[Any, ...]) -> str:
         """One access-log line from what ``_done`` kept (runs in the log writer's thread)."""
@@ -384,13 +388,12 @@ class Gateway:
 
 
 def access_record(ctx: RequestContext, scope: Scope, route: Route | None, prefix: str, status: int,
-                  elapsed: float, edge: str | None) -> tuple[Any, ...]:
+                  elapsed: float, edge: str | None, trusted: TrustedProxies | None = None) -> tuple[Any, ...]:
     """What an access line needs, as it is: the request path's whole share of
     the access log, with the writer's ``defer`` (tools/bench times the two).
     Everything in it is immutable or never changed after the request."""
     socket_peer = scope.get("client")
     client, peer = (socket_peer[0] if socket_peer else None), None
-    trusted = getattr(route.go, "trusted", None) if route is not None else None
     if trusted is not None and trusted.networks:  # behind a load balancer: the client it names
         client, peer = client_and_peer(scope, trusted)
     backend = ctx.backend

@@ -42,10 +42,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import fcntl
 import json
 import logging
 import math
+import struct
 import sys
+import termios
 import time
 import urllib.parse
 from typing import Any
@@ -120,6 +123,7 @@ class EdgeProtocol(HttpToolsProtocol):
         # Armed while the transport's write buffer is full (the client reads
         # none of the answer); never on the hot path.
         self.send_timer: asyncio.TimerHandle | None = None
+        self.send_backlog = 0  # the write buffer's size when send_timer was (re)armed
         # Body framing of the request being received.
         self.body_left = -1  # Content-Length bytes still to come; -1: not length-delimited
         self.chunk_open = False  # between a chunk's size line and its end
@@ -387,13 +391,37 @@ class EdgeProtocol(HttpToolsProtocol):
 
     # -- a client that stops reading -------------------------------------------
     def pause_writing(self) -> None:
-        """The write buffer is full: the client takes none of the answer. uvicorn
-        then holds the app's sends (and so the upstream's reads) for as long as
-        that lasts; without a bound, a client that stops reading would hold its
-        pooled upstream connection for ever (nginx: ``send_timeout``)."""
+        """The write buffer is full. uvicorn then holds the app's sends (and so
+        the upstream's reads) until it drains; a client that stops reading
+        would hold its pooled upstream connection for ever, and a connection
+        already closing (its answer written whole, ``Connection: close`` or a
+        keep-alive timeout) would wait for ever to flush. So, as nginx's
+        ``send_timeout``: ``send_timeout`` seconds in which the client takes
+        nothing of what is buffered for it end the connection. A client that
+        reads, however slowly, keeps it (the check is for progress, not for
+        the buffer to empty)."""
         super().pause_writing()
-        if self.send_timer is None and not self.transport.is_closing():
-            self.send_timer = self.loop.call_later(self.limits.send_timeout, self._send_stalled)
+        if self.send_timer is None:
+            self._arm_send_timer()
+
+    def _arm_send_timer(self) -> None:
+        self.send_backlog = self._unsent()
+        self.send_timer = self.loop.call_later(self.limits.send_timeout, self._send_stalled)
+
+    def _unsent(self) -> int:
+        """Bytes written for the client that it has not acknowledged: the
+        transport's buffer plus the kernel's send queue (TIOCOUTQ). The
+        kernel's part shrinks with every ACK, so a slow reader shows progress
+        even while the transport's buffer waits for the socket to turn
+        writable (a third of its buffer free)."""
+        unsent = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                unsent += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            except (OSError, ValueError):
+                pass
+        return unsent
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -402,8 +430,15 @@ class EdgeProtocol(HttpToolsProtocol):
             self.send_timer = None
 
     def _send_stalled(self) -> None:
+        # Never fires after connection_lost (which cancels it): the socket is still open.
         self.send_timer = None
-        if self.transport is None or self.transport.is_closing():
+        if not self.flow.write_paused and not self.transport.is_closing():
+            return  # drained meanwhile (resume_writing cancels this timer; a race costs nothing)
+        backlog = self._unsent()
+        if 0 < backlog < self.send_backlog:
+            self._arm_send_timer()  # the client took some: it is reading, just slowly
+            return
+        if backlog == 0:
             return
         secs = f"{self.limits.send_timeout:g} s"
         self._note(f"the client read none of the answer for {secs}: connection aborted")

@@ -65,10 +65,12 @@ class LineWriter:
     before it is written by then.
     """
 
-    def __init__(self, fd: int, *, max_lines: int = MAX_BACKLOG_LINES, interval: float = BATCH_INTERVAL):
+    def __init__(self, fd: int, *, max_lines: int = MAX_BACKLOG_LINES, interval: float = BATCH_INTERVAL,
+                 idle_wait: float = 1.0):
         self.fd = fd
         self.max_lines = max_lines
         self.interval = interval
+        self.idle_wait = idle_wait  # the longest the writer sleeps on an empty queue between checks
         self.failed = 0  # writes the file descriptor refused (a closed pipe)
         # A pipe or socket takes only writes of up to PIPE_BUF whole, so batches
         # are cut there; a file takes each write whole (the kernel holds the
@@ -83,11 +85,10 @@ class LineWriter:
     def _reset(self) -> None:
         self._io = threading.Lock()
         self._start_lock = threading.Lock()
+        self._drop_lock = threading.Lock()  # only taken past the bound: the count stays exact
         self._wake = threading.Event()
         self._items: deque[str | tuple[Callable[[Any], str], Any] | threading.Event] = deque()
-        # Lines refused since the last report. Counted without a lock: a
-        # race can only make the report a line short.
-        self.dropped = 0
+        self.dropped = 0  # lines refused since the last report
         self._thread: threading.Thread | None = None
         self._synchronous = False
 
@@ -114,13 +115,16 @@ class LineWriter:
             return
         items = self._items
         if len(items) >= self.max_lines:
-            self.dropped += 1
+            with self._drop_lock:
+                self.dropped += 1
             return
         items.append(item)
-        if len(items) == 1:  # one wake-up per batch, not per line
+        if len(items) == 1:  # one wake-up per batch, not per line (the writer checks the queue too)
             if self._thread is None:
                 self._start()
             self._wake.set()
+        if self._synchronous:  # finish() ran meanwhile and the writer may be gone: write it now
+            self._drain_here()
 
     # -- writing -----------------------------------------------------------------
     def _start(self) -> None:
@@ -131,9 +135,11 @@ class LineWriter:
 
     def _run(self) -> None:
         while True:
-            # A wake-up two callers both skipped (each saw the other's line)
-            # costs at most this timeout's delay, never a line.
-            self._wake.wait(1.0)
+            # Callers wake the writer only when the queue goes from empty to one
+            # line; lines that came while it wrote are still queued, so it only
+            # sleeps on an empty queue.
+            if not self._items:
+                self._wake.wait(self.idle_wait)
             self._wake.clear()
             with self._io:
                 self._write_batch()
@@ -163,7 +169,8 @@ class LineWriter:
                 self._write_lines(lines)
                 lines = []
                 markers.append(item)
-        dropped, self.dropped = self.dropped, 0
+        with self._drop_lock:
+            dropped, self.dropped = self.dropped, 0
         if dropped:
             lines.append(format_line("warning", "gateway.logs", f"{dropped} log line(s) dropped: stdout did "
                                      "not keep up (a blocked pipe or a slow log shipper)"))
@@ -205,19 +212,29 @@ class LineWriter:
     # -- flushing ----------------------------------------------------------------
     def flush(self, timeout: float = DRAIN_TIMEOUT) -> bool:
         """Wait until every line queued so far is written; False on timeout."""
+        deadline = time.monotonic() + timeout
+        marker = threading.Event()
+        self._items.append(marker)
         if self._thread is None or self._synchronous:
-            # Nothing is writing (never started, or finished): do it here.
-            if not self._io.acquire(timeout=timeout):
-                return False
+            self._drain_here(timeout)
+        else:
+            self._wake.set()
+        while not marker.wait(0.05):
+            if self._thread is None or self._synchronous:
+                # Nothing is writing (never started, or finish() ended the
+                # writer before it reached the marker): write it here.
+                self._drain_here(deadline - time.monotonic())
+            if time.monotonic() >= deadline:
+                return marker.is_set()
+        return True
+
+    def _drain_here(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Write what is queued from the calling thread (never on the hot path)."""
+        if self._io.acquire(timeout=max(0.0, timeout)):
             try:
                 self._write_batch()
             finally:
                 self._io.release()
-            return True
-        marker = threading.Event()
-        self._items.append(marker)
-        self._wake.set()
-        return marker.wait(timeout)
 
     def finish(self, timeout: float = DRAIN_TIMEOUT) -> bool:
         """Drain, then have every later line written synchronously by its caller.

@@ -61,7 +61,8 @@ EXTRA_COUNTERS: dict[str, str] = {
         "Canary routes moved back to Go by the automatic rollback, by route prefix.",
     "gateway_edge_events_total":
         "Requests or connections the edge refused or cut before or while the app had them, by limit "
-        "(head_timeout, header_line, max_connections, body_idle_timeout, send_timeout, malformed_body, ...).",
+        "(head_timeout, header_line, max_connections, body_idle_timeout, send_timeout, malformed, "
+        "malformed_body, ...).",
 }
 
 

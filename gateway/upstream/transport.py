@@ -129,7 +129,8 @@ class FastTransport(httpx.AsyncBaseTransport):
         except ssl.SSLCertVerificationError as exc:
             raise httpx.ConnectError(
                 f"TLS to {host}:{port}: the legacy backend's certificate was refused ({exc.verify_message}); "
-                "give the CA that signed it in SSL_CERT_FILE") from None
+                "check that legacy.url names a host the certificate is for, and give a private CA that "
+                "signed it in SSL_CERT_FILE") from None
         except OSError as exc:
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc.strerror or exc}") from None
         return conn

@@ -9,6 +9,7 @@ import logging
 import logging.config
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -106,6 +107,43 @@ def test_lines_arrive_whole_and_in_order(pipe: tuple[int, int]) -> None:
     assert writer.flush()
     reader.join(30)
     assert [json.loads(x)["n"] for x in got] == list(range(2000))
+
+
+def test_under_steady_traffic_the_writer_needs_no_wake_up_per_batch(pipe: tuple[int, int]) -> None:
+    """Callers wake the writer only when the queue goes from empty to one line.
+    Lines that arrive while it renders a batch must go out with the next batch,
+    not wait for the idle timeout (60 s here, so a missed wake-up would hold
+    them far past the test's patience)."""
+    r, w = pipe
+    writer = logs.LineWriter(w, interval=0.001, idle_wait=60)
+    reader, got = start_reader(r, 200)
+
+    def slow_render(i: int) -> str:  # rendering takes a while: lines pile up behind the batch
+        time.sleep(0.002)
+        return line(i)
+
+    def steady() -> None:
+        for i in range(200):
+            writer.defer(slow_render, i)
+            time.sleep(0.001)
+
+    threading.Thread(target=steady, daemon=True).start()
+    reader.join(20)
+    assert not reader.is_alive(), f"{len(got)} of 200 lines written: the writer slept on a non-empty queue"
+    assert [json.loads(x)["n"] for x in got] == list(range(200))
+
+
+def test_a_flush_racing_finish_still_returns_at_once(pipe: tuple[int, int]) -> None:
+    """finish() ends the writer thread; a line or a flush that comes right
+    after is written by its caller, never left in the queue."""
+    r, w = pipe
+    writer = logs.LineWriter(w, interval=0.001, idle_wait=60)
+    writer.write(line(0))
+    assert writer.finish()
+    writer._items.append(line(1))  # as if queued by a caller that read _synchronous just before finish()
+    assert writer.flush(timeout=5)
+    os.set_blocking(r, False)
+    assert [json.loads(x)["n"] for x in os.read(r, 1 << 16).decode().splitlines()] == [0, 1]
 
 
 def test_write_never_waits_for_a_blocked_pipe(pipe: tuple[int, int]) -> None:

@@ -39,7 +39,8 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[GatewayProc]:
-    proc = start_gateway(routes_yaml(standin.url), tmp_path_factory.mktemp("framing"),
+    proc = start_gateway(routes_yaml(standin.url, "  - prefix: /_bigbody\n    to: python\n"),
+                         tmp_path_factory.mktemp("framing"),
                          args=["--body-idle-timeout", str(BODY_IDLE), "--send-timeout", str(SEND_TIMEOUT)])
     yield proc
     proc.stop()
@@ -194,6 +195,44 @@ def _edge_events(gw: GatewayProc) -> dict[str, float]:
             labels, value = line.rsplit(" ", 1)
             out[labels.split('limit="', 1)[1].split('"', 1)[0]] = float(value)
     return out
+
+
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "connection-close"])
+def test_an_answer_written_whole_but_never_read_is_cut_too(gw, keep_alive, baseline):
+    """The whole answer sits in the write buffer and the app is done: the
+    connection is closing (Connection: close) or idle (keep-alive), and would
+    wait for ever for a client that reads nothing."""
+    size = 4 << 20
+    with _small_window(gw.port) as s:
+        s.sendall(f"GET /_bigbody?size={size} HTTP/1.1\r\nHost: h\r\n".encode()
+                  + (b"" if keep_alive else b"Connection: close\r\n") + b"\r\n")
+        time.sleep(SEND_TIMEOUT + 3)  # read nothing, well past send_timeout
+        s.settimeout(10)
+        received = 0
+        try:
+            while chunk := s.recv(1 << 20):
+                received += len(chunk)
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert 0 < received < size, received  # what was in flight, then the cut: not the whole answer
+    until(lambda: _edge_events(gw).get("send_timeout", 0) >= 1, 10, what="gateway_edge_events_total")
+
+
+def test_a_slow_reader_that_keeps_reading_is_not_cut(gw, baseline):
+    """16 KiB/s of an answer written whole at once: the gateway's writes wait
+    for far longer than send_timeout, but the client keeps taking bytes, so
+    the connection stays (nginx: the timeout is between two successive
+    writes, not for the whole answer)."""
+    with _small_window(gw.port) as s:
+        s.sendall(b"GET /_bigbody?size=4194304 HTTP/1.1\r\nHost: h\r\n\r\n")
+        got = 0
+        stop = time.monotonic() + 6 * SEND_TIMEOUT
+        while time.monotonic() < stop:
+            chunk = s.recv(4096)
+            assert chunk, f"connection closed after {got} bytes"
+            got += len(chunk)
+            time.sleep(0.25)
+    assert got > 0
 
 
 def test_a_slow_but_steady_reader_is_not_cut(gw, standin, baseline):

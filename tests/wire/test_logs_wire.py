@@ -151,8 +151,9 @@ def test_behind_a_trusted_proxy_the_line_names_the_client_and_the_peer(gateway_f
     the socket it came through; an untrusted header changes nothing."""
     gw = gateway_factory("trusted_proxies: [127.0.0.0/8]\n" + routes_yaml(standin.url, PING_PY))
     with httpx.Client(base_url=gw.url) as c:
-        for path in ("/ping", "/_standin/small"):  # a Python route and a Go one
-            c.get(path, headers={"X-Request-Id": f"via-lb{path.replace('/', '-')}",
+        # A Python route, a Go one, and a path refused before routing (400).
+        for path in ("/ping", "/_standin/small", "/a/%2e%2e/b"):
+            c.get(path, headers={"X-Request-Id": f"via-lb{path.replace('/', '-').replace('%', '')}",
                                  "X-Forwarded-For": "198.51.100.4, 203.0.113.9"})
     plain = gateway_factory(routes_yaml(standin.url, PING_PY))
     httpx.get(plain.url + "/ping", headers={"X-Request-Id": "no-lb", "X-Forwarded-For": "203.0.113.9"})
@@ -160,7 +161,7 @@ def test_behind_a_trusted_proxy_the_line_names_the_client_and_the_peer(gateway_f
     def record(gw: GatewayProc, request_id: str) -> dict | None:
         return next((r for r in gw.access_records() if r["request_id"] == request_id), None)
 
-    for request_id in ("via-lb-ping", "via-lb-_standin-small"):
+    for request_id in ("via-lb-ping", "via-lb-_standin-small", "via-lb-a-2e2e-b"):
         line = until(lambda rid=request_id: record(gw, rid), 10, what=request_id)
         assert (line["client"], line["peer"]) == ("203.0.113.9", "127.0.0.1"), line
     line = until(lambda: record(plain, "no-lb"), 10, what="no-lb")
