@@ -46,9 +46,9 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
         assert rows[(target, "big16")]["rss"] is not None
     # The short exchanges are paced to the rate the long ones reached.
     assert rows[("gateway", "paced256")]["rate"] == rows[("gateway", "slow256")]["load"]["rps"]
-    # The gateway's log writer thread shows in its own CPU figure; without the
-    # access log, that thread has next to nothing to do.
-    assert rows[("gateway", "small64")]["cpu_threads_s"] > 0
+    # The CPU of the server's threads other than the event loop's (the gateway's
+    # log writer) is measured per row (a 0.5 s row may round it to 0: /proc counts 10 ms ticks).
+    assert rows[("gateway", "small64")]["cpu_threads_s"] is not None
     # The two close comparisons ran again in interleaved rounds (one, in --quick).
     paired = {p["name"]: p for p in doc["paired"]}
     assert set(paired) == {"access_log", "ping"}
