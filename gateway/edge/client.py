@@ -29,10 +29,5 @@ def scope_for_python(scope: Scope, trusted: TrustedProxies | None) -> Scope:
     """``scope``, or a copy whose ``client`` is the forwarded client when the
     peer is a trusted proxy. The gateway's own scope keeps the socket peer:
     the legacy forwarder appends it to X-Forwarded-For."""
-    if trusted is None or not trusted.networks:
-        return scope
-    peer = scope.get("client")
-    address = forwarded_client(scope["headers"], peer[0] if peer else None, trusted)
-    if peer is None or address == peer[0]:
-        return scope
-    return {**scope, "client": (address, 0)}
+    client, peer = client_and_peer(scope, trusted)
+    return scope if peer is None else {**scope, "client": (client, 0)}

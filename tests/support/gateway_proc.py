@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from .standin import free_port
 from .waiting import until
@@ -60,6 +61,12 @@ class GatewayProc:
         """GET on the gateway's own surface, with its admin token (``params``: the query, ``path=`` included)."""
         return httpx.get(self.url + path, params=params or None, timeout=5,
                          headers={"X-Gateway-Admin-Token": self.admin_token})
+
+    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """/_gateway/metrics as a scraper reads it: (sample name, sorted labels) → value."""
+        text = self.admin_get("/_gateway/metrics").text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
 
     def apply_config(self, text: str, timeout: float = 15.0) -> None:
         """Write routes.yaml and wait until this gateway serves from it."""

@@ -161,6 +161,34 @@ def _small_window(port: int) -> socket.socket:
     return s
 
 
+def _drain(s: socket.socket) -> tuple[int, bool]:
+    """Read what is left until the connection ends: (bytes read, whether it
+    ended — by EOF or a reset — rather than by a 10 s silence)."""
+    s.settimeout(10)
+    received = 0
+    try:
+        while chunk := s.recv(1 << 20):
+            received += len(chunk)
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return received, False
+    return received, True
+
+
+def _read_slowly(s: socket.socket, seconds: float, size: int, pause: float) -> int:
+    """Take ``size`` bytes at a time with ``pause`` s between reads for
+    ``seconds``; the connection must stay open all along. Returns bytes read."""
+    got = 0
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        chunk = s.recv(size)
+        assert chunk, f"connection closed after {got} bytes"
+        got += len(chunk)
+        time.sleep(pause)
+    return got
+
+
 def test_a_client_that_stops_reading_is_cut_loose_and_frees_the_upstream(gw, standin, baseline):
     with _small_window(gw.port) as s:
         s.sendall(b"GET /_standin/download?size=268435456 HTTP/1.1\r\nHost: h\r\nX-Request-Id: no-reader\r\n\r\n")
@@ -169,16 +197,7 @@ def test_a_client_that_stops_reading_is_cut_loose_and_frees_the_upstream(gw, sta
         # after SEND_TIMEOUT it aborts the connection and cancels the download.
         until(lambda: _active(standin) == 0, SEND_TIMEOUT + 15, what="the upstream exchange cancelled")
         # What was buffered before the cut can still be read; then the connection ends.
-        s.settimeout(10)
-        received, closed = 0, False
-        try:
-            while chunk := s.recv(1 << 20):
-                received += len(chunk)
-            closed = True
-        except ConnectionResetError:
-            closed = True
-        except TimeoutError:
-            pass
+        received, closed = _drain(s)
     assert closed, f"the connection was left open ({received} bytes read)"
     assert received < 268435456  # cut off, not finished
     record = _access(gw, "no-reader")
@@ -189,12 +208,8 @@ def test_a_client_that_stops_reading_is_cut_loose_and_frees_the_upstream(gw, sta
 
 def _edge_events(gw: GatewayProc) -> dict[str, float]:
     """gateway_edge_events_total by limit, as a scraper reads it."""
-    out = {}
-    for line in gw.admin_get("/_gateway/metrics").text.splitlines():
-        if line.startswith("gateway_edge_events_total{"):
-            labels, value = line.rsplit(" ", 1)
-            out[labels.split('limit="', 1)[1].split('"', 1)[0]] = float(value)
-    return out
+    return {dict(labels)["limit"]: value for (name, labels), value in gw.scrape().items()
+            if name == "gateway_edge_events_total"}
 
 
 @pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "connection-close"])
@@ -207,13 +222,7 @@ def test_an_answer_written_whole_but_never_read_is_cut_too(gw, keep_alive, basel
         s.sendall(f"GET /_bigbody?size={size} HTTP/1.1\r\nHost: h\r\n".encode()
                   + (b"" if keep_alive else b"Connection: close\r\n") + b"\r\n")
         time.sleep(SEND_TIMEOUT + 3)  # read nothing, well past send_timeout
-        s.settimeout(10)
-        received = 0
-        try:
-            while chunk := s.recv(1 << 20):
-                received += len(chunk)
-        except (ConnectionResetError, TimeoutError):
-            pass
+        received, _ = _drain(s)
     assert 0 < received < size, received  # what was in flight, then the cut: not the whole answer
     until(lambda: _edge_events(gw).get("send_timeout", 0) >= 1, 10, what="gateway_edge_events_total")
 
@@ -225,13 +234,7 @@ def test_a_slow_reader_that_keeps_reading_is_not_cut(gw, baseline):
     writes, not for the whole answer)."""
     with _small_window(gw.port) as s:
         s.sendall(b"GET /_bigbody?size=4194304 HTTP/1.1\r\nHost: h\r\n\r\n")
-        got = 0
-        stop = time.monotonic() + 6 * SEND_TIMEOUT
-        while time.monotonic() < stop:
-            chunk = s.recv(4096)
-            assert chunk, f"connection closed after {got} bytes"
-            got += len(chunk)
-            time.sleep(0.25)
+        got = _read_slowly(s, 6 * SEND_TIMEOUT, 4096, 0.25)
     assert got > 0
 
 
@@ -240,13 +243,7 @@ def test_a_slow_but_steady_reader_is_not_cut(gw, standin, baseline):
     writes waiting on it again and again) keeps its connection."""
     with _small_window(gw.port) as s:
         s.sendall(b"GET /_standin/download?size=268435456 HTTP/1.1\r\nHost: h\r\n\r\n")
-        got = 0
-        stop = time.monotonic() + 3 * SEND_TIMEOUT
-        while time.monotonic() < stop:
-            chunk = s.recv(16384)
-            assert chunk, f"connection closed after {got} bytes"
-            got += len(chunk)
-            time.sleep(0.02)
+        got = _read_slowly(s, 3 * SEND_TIMEOUT, 16384, 0.02)
     assert 0 < got < 64 << 20  # the reader, not the gateway, set the pace
     until(lambda: _active(standin) == 0, 15, what="the download cancelled once the reader left")
 

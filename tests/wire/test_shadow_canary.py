@@ -8,7 +8,6 @@ import time
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.session_codec import SessionCodec
 from tests.support.gateway_proc import routes_yaml
@@ -26,13 +25,6 @@ MIRROR_SHADOW = """  - prefix: /_standin/echo/mirror
 def _status(gw) -> dict:
     data = gw.admin_get("/_gateway/status.json").json()
     return {r["prefix"]: r for r in data["routes"]}
-
-
-def _scrape(gw) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """/_gateway/metrics as a scraper reads it: (sample name, sorted labels) → value."""
-    text = gw.admin_get("/_gateway/metrics").text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def _comparable(resp: httpx.Response) -> tuple:
@@ -77,7 +69,7 @@ def test_planted_difference_is_found_and_reported_readably(gateway_factory, stan
     top = route["top_differences"]
     assert top[0]["field"] == "body:$.body_len" and top[0]["count"] == 2
     assert "0" in top[0]["sample"] and "1" in top[0]["sample"]  # go's 0 vs python's 1, readable
-    metrics = _scrape(gw)
+    metrics = gw.scrape()
     prefix = "/_standin/echo/mirror"
     assert metrics[("gateway_shadow_differences_total", (("field", "body:$.body_len"), ("route", prefix)))] == 2
     # The 8 replays served nobody: the clients' 8 answers came from Go, and
