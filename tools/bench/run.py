@@ -409,10 +409,15 @@ def read_status_kib(pid: int) -> dict[str, int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
+def _stat_cpu_seconds(path: str) -> float:
+    """utime + stime of a /proc ``stat`` file (a process's or one thread's)."""
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)"
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    return _stat_cpu_seconds(f"/proc/{pid}/stat")
 
 
 def thread_cpu_seconds(pid: int) -> float:
@@ -422,11 +427,9 @@ def thread_cpu_seconds(pid: int) -> float:
         if int(task) == pid:
             continue
         try:
-            with open(f"/proc/{pid}/task/{task}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            total += _stat_cpu_seconds(f"/proc/{pid}/task/{task}/stat")
         except FileNotFoundError:  # the thread ended meanwhile
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
