@@ -118,11 +118,9 @@ class FastTransport(httpx.AsyncBaseTransport):
             # the same moment, leaving an abandoned request running upstream.
             # The TLS handshake is part of the connect, within the same bound.
             async with asyncio.timeout(self.connect_timeout):
-                if tls:
-                    await asyncio.get_running_loop().create_connection(
-                        lambda: conn, host, port, ssl=self._tls_context(), server_hostname=host)
-                else:
-                    await asyncio.get_running_loop().create_connection(lambda: conn, host, port)
+                await asyncio.get_running_loop().create_connection(
+                    lambda: conn, host, port, ssl=self._tls_context() if tls else None,
+                    server_hostname=host if tls else None)
         except TimeoutError:
             raise httpx.ConnectTimeout(
                 f"could not connect to {host}:{port} within {self.connect_timeout:g} s") from None
