@@ -40,10 +40,17 @@ class GatewayProc:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def lines(self) -> list[str]:
+        """The complete lines written so far. A last line without its newline
+        is still being written (a reader of a file may see part of a write
+        that spans a page): it is left for the next call."""
+        text = self.output()
+        return text[:text.rfind("\n") + 1].splitlines()
+
     def log_records(self) -> list[dict]:
         """Every line the gateway wrote so far, each parsed as the JSON object
         it must be (gateway/ops/logs.py); a line that isn't one fails here."""
-        return [json.loads(line) for line in self.output().splitlines() if line]
+        return [json.loads(line) for line in self.lines() if line]
 
     def messages(self) -> list[str]:
         """The ``message`` of every log line so far, decoded (non-ASCII and

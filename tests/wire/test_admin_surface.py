@@ -57,7 +57,7 @@ def test_a_password_in_legacy_url_is_masked_in_the_502_log_line(gateway_factory)
     r = httpx.get(gw.url + "/users", headers={"X-Request-Id": "req-creds-1"})
     assert r.status_code == 502 and PASSWORD not in r.text
     assert f"http://ops:***@127.0.0.1:{urlsplit(dead).port}" in r.text
-    line = until(lambda: next((ln for ln in gw.output().splitlines() if "req-creds-1" in ln), None),
+    line = until(lambda: next((ln for ln in gw.lines() if "req-creds-1" in ln), None),
                  what="the 502's log line")
     assert "http://ops:***@" in line and PASSWORD not in gw.output()
 

@@ -162,7 +162,7 @@ def test_legacy_down_is_502_naming_the_request_not_the_backend(gateway_factory):
     assert dead not in r.text and "127.0.0.1" not in r.text
     # Ops find the address, the exception and what to check by the request id.
     until(lambda: any("req-down-1" in line and dead in line and "legacy.url" in line
-                      for line in gw.output().splitlines()), what="the 502's log line")
+                      for line in gw.lines()), what="the 502's log line")
     assert httpx.get(gw.url + "/_gateway/ready").status_code == 503
 
 
@@ -174,7 +174,7 @@ def test_slow_legacy_is_504(gateway_factory, standin):
     assert r.json() == {"message": "Gateway timeout: the legacy Go backend did not answer in time. "
                                    f"Request id {request_id} — the gateway's log has the details."}
     until(lambda: any(request_id in line and "read_timeout" in line and standin.url in line
-                      for line in gw.output().splitlines()), what="the 504's log line")
+                      for line in gw.lines()), what="the 504's log line")
 
 
 def test_debug_errors_show_the_detail_in_the_body(gateway_factory):

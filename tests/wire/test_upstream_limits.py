@@ -146,7 +146,7 @@ def test_an_oversized_trailer_section_aborts_the_client_connection(hostile):
         assert r.status_code == 200
         r.read()  # the body so far arrives, but never as a complete answer
     until(lambda: any("trailer-8mib" in ln and "trailer section over 65536 bytes" in ln
-                      for ln in gw.output().splitlines()), what="the mid-body log line")
+                      for ln in gw.lines()), what="the mid-body log line")
     until(lambda: gw.open_fds() <= fds, what="descriptors back")
 
 
@@ -184,7 +184,7 @@ def test_total_timeout_before_the_answer_is_a_504(trickler, gateway_factory):
     assert r.status_code == 504
     assert r.json() == {"message": "Gateway timeout: the legacy Go backend did not answer in time. "
                                    "Request id total-head — the gateway's log has the details."}
-    until(lambda: any("total-head" in ln and "legacy.total_timeout (1 s)" in ln for ln in gw.output().splitlines()),
+    until(lambda: any("total-head" in ln and "legacy.total_timeout (1 s)" in ln for ln in gw.lines()),
           what="the 504's log line")
     assert cut.wait(10), "the upstream connection was left open"
     until(lambda: gw.open_fds() <= fds, what="descriptors back")
@@ -202,7 +202,7 @@ def test_total_timeout_after_the_answer_started_aborts_the_client_connection(tri
             got += chunk
     assert got and set(got) == {ord("a")}  # what came before the deadline was relayed
     until(lambda: any("total-body" in ln and "total_timeout" in ln and "aborting the client connection" in ln
-                      for ln in gw.output().splitlines()), what="the abort's log line")
+                      for ln in gw.lines()), what="the abort's log line")
     assert cut.wait(10), "the upstream connection was left open"
     until(lambda: gw.open_fds() <= fds, what="descriptors back")
     record = next(r for r in gw.access_records() if "/slow-body" in r["path"])
