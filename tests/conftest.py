@@ -2,15 +2,39 @@
 from __future__ import annotations
 
 import os
+import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx._transports.default as httpx_transports
 import pytest
 
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
 from tests.support.postgres import STATE_ENV, PostgresServer, shared_server, stop_shared_server
 from tests.support.standin import StandIn, start_standin
+
+# --- One TLS context for the tests' HTTP clients ---
+# Every ``httpx.get`` builds a client, and every client loads the CA bundle
+# into a new SSL context: ~30 ms of CPU, ten times the request it makes (the
+# suite made thousands, for plain-http loopback URLs). The tests' clients share
+# one context per trust configuration instead; what they verify is unchanged.
+# httpx is pinned below 0.29 (pyproject), where the transport calls this name.
+_TLS_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
+_create_ssl_context = httpx_transports.create_ssl_context
+
+
+def _shared_ssl_context(verify: object = True, cert: object = None, trust_env: bool = True) -> ssl.SSLContext:
+    if verify is not True or cert is not None:  # a test's own CA or client certificate: its own context
+        return _create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+    key = (trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    if key not in _TLS_CONTEXTS:
+        _TLS_CONTEXTS[key] = _create_ssl_context(verify=True, cert=None, trust_env=trust_env)
+    return _TLS_CONTEXTS[key]
+
+
+httpx_transports.create_ssl_context = _shared_ssl_context
+
 
 # --- PostgreSQL: one throwaway server per run, started when a test first needs it ---
 

@@ -45,8 +45,6 @@ from services.common.settings import get_otel_settings
 from .poller import Poller
 from .store import QueryError, SpanStore, duckdb_path
 
-_QUERY_TIMEOUT = get_otel_settings().query_timeout  # seconds a follower waits for the owner
-
 log = logging.getLogger(__name__)
 
 ELECTION_INTERVAL = 0.5
@@ -218,12 +216,15 @@ class Pipeline:
                     return await run_in_threadpool(answer_local, self.store, route, params, pretty)
             try:
                 # Bounded: a hung (not dead) owner must not hold follower requests forever.
-                async with asyncio.timeout(_QUERY_TIMEOUT):
+                # Read at the call, like every setting: never at import, which may
+                # come before the environment is set (a test's fork server did).
+                query_timeout = get_otel_settings().query_timeout  # seconds a follower waits for the owner
+                async with asyncio.timeout(query_timeout):
                     return await self._ask_owner({"op": "answer", "route": route, "params": params,
                                                   "pretty": pretty})
             except TimeoutError:
                 raise Unavailable(f"the trace store's owner (pid {self._owner_pid()}) did not answer "
-                                  f"within {_QUERY_TIMEOUT:g} s") from None
+                                  f"within {query_timeout:g} s") from None
             except (ConnectionError, FileNotFoundError, OSError, asyncio.IncompleteReadError):
                 if time.monotonic() > deadline:
                     raise Unavailable(self.last_open_error or "no process owns the trace store yet") from None
