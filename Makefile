@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed-stamp
 STANDIN = .build/legacy-standin
 STANDIN_SRC = $(shell find tests/legacy -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
-.PHONY: install run test test-go test-py test-unit lint browser postgres bench demo standin clean check
+.PHONY: install run test test-go test-py test-py-parallel test-py-latency test-unit lint browser postgres bench demo standin clean check
 
 install: $(STAMP)
 
@@ -35,7 +35,11 @@ run: install
 check: install
 	$(BIN)/gateway check routes.yaml
 
-test: install standin browser postgres lint test-go test-py
+# The Go tests run beside the parallel pytest run (which leaves a core mostly
+# idle); the latency tests run alone after both.
+test: install standin browser postgres lint
+	@$(MAKE) --no-print-directory -j2 test-go test-py-parallel
+	@$(MAKE) --no-print-directory test-py-latency
 
 # Style and types first: a few seconds, and a red lint fails the run like a test.
 # Both tools are pinned in pyproject's dev extra, so a new rule set can't turn CI red.
@@ -69,17 +73,28 @@ postgres:
 test-go: standin
 	cd tests/legacy && go test ./...
 
-# Four worker processes on two cores: the wire and journey tests mostly wait
-# on child processes and sockets. Each test file stays on one worker
-# (--dist loadfile) so module-scoped gateways and stand-ins are shared. Tests
-# that compare a latency with their own baseline run alone afterwards.
-test-py: install standin postgres
-	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q -n 4 --dist loadfile -m "not latency"
-	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m pytest -q -m latency
+# Six worker processes on two cores: the wire and journey tests mostly wait on
+# child processes and sockets. --dist worksteal hands tests out one by one
+# and lets an idle worker take queued ones from a busy worker (a module's
+# shared gateway is then started once per worker that runs its tests: cheap,
+# since tests/support/forkserver.py forks gateways from a process that has
+# them imported). Tests that compare a latency with their own baseline run
+# alone afterwards.
+# Bytecode caches on (whatever the machine's PYTHONDONTWRITEBYTECODE): the
+# suite starts hundreds of Python processes, each would recompile the repo.
+PYTEST_ENV = PYTHONDONTWRITEBYTECODE= STANDIN_BIN=$(abspath $(STANDIN))
+
+test-py: test-py-parallel test-py-latency
+
+test-py-parallel: install standin postgres
+	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n 6 --dist worksteal -m "not latency"
+
+test-py-latency: install standin postgres
+	$(PYTEST_ENV) $(BIN)/python -m pytest -q -m latency
 
 # The unit layer alone: seconds, no processes or sockets but a PostgreSQL server.
 test-unit: install postgres
-	$(BIN)/python -m pytest -q tests/unit
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q tests/unit
 
 # Spans for the trace pipeline benchmark (1M takes several minutes; lower it for a quick look).
 OTEL_BENCH_SPANS ?= 1000000

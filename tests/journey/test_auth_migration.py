@@ -25,8 +25,6 @@ import hmac
 import itertools
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,7 +35,7 @@ import pytest
 
 from services.common.session_codec import MAX_AGE_SECONDS, SessionCodec, gob_encode_values
 from tests.support.browser_jar import BrowserJar, SetCookie, set_cookie, set_cookies
-from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
+from tests.support.gateway_proc import GatewayProc, gateway_cli, routes_yaml, start_gateway
 from tests.support.standin import StandIn, start_standin
 from tests.vectors import vectors_path
 
@@ -654,9 +652,7 @@ def test_gateway_explain_cli_names_the_side_that_serves(stack):
     repo = Path(__file__).resolve().parents[2]
     out = {}
     for method, path in (("POST", "/sign-in"), ("GET", "/auth-test")):
-        res = subprocess.run([sys.executable, "-m", "gateway.cli", "explain", method, path,
-                              "--config", str(stack.flip.config)],
-                             cwd=repo, capture_output=True, text=True, timeout=30)
+        res = gateway_cli("explain", method, path, "--config", str(stack.flip.config), cwd=repo, timeout=30)
         assert res.returncode == 0, res.stderr
         out[path] = res.stdout.splitlines()[0]
     assert out["/sign-in"] == "POST /sign-in → python (service 'auth')"

@@ -37,7 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from services.otel.proto import ingestion_pb2, ingestion_pb2_grpc
 from tests.support.browser_jar import BrowserJar, set_cookie
 from tests.support.fake_ingestion import FakeIngestion
-from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
+from tests.support.gateway_proc import GatewayProc, gateway_cli, routes_yaml, start_gateway
 from tests.support.standin import free_port
 from tests.support.waiting import until
 
@@ -182,8 +182,7 @@ def test_ready_and_health_with_no_go_anywhere(stack):
 def test_gateway_check_has_nothing_to_warn_about(stack):
     # As production runs it: the frontend's origin set, so no open-CORS warning either.
     env = {**os.environ, "JUNJO_ALLOW_ORIGINS": "https://app.example.com"}
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "check", str(stack.gw.config)], cwd=REPO,
-                         capture_output=True, text=True, timeout=60, check=False, env=env)
+    out = gateway_cli("check", str(stack.gw.config), env=env)
     assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -23,6 +22,7 @@ from gateway.routing.config import RoutesError, parse_config
 from services.common.session_codec import SessionCodec
 from services.common.settings import reset_settings
 from services.registry import CATCH_ALL, Registry, Service, discover
+from tests.support.gateway_proc import gateway_cli
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = discover(["services"])
@@ -165,9 +165,7 @@ def _dead_port() -> int:
 def _check(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
     cfg = tmp_path / "routes.yaml"
     cfg.write_text(text)
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "check", *args, str(cfg)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, check=False,
-                          env={**_env(), "LEGACY_URL": ""})
+    return gateway_cli("check", *args, str(cfg), env={**_env(), "LEGACY_URL": ""})
 
 
 def _env() -> dict[str, str]:

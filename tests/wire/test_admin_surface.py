@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from tests.support.gateway_proc import routes_yaml
+from tests.support.gateway_proc import gateway_cli, routes_yaml
 from tests.support.standin import free_port
 from tests.support.waiting import until
 
@@ -64,8 +63,7 @@ def test_a_password_in_legacy_url_is_masked_in_the_502_log_line(gateway_factory)
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     import os
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, **env}, check=False)
+    return gateway_cli(*args, env={**os.environ, **env})
 
 
 def test_a_password_in_legacy_url_is_masked_in_the_cli(tmp_path):

@@ -59,18 +59,3 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     assert any(name.startswith("access log:") and "hand-off" in c["detail"] for name, c in checks.items()), checks
     assert "targets (informational):" in proc.stdout
     assert "CPU µs/req" in proc.stdout
-
-
-def test_sqlite_contention_runs_every_phase(tmp_path: Path) -> None:
-    out = tmp_path / "sqlite.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.bench.sqlite_contention", "--duration", "1", "--rate", "10",
-         "--clients", "2", "--boots", "2", "--output", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    doc = json.loads(out.read_text())
-    sides = {(r["phase"], r["side"]) for r in doc["rows"]}
-    assert sides == {("go-all", "go"), ("go-half", "go"), ("mixed", "go"), ("mixed", "python")}
-    assert all(r["requests"] > 0 for r in doc["rows"])
-    assert doc["boots"]["boots"] == 2 and "Go failures, Go's half beside Python" in proc.stdout

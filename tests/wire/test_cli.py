@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.support.gateway_proc import gateway_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _gateway(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return gateway_cli(*args, cwd=cwd)
 
 
 def test_check_cli_prints_table_or_errors(tmp_path: Path):

@@ -12,7 +12,6 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.gateway_proc import GatewayProc, routes_yaml
+from tests.support.gateway_proc import GatewayProc, gateway_cli, routes_yaml
 from tests.support.waiting import until
 from tests.unit.test_config_source import ALIAS_BOMB
 
@@ -167,6 +166,7 @@ def test_a_configmap_symlink_swap_reloads(gw, standin):
     assert health(gw)["status"] == "ok"
 
 
+@pytest.mark.latency  # compares /ping's latency with its own baseline: alone, after the parallel run
 def test_a_fifo_never_blocks_and_sigterm_still_stops_the_gateway(gw, standin):
     with httpx.Client(base_url=gw.url) as c:
         baseline = ping_latencies(c, 20)
@@ -183,7 +183,6 @@ def test_starting_on_a_fifo_is_refused_at_once(tmp_path):
     fifo = tmp_path / "routes.yaml"
     os.mkfifo(fifo)
     repo = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(fifo), "--port", "0"],
-                         cwd=repo, capture_output=True, text=True, timeout=60)
+    out = gateway_cli("serve", "--config", str(fifo), "--port", "0", cwd=repo)
     assert out.returncode == 1
     assert "refusing to start" in out.stderr and "it is a FIFO (named pipe)" in out.stderr

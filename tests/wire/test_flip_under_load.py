@@ -3,6 +3,7 @@ zero failed requests, and each one answered by the backend the table held."""
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import httpx
 
@@ -56,11 +57,14 @@ def test_flipping_under_load_fails_no_request(gateway_factory, standin):
     async def scenario() -> None:
         limits = httpx.Limits(max_connections=64)
         async with httpx.AsyncClient(base_url=gw.url, limits=limits, timeout=10) as client:
-            workers = [asyncio.create_task(background(client, n)) for n in range(16)]
+            workers = [asyncio.create_task(background(client, n)) for n in range(8)]
             for flip in range(FLIPS):
                 target = "python" if flip % 2 == 0 else "go"
                 text = _config(standin.url, target)
                 gw.write_config(text)
+                # Reload now rather than at the next poll of the file (tested
+                # on its own): the swap under load is what this test is about.
+                gw.proc.send_signal(signal.SIGHUP)
                 await wait_version(client, text)
                 # The table now says `target`: every new request goes there.
                 answers = await asyncio.gather(*(client.get("/_standin/echo/check") for _ in range(10)))
