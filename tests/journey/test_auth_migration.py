@@ -75,7 +75,7 @@ class Stack:
     def apply(self, python: Iterable[str]) -> None:
         """Rewrite ``flip``'s routes.yaml and wait until the new table is live."""
         python = frozenset(python)
-        self.flip.apply_config(config_text(self.standin.url, python))
+        self.flip.apply_config(config_text(self.standin.url, python), reload_now=True)
         live = self.flip.admin_get("/_gateway/routes").json()
         targets = {r["prefix"]: r["state"] for r in live["routes"]}
         assert targets == {p: ("python" if p in python else "go") for p in AUTH_ROUTES}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -90,10 +91,15 @@ class GatewayProc:
         return {(s.name, tuple(sorted(s.labels.items()))): s.value
                 for family in text_string_to_metric_families(text) for s in family.samples}
 
-    def apply_config(self, text: str, timeout: float = 15.0) -> None:
-        """Write routes.yaml and wait until this gateway serves from it."""
+    def apply_config(self, text: str, timeout: float = 15.0, *, reload_now: bool = False) -> None:
+        """Write routes.yaml and wait until this gateway serves from it: at its
+        next poll of the file, or with ``reload_now`` at once (SIGHUP, as
+        ``kill -HUP`` does), for tests about what a flip does rather than
+        how the gateway notices one."""
         want = config_version(text)
         self.write_config(text)
+        if reload_now:
+            self.proc.send_signal(signal.SIGHUP)
         until(lambda: self.admin_get("/_gateway/routes").json()["version"] == want, timeout,
               what=f"routes.yaml version {want} live (log tail: {self.output()[-500:]!r})")
 
