@@ -86,7 +86,9 @@ PYTEST_ENV = PYTHONDONTWRITEBYTECODE= STANDIN_BIN=$(abspath $(STANDIN))
 
 test-py: test-py-parallel test-py-latency
 
+# compileall first: one process compiles the repo, instead of every worker at once.
 test-py-parallel: install standin postgres
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m compileall -q gateway services tests tools
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n 6 --dist worksteal -m "not latency"
 
 test-py-latency: install standin postgres
