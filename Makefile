@@ -86,9 +86,11 @@ PYTEST_ENV = PYTHONDONTWRITEBYTECODE= STANDIN_BIN=$(abspath $(STANDIN))
 
 test-py: test-py-parallel test-py-latency
 
-# compileall first: one process compiles the repo, instead of every worker at once.
+# One process compiles the repo and writes pytest's rewritten test modules
+# first, instead of all six workers at once (a quarter of a cold run).
 test-py-parallel: install standin postgres
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m compileall -q gateway services tests tools
+	$(PYTEST_ENV) $(BIN)/python -m pytest -q --collect-only -p no:xdist >/dev/null
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n 6 --dist worksteal -m "not latency"
 
 test-py-latency: install standin postgres

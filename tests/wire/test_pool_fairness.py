@@ -117,8 +117,13 @@ def test_slow_uploads_cannot_take_the_pool_from_a_normal_get(gateway_factory, st
     assert statuses == {408: budget, 504: UPLOADS - budget}, statuses
     # Whichever timer saw the stall first wrote why: the forwarder's (its pooled
     # connection) or the edge's (the client connection), both at body_idle_timeout.
-    log = gw.output()
-    assert log.count("→ 408 (request id") + log.count('"edge":"request body idle') == budget
+    # (The log is written in batches, a moment after the answers.)
+    def why_408() -> int:
+        log = gw.output()
+        return log.count("→ 408 (request id") + log.count('"edge":"request body idle')
+
+    until(lambda: why_408() >= budget, 5, what=f"{budget} log lines saying why a 408")
+    assert why_408() == budget
     until(lambda: gw.open_fds() <= fds, what=f"descriptors back to {fds} (now {gw.open_fds()})")
     assert gw.rss_kib() - rss < 16 * 1024
     assert httpx.get(gw.url + "/_standin/small", timeout=10).status_code == 200
