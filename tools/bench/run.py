@@ -162,6 +162,7 @@ class Settings:
     targets: tuple[str, ...] = TARGETS
     only: tuple[str, ...] = ()  # scenario keys; empty: all
     pairs: int = 3  # interleaved A/B rounds for the two checks that compare close figures
+    max_rate: float | None = None  # requests/s cap on every row's load (a smoke run that must not load the machine)
 
     def scenario(self, key: str) -> Scenario:
         return next(s for s in self.all_scenarios() if s.key == key)
@@ -485,7 +486,11 @@ def run_loadgen(binary: Path, pinning: Pinning, url: str, scenario: Scenario, se
         str(binary), "-url", url, "-c", str(scenario.connections),
         "-d", f"{settings.duration}s", "-warmup", f"{settings.warmup}s",
         "-expect-size", str(scenario.expect_size),
-    ] + (["-rate", f"{rate:.1f}"] if rate else [])
+    ]
+    if settings.max_rate:
+        rate = min(rate or settings.max_rate, settings.max_rate)
+    if rate:
+        cmd += ["-rate", f"{rate:.1f}"]
     timeout = settings.warmup + settings.duration + 60
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -870,6 +875,9 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--pairs", type=int,
                         help="interleaved rounds of the access-log and /ping comparisons (default 3, quick 1; "
                              "0: compare the single rows only)")
+    parser.add_argument("--max-rate", type=float,
+                        help="cap every row's load at this many requests/s (for a smoke run beside other work; "
+                             "the figures then measure nothing)")
     args = parser.parse_args(argv)
     return Settings(
         duration=args.duration or (0.5 if args.quick else 5.0),
@@ -880,6 +888,7 @@ def parse_args(argv: list[str] | None) -> Settings:
         targets=args.targets,
         only=args.only,
         pairs=args.pairs if args.pairs is not None else (1 if args.quick else 3),
+        max_rate=args.max_rate,
     )
 
 
