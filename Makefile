@@ -85,7 +85,10 @@ test-go: standin
 # suite starts hundreds of Python processes, each would recompile the repo.
 PYTEST_ENV = PYTHONDONTWRITEBYTECODE= STANDIN_BIN=$(abspath $(STANDIN))
 
-test-py: test-py-parallel test-py-latency
+# One after the other, even under make -j: the latency tests must run alone.
+test-py: install standin postgres
+	@$(MAKE) --no-print-directory test-py-parallel
+	@$(MAKE) --no-print-directory test-py-latency
 
 # One process compiles the repo and writes pytest's rewritten test modules
 # first, instead of all six workers at once (a quarter of a cold run).

@@ -91,19 +91,24 @@ def _child(request: dict[str, Any], inherited: tuple[int, ...]) -> None:
         sys.modules["__main__"] = gateway.cli
         sys.argv = [str(REPO / "gateway" / "cli.py"), *request["argv"]]
         try:
-            code = gateway.cli.main(request["argv"])
+            code = gateway.cli.main(request["argv"]) or 0
         except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        # What the interpreter does on its way out: wait for non-daemon
-        # threads, then run the exit hooks (the log writer's flush).
-        threading._shutdown()  # type: ignore[attr-defined]
-        atexit._run_exitfuncs()
+            if isinstance(exc.code, int) or exc.code is None:
+                code = exc.code or 0
+            else:  # a message: printed, exit 1, as the interpreter does
+                print(exc.code, file=sys.stderr)
+                code = 1
     except BaseException:  # into the gateway's log, as a crashing interpreter would
         import traceback
 
         traceback.print_exc()
+        code = 1
     finally:
         try:
+            # What the interpreter does on its way out, after a crash too: wait
+            # for non-daemon threads, then run the exit hooks (the log writer's).
+            threading._shutdown()  # type: ignore[attr-defined]
+            atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
@@ -148,7 +153,7 @@ def _serve(control: socket.socket) -> None:
                     if pid == 0:
                         _child(request, (control.fileno(), wake_r, wake_w))
                     children.add(pid)
-                    send({"pid": pid})
+                    send({"id": request["id"], "pid": pid})
     finally:
         for pid in children:
             try:
@@ -175,22 +180,19 @@ class ForkedProcess:
         self._server = server
         self.pid = pid
         self.args = args
-        self.returncode: int | None = None
+        self.returncode: int | None = None  # set by the server's reader when the child is reaped
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            self.returncode = self._server.exit_code(self.pid, timeout=0)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            self.returncode = self._server.exit_code(self.pid, timeout=timeout)
-            if self.returncode is None:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        if not self._server.wait_exit(self, timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        assert self.returncode is not None
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
-        if self.poll() is None:  # not yet reaped, so the pid is still this process's
+        if self.returncode is None:  # not reaped yet: the pid is still this process's
             os.kill(self.pid, sig)
 
     def terminate(self) -> None:
@@ -201,7 +203,13 @@ class ForkedProcess:
 
 
 class ForkServer:
-    """One per test process, started on first use."""
+    """One per test process, started on first use.
+
+    Exit messages go to the :class:`ForkedProcess` that holds the pid now:
+    the server reports a child's exit before the kernel can give its pid to
+    another child, and the messages arrive in order, so a reused pid never
+    mixes two processes up. Each spawn request carries an id its reply
+    repeats: a late reply is never taken for the next spawn's."""
 
     def __init__(self) -> None:
         mine, theirs = socket.socketpair()
@@ -209,15 +217,23 @@ class ForkServer:
                                       cwd=REPO, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         theirs.close()
         self._sock = mine
-        self._file = mine.makefile("rb")
-        self._lock = threading.Lock()  # one spawn at a time: replies come in order
+        self._lock = threading.Lock()  # one spawn at a time
         self._cond = threading.Condition()
-        self._pids: list[int] = []
-        self._exits: dict[int, int] = {}
+        self._replies: dict[int, int] = {}  # request id -> pid
+        self._live: dict[int, ForkedProcess] = {}  # pid -> the process that holds it now
+        self._early: dict[int, int] = {}  # pid -> exit code that came before its ForkedProcess was made
+        self._next_id = 0
         self._gone = False
-        first = self._file.readline()
+        mine.settimeout(60)  # the imports take a few seconds, never a minute
+        self._file = mine.makefile("rb")
+        try:
+            first = self._file.readline()
+        except TimeoutError:
+            first = b""
         if not first:
-            raise RuntimeError(f"the gateway fork server exited with {self._proc.wait()}")
+            self._proc.kill()
+            raise RuntimeError(f"the gateway fork server did not start (exit {self._proc.wait()})")
+        mine.settimeout(None)
         threading.Thread(target=self._read, name="forkserver-reader", daemon=True).start()
 
     def _read(self) -> None:
@@ -225,29 +241,42 @@ class ForkServer:
             message = json.loads(line)
             with self._cond:
                 if "pid" in message:
-                    self._pids.append(message["pid"])
+                    self._replies[message["id"]] = message["pid"]
                 else:
-                    self._exits[message["exit"]] = message["code"]
+                    proc = self._live.pop(message["exit"], None)
+                    if proc is None:  # its spawn() has not made the ForkedProcess yet
+                        self._early[message["exit"]] = message["code"]
+                    else:
+                        proc.returncode = message["code"]
                 self._cond.notify_all()
         with self._cond:
             self._gone = True  # the server is gone, and its children with it (PR_SET_PDEATHSIG)
-            self._pids.append(-1)
+            for proc in self._live.values():
+                proc.returncode = -signal.SIGKILL
+            self._live.clear()
             self._cond.notify_all()
 
     def spawn(self, argv: list[str], *, env: dict[str, str], log: Path, stderr: Path | None = None,
               cwd: Path | str = REPO, nofile: int | None = None) -> ForkedProcess:
         """``gateway <argv>`` with its stdout (and its stderr, unless ``stderr``
         names a file of its own) appended to ``log``."""
-        request = {"argv": argv, "env": env, "cwd": str(cwd), "log": str(log),
-                   "stderr": str(stderr) if stderr else None, "nofile": nofile}
         with self._lock:
+            self._next_id += 1
+            request_id = self._next_id
+            request = {"id": request_id, "argv": argv, "env": env, "cwd": str(cwd), "log": str(log),
+                       "stderr": str(stderr) if stderr else None, "nofile": nofile}
             self._sock.sendall(json.dumps(request).encode() + b"\n")
             with self._cond:
-                self._cond.wait_for(lambda: self._pids, timeout=30)
-                if not self._pids or self._pids[0] == -1:
+                self._cond.wait_for(lambda: request_id in self._replies or self._gone, timeout=30)
+                if request_id not in self._replies:
                     raise RuntimeError("the gateway fork server did not answer")
-                pid = self._pids.pop(0)
-        return ForkedProcess(self, pid, argv)
+                pid = self._replies.pop(request_id)
+                proc = ForkedProcess(self, pid, argv)
+                if pid in self._early:  # it has already exited
+                    proc.returncode = self._early.pop(pid)
+                else:
+                    self._live[pid] = proc
+        return proc
 
     def run(self, argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | str = REPO,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -266,12 +295,10 @@ class ForkServer:
             return subprocess.CompletedProcess(argv, code, out.read_text(errors="replace"),
                                                err.read_text(errors="replace"))
 
-    def exit_code(self, pid: int, timeout: float | None) -> int | None:
+    def wait_exit(self, proc: ForkedProcess, timeout: float | None) -> bool:
+        """Wait until ``proc`` has exited; False after ``timeout`` seconds."""
         with self._cond:
-            self._cond.wait_for(lambda: pid in self._exits or self._gone, timeout=timeout)
-            if pid not in self._exits and self._gone:
-                return -signal.SIGKILL
-            return self._exits.get(pid)
+            return self._cond.wait_for(lambda: proc.returncode is not None, timeout=timeout)
 
 
 _SERVER: ForkServer | None = None

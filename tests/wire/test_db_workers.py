@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 # Each racer imports the database layer once, then opens every file it is sent
 # the moment it reads its name: the three start on a file within microseconds
@@ -15,24 +17,31 @@ RACER = (
     "    db = Database.from_url('sqlite:///' + line.strip()); db.count_users(); db.dispose()\n"
     "    print('ok', flush=True)\n"
 )
+TIMEOUT = 60  # seconds for any one answer: a racer stuck on a lock fails the test, never hangs the run
 
 
 def test_workers_opening_a_fresh_file_at_once_all_get_the_schema(tmp_path):
+    errors = [tempfile.TemporaryFile(dir=tmp_path) for _ in range(3)]
     racers = [subprocess.Popen([sys.executable, "-c", RACER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
+                               stderr=err, text=True) for err in errors]
+
+    def lines(want: str, what: object) -> None:
+        """One line from every racer, each within TIMEOUT."""
+        with ThreadPoolExecutor(len(racers)) as pool:
+            got = [f.result(timeout=TIMEOUT) for f in [pool.submit(p.stdout.readline) for p in racers]]  # type: ignore[union-attr]
+        for err, line in zip(errors, got):
+            err.seek(0)
+            assert line == want, (what, line, err.read()[-400:])
+
     try:
-        for p in racers:
-            assert p.stdout is not None and p.stdout.readline() == "ready\n", p.stderr and p.stderr.read()[-400:]
+        lines("ready\n", "start")
         for i in range(8):
             path = str(tmp_path / f"fresh{i}.db")
             for p in racers:
-                assert p.stdin is not None
-                p.stdin.write(path + "\n")
+                p.stdin.write(path + "\n")  # type: ignore[union-attr]
             for p in racers:
                 p.stdin.flush()  # type: ignore[union-attr]
-            for p in racers:
-                line = p.stdout.readline()  # type: ignore[union-attr]
-                assert line == "ok\n", (i, p.stderr.read()[-400:] if p.poll() is not None else line)  # type: ignore[union-attr]
+            lines("ok\n", i)
     finally:
         for p in racers:
             p.kill()
