@@ -6,6 +6,11 @@ STAMP   = $(VENV)/.installed-stamp
 STANDIN = .build/legacy-standin
 STANDIN_SRC = $(shell find tests/legacy -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
+# Bytecode caches on for everything make runs, whatever the machine's
+# PYTHONDONTWRITEBYTECODE: the test suite starts hundreds of Python processes
+# (and the bench dozens), each would recompile the repo. __pycache__ is ignored by git.
+export PYTHONDONTWRITEBYTECODE =
+
 .PHONY: install run test test-go test-py test-py-parallel test-py-latency test-unit lint browser postgres bench demo standin clean check
 
 install: $(STAMP)
@@ -81,9 +86,7 @@ test-go: standin
 # since tests/support/forkserver.py forks gateways from a process that has
 # them imported). Tests that compare a latency with their own baseline run
 # alone afterwards.
-# Bytecode caches on (whatever the machine's PYTHONDONTWRITEBYTECODE): the
-# suite starts hundreds of Python processes, each would recompile the repo.
-PYTEST_ENV = PYTHONDONTWRITEBYTECODE= STANDIN_BIN=$(abspath $(STANDIN))
+PYTEST_ENV = STANDIN_BIN=$(abspath $(STANDIN))
 
 # One after the other, even under make -j: the latency tests must run alone.
 test-py: install standin postgres
@@ -93,7 +96,7 @@ test-py: install standin postgres
 # One process compiles the repo and writes pytest's rewritten test modules
 # first, instead of all six workers at once (a quarter of a cold run).
 test-py-parallel: install standin postgres
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m compileall -q gateway services tests tools
+	$(BIN)/python -m compileall -q gateway services tests tools
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q --collect-only -p no:xdist >/dev/null || true  # errors: the run below says
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n 6 --dist worksteal -m "not latency"
 
@@ -102,7 +105,7 @@ test-py-latency: install standin postgres
 
 # The unit layer alone: seconds, no processes or sockets but a PostgreSQL server.
 test-unit: install postgres
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q tests/unit
 
 # Spans for the trace pipeline benchmark (1M takes several minutes; lower it for a quick look).
 OTEL_BENCH_SPANS ?= 1000000

@@ -305,6 +305,12 @@ _SERVER: ForkServer | None = None
 _SERVER_LOCK = threading.Lock()
 
 
+def forking() -> bool:
+    """Whether test gateways are forked from the fork server (the default)
+    or started as fresh interpreters (GATEWAY_TEST_SPAWN=exec)."""
+    return os.environ.get("GATEWAY_TEST_SPAWN") != "exec"
+
+
 def fork_server() -> ForkServer:
     """This process's fork server (started on the first call)."""
     global _SERVER

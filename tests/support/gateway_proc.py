@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from .forkserver import fork_server
+from .forkserver import REPO, ForkedProcess, fork_server, forking
 from .standin import free_port
 from .waiting import until
 
@@ -145,11 +145,10 @@ def gateway_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | str |
     from the fork server unless GATEWAY_TEST_SPAWN=exec): its exit code,
     stdout and stderr, as ``subprocess.run(..., capture_output=True, text=True)``
     gives them. ``env``: the whole environment (default: this process's)."""
-    repo = Path(__file__).resolve().parents[2]
-    if os.environ.get("GATEWAY_TEST_SPAWN") == "exec":
-        return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=cwd or repo, env=env,
+    if not forking():
+        return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=cwd or REPO, env=env,
                               capture_output=True, text=True, timeout=timeout, check=False)
-    return fork_server().run(list(args), env=env, cwd=cwd or repo, timeout=timeout)
+    return fork_server().run(list(args), env=env, cwd=cwd or REPO, timeout=timeout)
 
 
 def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None = None,
@@ -171,28 +170,25 @@ def start_gateway(config_text: str, tmp_dir: Path, *, env: dict[str, str] | None
     # data/, which would carry state from one test, or one run, to the next.
     child_env["JUNJO_SQLITE_PATH"] = str(tmp_dir / "app_data.db")
     child_env.update(env or {})
-    module = "gateway.cli"
     fd, log_name = tempfile.mkstemp(prefix="gateway-", suffix=".log", dir=tmp_dir)
     argv = ["serve", "--config", str(config), "--port", str(port), *(args or [])]
-    if not stdout_pipe and os.environ.get("GATEWAY_TEST_SPAWN") != "exec":
+    proc: subprocess.Popen | ForkedProcess
+    if not stdout_pipe and forking():
         # Forked from a process that has the gateway imported already: the
         # same entry point at a fraction of the CPU (tests/support/forkserver.py).
         os.close(fd)
-        forked = fork_server().spawn(argv, env=child_env, log=Path(log_name), nofile=nofile)
-        gw = GatewayProc(f"http://127.0.0.1:{port}", port, forked, config, Path(log_name),  # type: ignore[arg-type]
-                         child_env.get("GATEWAY_ADMIN_TOKEN", ""))
-        return _wait_healthy(gw)
-    log = os.fdopen(fd, "wb")
-    cmd = [sys.executable, "-m", module, *argv]
-    repo = Path(__file__).resolve().parents[2]
-    if nofile is not None:  # set in the child itself, then exec the gateway (no preexec_fn with threads)
-        cmd[1:3] = ["-c", "import os, resource, sys; "
-                          f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile})); "
-                          "os.execv(sys.executable, [sys.executable, '-m', 'gateway.cli', *sys.argv[1:]])"]
-    proc = subprocess.Popen(cmd, cwd=repo, env=child_env, stdout=subprocess.PIPE if stdout_pipe else log,
-                            stderr=log if stdout_pipe else subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    log.close()
-    gw = GatewayProc(f"http://127.0.0.1:{port}", port, proc, config, Path(log_name),
+        proc = fork_server().spawn(argv, env=child_env, log=Path(log_name), nofile=nofile)
+    else:
+        log = os.fdopen(fd, "wb")
+        cmd = [sys.executable, "-m", "gateway.cli", *argv]
+        if nofile is not None:  # set in the child itself, then exec the gateway (no preexec_fn with threads)
+            cmd[1:3] = ["-c", "import os, resource, sys; "
+                              f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile})); "
+                              "os.execv(sys.executable, [sys.executable, '-m', 'gateway.cli', *sys.argv[1:]])"]
+        proc = subprocess.Popen(cmd, cwd=REPO, env=child_env, stdout=subprocess.PIPE if stdout_pipe else log,
+                                stderr=log if stdout_pipe else subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+    gw = GatewayProc(f"http://127.0.0.1:{port}", port, proc, config, Path(log_name),  # type: ignore[arg-type]
                      child_env.get("GATEWAY_ADMIN_TOKEN", ""))
     return _wait_healthy(gw)
 
