@@ -87,6 +87,7 @@ class LineWriter:
         self._start_lock = threading.Lock()
         self._drop_lock = threading.Lock()  # only taken past the bound: the count stays exact
         self._wake = threading.Event()
+        self._flushing = threading.Event()  # a flush() waits: cut the gathering pause short
         self._items: deque[str | tuple[Callable[[Any], str], Any] | threading.Event] = deque()
         self.dropped = 0  # lines refused since the last report
         self._thread: threading.Thread | None = None
@@ -148,8 +149,10 @@ class LineWriter:
                     self._write_batch()  # what came in while the flag was set
                     return
             # Let the next lines gather: under load this makes one write per
-            # few hundred lines instead of one per request.
-            time.sleep(self.interval)
+            # few hundred lines instead of one per request. A flush() (a
+            # graceful stop, a test) does not wait for the pause to end.
+            if self._flushing.wait(self.interval):
+                self._flushing.clear()
 
     def _write_batch(self) -> None:
         """Write everything queued; set the flush markers met on the way.
@@ -218,6 +221,7 @@ class LineWriter:
         if self._thread is None or self._synchronous:
             self._drain_here(timeout)
         else:
+            self._flushing.set()
             self._wake.set()
         while not marker.wait(0.05):
             if self._thread is None or self._synchronous:

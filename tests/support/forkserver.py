@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -50,7 +51,20 @@ PR_SET_PDEATHSIG = 1
 # -- the server (python -m tests.support.forkserver <fd>) ------------------------
 
 def _preload() -> None:
-    """Import what ``gateway serve`` imports, and every service package."""
+    """Import what ``gateway serve`` imports, and every service package, then
+    freeze the heap.
+
+    The modules below are the ones a gateway imports only once it runs (the
+    event loop, the lifespan, the SQLite dialect): measured with a set
+    difference of ``sys.modules`` over a forked start. Importing them creates
+    no loop, thread or connection."""
+    import concurrent.futures.thread  # noqa: F401
+    import sqlite3  # noqa: F401
+
+    import sqlalchemy.dialects.sqlite.aiosqlite
+    import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401
+    import uvicorn.lifespan.on
+    import uvicorn.loops.uvloop
     import uvicorn.protocols.http.httptools_impl
     import uvicorn.protocols.websockets.auto  # noqa: F401
 
@@ -60,6 +74,12 @@ def _preload() -> None:
     from services.registry import discover
 
     discover(("services", "tests.fakeservices"))  # imports only: no service starts
+    # Each gateway runs gc.collect() + gc.freeze() once it has loaded (app.py
+    # _tune_gc). Frozen here, the imported heap is out of that collection's
+    # sight in every child: 60 ms of CPU less per start, what a fresh
+    # interpreter pays once too.
+    gc.collect()
+    gc.freeze()
 
 
 def _child(request: dict[str, Any], inherited: tuple[int, ...]) -> None:

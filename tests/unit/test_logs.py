@@ -146,6 +146,20 @@ def test_a_flush_racing_finish_still_returns_at_once(pipe: tuple[int, int]) -> N
     assert [json.loads(x)["n"] for x in os.read(r, 1 << 16).decode().splitlines()] == [0, 1]
 
 
+def test_a_flush_does_not_wait_out_the_gathering_pause(pipe: tuple[int, int]) -> None:
+    """After each batch the writer pauses to let lines gather (60 s here). A
+    flush, what a graceful stop makes, cuts the pause short: with the pause
+    waited out, this flush would time out and every stop would last one more
+    pause."""
+    r, w = pipe
+    writer = logs.LineWriter(w, interval=60)
+    writer.write(line(0))
+    assert writer.flush(timeout=10)  # the first batch: the writer now pauses
+    writer.write(line(1))
+    assert writer.flush(timeout=10), "the flush waited for the writer's pause to end"
+    assert [json.loads(x)["n"] for x in read_lines(r, 2)] == [0, 1]
+
+
 def test_write_never_waits_for_a_blocked_pipe(pipe: tuple[int, int]) -> None:
     """Nobody reads the pipe while 1,000 lines (50 pipe-fulls) are written: the
     writes all return, and every line arrives once somebody reads."""

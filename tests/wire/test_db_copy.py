@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -19,9 +18,9 @@ from sqlalchemy import create_engine, inspect, text
 from services.common import dbcopy
 from services.common.db import Database, rfc3339
 from services.common.session_codec import SessionCodec
+from tests.support.gateway_proc import gateway_cli
 from tests.support.standin import start_standin
 
-REPO = Path(__file__).resolve().parents[2]
 OWNER, PASSWORD = "ada@example.com", "go's own hash"
 USERS = [f"user{n}@example.com" for n in range(7)]
 
@@ -58,8 +57,7 @@ def source(go_made: Path, tmp_path: Path) -> Path:
 
 
 def gateway_db(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "db", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    return gateway_cli("db", *args, timeout=120)
 
 
 def rows(url: str) -> dict[str, list[tuple]]:
