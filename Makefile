@@ -15,10 +15,12 @@ export PYTHONDONTWRITEBYTECODE =
 
 install: $(STAMP)
 
+# --no-compile: pip would byte-compile every installed module (a third of the
+# install's time); the modules that are imported get compiled on first use
+# (bytecode caches are on, below), most of them once by the test run's warm-up.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
 	touch $@
 
 # The Go stand-in for the legacy backend (tests/legacy). Go's build cache makes
