@@ -100,6 +100,7 @@ class Gateway:
                               rollbacks=self.rollbacks, services=self.registry.services,
                               config_path=settings.config_path, admin_token=self.admin_token)
         self._access = _access_sink() if settings.access_log else None
+        self._render_access = self._access_line  # bound once: not a new method object per request
         # The edge protocol sizes its descriptor reserve (and reads routes.yaml
         # `limits:`) from the live table's config, per connection.
         live_edge_limits().attach(lambda: self.holder.table.config)
@@ -262,26 +263,28 @@ class Gateway:
             # Who the client is follows trusted_proxies even for a request refused
             # before routing: the table's default route carries them too.
             trusted = (route or self.holder.table.default).go.trusted
-            access.defer(self._access_line, access_record(ctx, scope, route, prefix, status, elapsed,
-                                                          edge.reason if edge else None, trusted))
+            access.defer(self._render_access, access_record(ctx, scope, route, prefix, status, elapsed,
+                                                            edge.reason if edge else None, trusted))
 
     def _access_line(self, record: tuple[Any, ...]) -> str:
-        """One access-log line from what ``_done`` kept (runs in the log writer's thread)."""
+        """One access-log line from what ``_done`` kept (runs in the log writer's
+        thread, once per request: the common case is inlined, no helper calls)."""
         (now, method, raw_path, path, status, elapsed, route, state, backend, service, client,
          request_id, trace_id, upstream_error, edge, peer) = record
-        return logs.access_line(  # positional: this runs for every request
-            method, self._loggable_path(raw_path, path), status, elapsed * 1000, route, state, backend, service,
-            client, request_id.decode("latin-1"), trace_id.decode("latin-1"), upstream_error, edge, now, peer)
-
-    def _loggable_path(self, raw_path: bytes | None, path: str) -> str:
-        """The raw path, with secrets in the path itself (``/api_keys/<key>``) cut.
-
-        The prefix is checked on the decoded path too, so ``/api%5Fkeys/<key>``
-        is cut as well."""
         raw = raw_path.decode("latin-1") if raw_path else path
         below = self._redact_below
-        if not below or not (raw.startswith(below) or path.startswith(below)):
-            return raw  # the common case: no secret-bearing prefix at all
+        if below and (raw.startswith(below) or path.startswith(below)):
+            raw = self._loggable_path(raw, path)
+        rid = request_id.decode("latin-1")
+        return logs.access_line(  # positional: this runs for every request
+            method, raw, status, elapsed * 1000, route, state, backend, service, client, rid,
+            rid if trace_id is request_id else trace_id.decode("latin-1"), upstream_error, edge, now, peer)
+
+    def _loggable_path(self, raw: str, path: str) -> str:
+        """The raw path ``raw``, with secrets in the path itself (``/api_keys/<key>``) cut.
+
+        The prefix is checked on the decoded ``path`` too, so ``/api%5Fkeys/<key>``
+        is cut as well."""
         for prefix in self.redact_prefixes:
             for candidate in (raw, path):
                 if candidate.startswith(prefix + "/") and len(candidate) > len(prefix) + 1:
