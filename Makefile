@@ -11,7 +11,7 @@ STANDIN_SRC = $(shell find tests/legacy -name '*.go' -o -name go.mod -o -name go
 # (and the bench dozens), each would recompile the repo. __pycache__ is ignored by git.
 export PYTHONDONTWRITEBYTECODE =
 
-.PHONY: install run test test-go test-py test-py-parallel test-py-latency test-unit lint browser postgres bench demo standin clean check
+.PHONY: install setup system-packages run test test-go test-py test-py-parallel test-py-latency test-unit lint browser postgres bench demo standin clean check
 
 install: $(STAMP)
 
@@ -45,9 +45,21 @@ check: install
 # Lint and the Go tests run beside the parallel pytest run (which leaves a
 # core mostly idle): any of the three failing fails the run. The latency tests
 # run alone after all three.
-test: install standin browser postgres
+test:
+	@$(MAKE) --no-print-directory setup
 	@$(MAKE) --no-print-directory -j3 lint test-go test-py-parallel
 	@$(MAKE) --no-print-directory test-py-latency
+
+# What the tests need, set up side by side: on a fresh machine pip waits on
+# the network, `go build` on the CPU (a cold Go cache compiles SQLite) and apt
+# on its mirror. The two apt-based targets run one after the other: apt-get
+# holds the dpkg lock.
+setup:
+	@$(MAKE) --no-print-directory -j3 install standin system-packages
+
+system-packages:
+	@$(MAKE) --no-print-directory browser
+	@$(MAKE) --no-print-directory postgres
 
 # Style and types: a few seconds, and a red lint fails the run like a test.
 # Both tools are pinned in pyproject's dev extra, so a new rule set can't turn CI red.
