@@ -6,7 +6,6 @@ and the report run); it asserts no timings — quick-mode numbers mean nothing.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -62,13 +61,3 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     assert "targets (informational):" in proc.stdout
     assert "CPU µs/req" in proc.stdout
 
-
-def test_gateway_start_measures_both_ways_of_starting_a_gateway() -> None:
-    """tools/bench/gateway_start.py, the README's figure for the fork server: one round."""
-    proc = subprocess.run([sys.executable, "-m", "tools.bench.gateway_start", "--rounds", "1"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    forked = re.search(r"forked from the fork server +([0-9.]+)", proc.stdout)
-    fresh = re.search(r"fresh interpreter +([0-9.]+)", proc.stdout)
-    assert forked and fresh, proc.stdout
-    assert float(forked[1]) > 0 and float(fresh[1]) > 0, proc.stdout
