@@ -19,6 +19,7 @@ PROBE = """
 import functools, gc, json
 from tests.support.forkserver import _preload
 _preload()
+gc.unfreeze()  # _preload froze the heap, and get_objects() does not list frozen objects
 cached = sorted(f"{f.__module__}.{f.__qualname__}" for f in gc.get_objects()
                 if isinstance(f, functools._lru_cache_wrapper) and f.cache_info().currsize
                 and f.__module__.split(".")[0] in ("gateway", "services", "tests"))
