@@ -46,9 +46,8 @@ run: install
 check: install
 	$(BIN)/gateway check routes.yaml
 
-# Lint and the Go tests run beside the parallel pytest run (which leaves a
-# core mostly idle): any of the three failing fails the run. The latency tests
-# run alone after all three.
+# Lint and the Go tests run beside the parallel pytest run: any of the three
+# failing fails the run. The latency tests run alone after all three.
 test:
 	@$(MAKE) --no-print-directory setup
 	@$(MAKE) --no-print-directory -j3 lint test-go test-py-parallel

@@ -284,7 +284,8 @@ class Gateway:
         """The raw path ``raw``, with secrets in the path itself (``/api_keys/<key>``) cut.
 
         The prefix is checked on the decoded ``path`` too, so ``/api%5Fkeys/<key>``
-        is cut as well."""
+        is cut as well. Only called when ``raw`` or ``path`` starts with one of
+        ``_redact_below`` (:meth:`_access_line` checks: the common case is none)."""
         for prefix in self.redact_prefixes:
             for candidate in (raw, path):
                 if candidate.startswith(prefix + "/") and len(candidate) > len(prefix) + 1:

@@ -105,20 +105,8 @@ class LineWriter:
         turning it into JSON happens off the request path, a batch at a time.
         Measured in the gateway under load, formatting each line on the
         request path cost ~3× what the same code costs run back to back (the
-        request's other work evicts it from the CPU caches every time).
-
-        :meth:`_put`'s common case, inlined: this runs once per request."""
-        items = self._items
-        if self._synchronous or len(items) >= self.max_lines:
-            self._put((render, record))
-            return
-        items.append((render, record))
-        if len(items) == 1:  # see _put
-            if self._thread is None:
-                self._start()
-            self._wake.set()
-        if self._synchronous:
-            self._drain_here()
+        request's other work evicts it from the CPU caches every time)."""
+        self._put((render, record))
 
     def _put(self, item: str | tuple[Callable[[Any], str], Any]) -> None:
         if self._synchronous:

@@ -20,13 +20,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tests.support import forkserver
 from tests.support.standin import free_port
+from tests.support.waiting import until
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTES = """legacy:
@@ -43,17 +43,12 @@ routes:
 """
 
 
-def _wait_healthy(port: int, pid: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_gateway/health", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    raise SystemExit(f"gateway (pid {pid}) not healthy within {timeout:g}s")
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_gateway/health", timeout=1) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def one_life(forked: bool, workdir: Path, n: int) -> float:
@@ -73,7 +68,11 @@ def one_life(forked: bool, workdir: Path, n: int) -> float:
         with open(log, "ab") as out:
             pid = subprocess.Popen([sys.executable, "-m", "gateway.cli", *argv], cwd=REPO, env=env, stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).pid
-    _wait_healthy(port, pid)
+    try:
+        until(lambda: _healthy(port), 30, what=f"gateway (pid {pid}) healthy")
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
+        raise
     os.kill(pid, signal.SIGTERM)
     _, _, usage = os.wait4(pid, 0)
     return usage.ru_utime + usage.ru_stime
