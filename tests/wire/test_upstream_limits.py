@@ -205,7 +205,8 @@ def test_total_timeout_after_the_answer_started_aborts_the_client_connection(tri
                       for ln in gw.lines()), what="the abort's log line")
     assert cut.wait(10), "the upstream connection was left open"
     until(lambda: gw.open_fds() <= fds, what="descriptors back")
-    record = next(r for r in gw.access_records() if "/slow-body" in r["path"])
+    record = until(lambda: next((r for r in gw.access_records() if "/slow-body" in r["path"]), None),
+                   what="the access-log line")
     assert record["upstream_error"] == "TotalTimeout"
 
 
