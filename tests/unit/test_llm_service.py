@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 
 import httpx
@@ -271,3 +272,40 @@ def test_settings_from_env():
 def test_service_is_registered():
     assert SERVICE.name == "llm" and SERVICE.prefixes == PREFIXES == ("/llm",)
     assert discover(["services"]).owner_of("/llm/generate").name == "llm"
+
+
+def test_an_async_httpx_request_looks_up_no_module():
+    """The LLM client's requests go through httpcore, which (1.0.9) tries
+    `import sniffio` on every lock and event it makes; without sniffio
+    installed (anyio >= 4.11 dropped it) each try searched sys.path again,
+    several times a request. pyproject installs it: no lookup happens."""
+    looked_up: list[str] = []
+
+    class Recorder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            looked_up.append(name)
+            return None  # let the real finders answer
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()  # the client closed its connection
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        async with server, httpx.AsyncClient() as client:
+            assert (await client.get(url)).text == "ok"  # the first may import lazily
+            sys.meta_path.insert(0, Recorder)
+            try:
+                for _ in range(3):
+                    assert (await client.get(url)).text == "ok"
+            finally:
+                sys.meta_path.remove(Recorder)
+
+    asyncio.run(scenario())
+    assert looked_up == []
