@@ -10,6 +10,12 @@ import httpx
 from tests.support.gateway_proc import config_version, routes_yaml
 
 FLIPS = 20
+# Each load task rests this long between its requests. Unpaced, the tasks kept
+# the test's own event loop saturated (an httpx client costs far more CPU per
+# request than the gateway does): the flips queued behind them and the test
+# burned ~6 CPU-s of the suite making load nobody measures. Paced, eight tasks
+# still keep requests in flight across the swaps (counted below).
+PAUSE = 0.002
 
 
 def _config(standin_url: str, target: str) -> str:
@@ -26,11 +32,15 @@ def test_flipping_under_load_fails_no_request(gateway_factory, standin):
     failures: list[str] = []
     served = {"go": 0, "python": 0}
     stop = asyncio.Event()
+    in_flight = 0
+    busy_swaps = 0  # flips whose reload signal found load requests in flight
 
     async def background(client: httpx.AsyncClient, n: int) -> None:
+        nonlocal in_flight
         i = 0
         while not stop.is_set():
             i += 1
+            in_flight += 1
             try:
                 # Alternate bodyless GETs and POSTs with a body: both must survive a swap.
                 if i % 2:
@@ -43,6 +53,9 @@ def test_flipping_under_load_fails_no_request(gateway_factory, standin):
                     served[_backend(r)] += 1
             except httpx.HTTPError as exc:
                 failures.append(repr(exc))
+            finally:
+                in_flight -= 1
+            await asyncio.sleep(PAUSE)
 
     async def wait_version(client: httpx.AsyncClient, text: str) -> None:
         # The async twin of GatewayProc.apply_config: the event loop is busy with the load.
@@ -55,6 +68,7 @@ def test_flipping_under_load_fails_no_request(gateway_factory, standin):
         raise AssertionError("reload did not happen")
 
     async def scenario() -> None:
+        nonlocal busy_swaps
         limits = httpx.Limits(max_connections=64)
         async with httpx.AsyncClient(base_url=gw.url, limits=limits, timeout=10) as client:
             workers = [asyncio.create_task(background(client, n)) for n in range(8)]
@@ -65,6 +79,7 @@ def test_flipping_under_load_fails_no_request(gateway_factory, standin):
                 # Reload now rather than at the next poll of the file (tested
                 # on its own): the swap under load is what this test is about.
                 gw.proc.send_signal(signal.SIGHUP)
+                busy_swaps += in_flight > 0
                 await wait_version(client, text)
                 # The table now says `target`: every new request goes there.
                 answers = await asyncio.gather(*(client.get("/_standin/echo/check") for _ in range(10)))
@@ -75,3 +90,5 @@ def test_flipping_under_load_fails_no_request(gateway_factory, standin):
     asyncio.run(scenario())
     assert failures == []
     assert served["go"] > 0 and served["python"] > 0
+    # Under load: most swaps happened with requests of the load on the wire.
+    assert busy_swaps >= FLIPS // 2, f"only {busy_swaps} of {FLIPS} swaps met requests in flight"
