@@ -1,6 +1,6 @@
 """Debian's headless Chromium, for tests that must see a page the way a browser does.
 
-``screenshot`` and ``dump_dom`` run one short-lived ``chromium --headless`` per
+``screenshot`` (the PNG and the DOM) and ``dump_dom`` run one short-lived ``chromium --headless`` per
 call with a fresh profile directory, so nothing leaks between tests (no cache,
 no cookies, no first-run state). A fresh CI machine has no Chromium: `make
 test` installs Debian's package before pytest runs (``make browser``); without
@@ -67,14 +67,17 @@ def _run(extra: list[str], url: str, width: int, height: int) -> subprocess.Comp
     return done
 
 
-def screenshot(url: str, out_png: Path, width: int = 1280, height: int = 900) -> None:
-    """Render ``url`` and write a ``width``×``height`` PNG to ``out_png``."""
+def screenshot(url: str, out_png: Path, width: int = 1280, height: int = 900) -> str:
+    """Render ``url`` once: write a ``width``×``height`` PNG to ``out_png`` and
+    return the serialised DOM after load, as Chromium built it (one launch for
+    both: a launch is ~1 CPU-s)."""
     out_png = Path(out_png).resolve()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     out_png.unlink(missing_ok=True)  # so a stale file can't pass for a fresh shot
-    done = _run([f"--screenshot={out_png}"], url, width, height)
+    done = _run([f"--screenshot={out_png}", "--dump-dom"], url, width, height)
     if not out_png.is_file():
         raise RuntimeError(f"chromium wrote no screenshot: {done.stderr.decode(errors='replace')[-2000:]}")
+    return done.stdout.decode("utf-8", errors="replace")
 
 
 def dump_dom(url: str, width: int = 1280, height: int = 900) -> str:
