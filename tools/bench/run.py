@@ -586,22 +586,33 @@ class PairedRounds:
         return [ra / rb for ra, rb in ((rps(a), rps(b)) for a, b in self.rounds) if ra and rb]
 
 
+def pairs_to_run(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """The PAIRED comparisons this run's targets and scenarios allow."""
+    if settings.pairs <= 0:
+        return []
+    return [(name, a, b, key) for name, a, b, key in PAIRED
+            if {a, b} <= set(settings.targets) and not (settings.only and key not in settings.only)]
+
+
 def paired_rounds(upstream: Server, loadgen: Path, pinning: Pinning, log_dir: Path, token: str,
-                  settings: Settings) -> list[PairedRounds]:
-    """The PAIRED comparisons this run's targets and scenarios allow, in
-    ``settings.pairs`` interleaved rounds each."""
+                  settings: Settings, running: dict[str, Server]) -> list[PairedRounds]:
+    """The comparisons of pairs_to_run, in ``settings.pairs`` interleaved
+    rounds each, on the servers their rows ran on (``running``; a side that
+    is not there is started, and stopped after its rounds)."""
     out: list[PairedRounds] = []
-    for name, a, b, key in PAIRED:
-        if settings.pairs <= 0 or not {a, b} <= set(settings.targets) or (settings.only and key not in settings.only):
-            continue
+    for name, a, b, key in pairs_to_run(settings):
         scenario = settings.scenario(key)
         paired = PairedRounds(name, a, b, key)
         servers: dict[str, Server] = {}
+        started_here: list[Server] = []
         try:
             for target in (a, b):
-                started = start_target(target, upstream, pinning, log_dir, token)
-                assert started is not None
-                servers[target] = started
+                server = running.get(target)
+                if server is None or not server.alive():
+                    server = start_target(target, upstream, pinning, log_dir, token)
+                    assert server is not None
+                    started_here.append(server)
+                servers[target] = server
             for i in range(settings.pairs):
                 order = (a, b) if i % 2 == 0 else (b, a)
                 got: dict[str, Row] = {}
@@ -611,7 +622,7 @@ def paired_rounds(upstream: Server, loadgen: Path, pinning: Pinning, log_dir: Pa
                     print(describe_progress(got[target]), flush=True)
                 paired.rounds.append((got[a], got[b]))
         finally:
-            for server in servers.values():
+            for server in started_here:
                 server.stop()
         out.append(paired)
     return out
@@ -942,6 +953,11 @@ def main(argv: list[str] | None = None) -> int:
     busy_before: dict[str, float | None] = {}
     crashed = False
     paired: list[PairedRounds] = []
+    # The servers the interleaved rounds need stay up after their rows, so
+    # each starts once (a start is ~1 CPU-s and seconds of settling). Idle
+    # meanwhile, they cost the other targets' rows nothing measurable.
+    keep = {t for _, a, b, _ in pairs_to_run(settings) for t in (a, b)}
+    running: dict[str, Server] = {}
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         log_dir = Path(tmp)
         upstream = start_upstream(upstream_bin, pinning, log_dir, token)
@@ -965,13 +981,16 @@ def main(argv: list[str] | None = None) -> int:
                                 for s in settings.scenarios(target) if find(rows, target, s.key) is None)
                 finally:
                     if server is not None:
-                        server.stop()
-                        logs[target] = server.log_tail(30)
+                        if target in keep and server.alive():
+                            running[target] = server
+                        else:
+                            server.stop()
+                            logs[target] = server.log_tail(30)
                 crashed |= any(r.failure for r in rows if r.target == target)
-            if settings.pairs > 0 and not crashed:
+            if pairs_to_run(settings) and not crashed:
                 print("interleaved rounds (the access log's cost, /ping against the app alone):", flush=True)
                 try:
-                    paired = paired_rounds(upstream, loadgen_bin, pinning, log_dir, token, settings)
+                    paired = paired_rounds(upstream, loadgen_bin, pinning, log_dir, token, settings, running)
                 except BenchError as exc:
                     print(f"\ninterleaved rounds: {exc}", file=sys.stderr)
                     crashed = True
@@ -979,6 +998,9 @@ def main(argv: list[str] | None = None) -> int:
                 crashed = True
                 print(f"upstream exited with {upstream.proc.returncode}", file=sys.stderr)
         finally:
+            for target, server in running.items():
+                server.stop()
+                logs[target] = server.log_tail(30)
             upstream.stop()
             logs["upstream"] = upstream.log_tail(30)
 
