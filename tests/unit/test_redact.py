@@ -1,8 +1,10 @@
 """gateway/redact.py: credentials in URLs, personal data in diff samples."""
 from __future__ import annotations
 
-import secrets
+import base64
+import random
 import time
+import uuid
 
 import pytest
 
@@ -51,16 +53,30 @@ def test_email_addresses_show_only_their_length(text, shown):
     assert mask_personal(text) == shown
 
 
-@pytest.mark.parametrize("make", [
-    lambda: secrets.token_urlsafe(32), lambda: secrets.token_hex(16), lambda: secrets.token_hex(32),
-    lambda: "".join(secrets.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(64)),
-    lambda: "0f0f8b45-ab66-4b6d-8357-5163075fe314",
-])
-def test_generated_tokens_are_masked(make):
-    # Random inputs: sample many, so a heuristic that only sometimes works fails here.
-    for _ in range(200):
-        token = make()
-        assert mask_personal(f"key={token};") == f"key=<token len={len(token)}>;", token
+BASE62 = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+TOKEN_KINDS = {  # what secrets.token_urlsafe(32), token_hex(16/32) and a base62 generator make
+    "urlsafe-32": lambda rng: base64.urlsafe_b64encode(rng.randbytes(32)).rstrip(b"=").decode(),
+    "hex-16": lambda rng: rng.randbytes(16).hex(),
+    "hex-32": lambda rng: rng.randbytes(32).hex(),
+    "base62-64": lambda rng: "".join(rng.choice(BASE62) for _ in range(64)),
+    "uuid4": lambda rng: str(uuid.UUID(bytes=rng.randbytes(16), version=4)),
+}
+
+
+@pytest.mark.parametrize("kind", TOKEN_KINDS)
+def test_generated_tokens_are_masked(kind):
+    """Many generated tokens, so a heuristic that only sometimes works fails
+    here; from a seeded generator, so a run is reproducible. The heuristic is
+    a heuristic: about 1 in 10,000 urlsafe tokens (one digit or none, long
+    same-case runs) reads as a word (looks_random), and a test drawing 200
+    fresh ones each run failed about one run in fifty."""
+    rng = random.Random(f"test_redact {kind}")
+    missed = []
+    for _ in range(5000):
+        token = TOKEN_KINDS[kind](rng)
+        if mask_personal(f"key={token};") != f"key=<token len={len(token)}>;":
+            missed.append(token)
+    assert len(missed) <= 5, missed  # ≤ 0.1 %
 
 
 @pytest.mark.parametrize("word", [
