@@ -18,13 +18,20 @@ install: $(STAMP)
 # A current pip first: it installs this project in ~12 s here against ~21 s
 # for the pip 23.2 a Python 3.11 venv comes with (two runs each, both
 # downloading every package), the upgrade included ~2 s.
-# --no-compile: pip would byte-compile every installed module (a third of the
-# install's time); the modules that are imported get compiled on first use
-# (bytecode caches are on, below), most of them once by the test run's warm-up.
+# --no-compile, then compileall on every core: pip byte-compiles on one core
+# (a third of its install time). Compiled lazily instead, the modules that the
+# test run's warm-up does not import (psycopg, the PostgreSQL dialect, what
+# the gateway imports once it runs...) were compiled by several test processes
+# at once, and a fresh clone's parallel run took ~15 CPU-s more than a warm
+# one (suite_cpu, 2026-12-03). pip and mypy are left out: pip is not imported
+# by anything here, mypy runs its compiled extension modules.
+SITE_PACKAGES = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
+	$(BIN)/python -m compileall -q -j 0 -x '/(pip|mypy|mypyc)/' $(SITE_PACKAGES) || \
+	  echo "(a module above did not compile: it is compiled, or fails, when imported)"
 	touch $@
 
 # The Go stand-in for the legacy backend (tests/legacy). Go's build cache makes
@@ -115,7 +122,7 @@ test-py: install standin postgres
 # One process compiles the repo and writes pytest's rewritten test modules
 # first, instead of all six workers at once (a quarter of a cold run).
 test-py-parallel: install standin postgres
-	$(BIN)/python -m compileall -q gateway services tests tools
+	$(BIN)/python -m compileall -q -j 0 gateway services tests tools
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q --collect-only -p no:xdist >/dev/null || true  # errors: the run below says
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n 6 --dist worksteal -m "not latency"
 
