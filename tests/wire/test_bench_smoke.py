@@ -21,11 +21,15 @@ pytestmark = pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go
 def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        # Paced: the smoke run shares the machine with the rest of the suite.
-        # Not slower or shorter: a row must serve enough requests for its
-        # server's CPU to show in /proc's 10 ms ticks (at 200 req/s for 0.3 s
-        # the upstream's rounded to 0 on a loaded machine).
-        [sys.executable, "-m", "tools.bench.run", "--quick", "--max-rate", "400", "--output", str(out)],
+        # Paced (200 req/s: the naive baseline would take a core), as the
+        # smoke run shares the machine with the rest of the suite. Rows of
+        # 1 s, not --quick's 0.5: a row must serve enough requests for
+        # its server's CPU to show in /proc's 10 ms ticks (at 200 req/s for
+        # 0.3 s the upstream's rounded to 0), and on a machine starved by the
+        # rest of the suite a 0.5 s window once closed before the gateway
+        # answered anything (a clean-clone run of 132 s instead of ~90).
+        [sys.executable, "-m", "tools.bench.run", "--quick", "--max-rate", "200", "--duration", "1",
+         "--output", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=180,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
