@@ -57,7 +57,7 @@ check: install
 # the network meanwhile), lint beside the parallel pytest run: any of them
 # failing fails the run. The latency tests run alone after all of them.
 test:
-	@$(MAKE) --no-print-directory -j4 install standin system-packages test-go
+	@$(MAKE) --no-print-directory -j4 $(SETUP) test-go
 	@$(MAKE) --no-print-directory -j2 lint test-py-parallel
 	@$(MAKE) --no-print-directory test-py-latency
 
@@ -65,8 +65,9 @@ test:
 # the network, `go build` on the CPU (a cold Go cache compiles SQLite) and apt
 # on its mirror. The two apt-based targets run one after the other: apt-get
 # holds the dpkg lock.
+SETUP = install standin system-packages
 setup:
-	@$(MAKE) --no-print-directory -j3 install standin system-packages
+	@$(MAKE) --no-print-directory -j3 $(SETUP)
 
 system-packages:
 	@$(MAKE) --no-print-directory browser

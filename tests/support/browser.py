@@ -1,11 +1,11 @@
 """Debian's headless Chromium, for tests that must see a page the way a browser does.
 
-``screenshot`` (the PNG and the DOM) and ``dump_dom`` run one short-lived ``chromium --headless`` per
-call with a fresh profile directory, so nothing leaks between tests (no cache,
-no cookies, no first-run state). A fresh CI machine has no Chromium: `make
-test` installs Debian's package before pytest runs (``make browser``); without
-it the tests that must look at a page fail with a message that says what to
-install, rather than silently skipping.
+``screenshot`` (the PNG and the DOM) and ``dump_dom`` run one short-lived
+``chromium --headless`` per call with a fresh profile directory, so nothing
+leaks between tests (no cache, no cookies, no first-run state). A fresh CI
+machine has no Chromium: `make test` installs Debian's package before pytest
+runs (``make browser``); without it the tests that must look at a page fail
+with a message that says what to install, rather than silently skipping.
 
 The background-service flags keep Chromium from phoning home (component
 updates, sync, QUIC probes) so a test needs only the loopback server it reads.
