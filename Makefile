@@ -31,12 +31,16 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # The Go stand-in for the legacy backend (tests/legacy). Go's build cache makes
-# rebuilds cheap; make only relinks when a source file changed.
+# rebuilds cheap; make only relinks when a source file changed. A cold cache
+# compiles the standard library and modernc's SQLite: GOGC=off, no garbage
+# collection in the compiler, takes a fifth less CPU for ~1.8 GB at its peak
+# (cold builds here: 64-67 CPU-s against 67-85, 2026-12-03).
+GO_BUILD_ENV = GOGC=off
 standin: $(STANDIN)
 
 $(STANDIN): $(STANDIN_SRC)
 	mkdir -p .build
-	cd tests/legacy && go build -o ../../$(STANDIN) .
+	cd tests/legacy && $(GO_BUILD_ENV) go build -o ../../$(STANDIN) .
 
 # A development session secret unless one is given: Python sign-in mints the
 # legacy session cookie with it, so it must equal the Go backend's.
