@@ -15,19 +15,27 @@ export PYTHONDONTWRITEBYTECODE =
 
 install: $(STAMP)
 
-# The packages are installed by uv (https://github.com/astral-sh/uv), itself
-# installed from PyPI into the venv by the venv's pip: it downloads in
-# parallel and byte-compiles on every core, ~6 s here for what took pip ~22 s
-# (a current pip ~12 s, plus the upgrade from the venv's pip 23.2 and a
+# The packages are installed by uv (https://github.com/astral-sh/uv), from
+# PyPI into .build/uv by the machine's pip (or, without one, by a venv's): it
+# downloads in parallel and byte-compiles on every core. ~6 s here for what
+# took pip ~22 s (a current pip ~12 s, plus a venv with pip, its upgrade and a
 # compileall run; fresh caches, 2026-12-03). Compiled at install, not lazily:
 # the modules the test run's warm-up does not import were otherwise compiled
 # by several test processes at once (~15 CPU-s of a fresh clone's run,
-# suite_cpu). The venv keeps its pip, so `.venv/bin/pip install X` still works.
+# suite_cpu). pip is installed into the venv too: `.venv/bin/pip install X`.
 UV_VERSION = 0.13.9
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -e '.[dev]'
+UV = .build/uv/bin/uv
+$(UV):
+	mkdir -p .build
+	if $(PYTHON) -m pip --version >/dev/null 2>&1; then \
+	  PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet --disable-pip-version-check --target .build/uv uv==$(UV_VERSION); \
+	else \
+	  $(PYTHON) -m venv .build/uv && .build/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); \
+	fi
+
+$(STAMP): pyproject.toml $(UV)
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(UV) pip install --quiet --python $(BIN)/python --compile-bytecode -e '.[dev]' pip
 	touch $@
 
 # The Go stand-in for the legacy backend (tests/legacy). Go's build cache makes
