@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
 from tests.support.postgres import STATE_ENV, PostgresServer, shared_server, stop_shared_server
-from tests.support.standin import StandIn, start_standin
+from tests.support.standin import StandIn, refused_port, start_standin
 
 # --- One TLS context for the tests' HTTP clients ---
 # Every ``httpx.get`` builds a client, and every client loads the CA bundle
@@ -81,6 +81,13 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    """A legacy URL where nothing listens for the whole test (a connection is refused)."""
+    with refused_port() as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

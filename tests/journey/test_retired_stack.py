@@ -38,7 +38,7 @@ from services.otel.proto import ingestion_pb2, ingestion_pb2_grpc
 from tests.support.browser_jar import BrowserJar, set_cookie
 from tests.support.fake_ingestion import FakeIngestion
 from tests.support.gateway_proc import GatewayProc, gateway_cli, routes_yaml, start_gateway
-from tests.support.standin import free_port
+from tests.support.standin import free_port, refused_port
 from tests.support.waiting import until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,30 +136,33 @@ def gateway_env(root: Path, auth_addr: str, ingestion_addr: str) -> dict[str, st
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retired]:
     root = tmp_path_factory.mktemp("retired")
-    legacy_port = free_port()  # nothing is ever started here
-    auth_addr = f"127.0.0.1:{free_port()}"
-    ingestion = FakeIngestion(auth_addr=auth_addr)
-    # Ingestion first, as compose may start it: it waits for its start-up call
-    # to be answered before it opens its ports.
-    failure: list[BaseException] = []
+    # Nothing ever listens on the legacy port: it is held for the whole module
+    # (refused_port), as two free_port() calls once returned the same port and
+    # the validate-API-key server listened on "Go's" port.
+    with refused_port() as legacy_port:
+        auth_addr = f"127.0.0.1:{free_port()}"
+        ingestion = FakeIngestion(auth_addr=auth_addr)
+        # Ingestion first, as compose may start it: it waits for its start-up call
+        # to be answered before it opens its ports.
+        failure: list[BaseException] = []
 
-    def boot() -> None:
+        def boot() -> None:
+            try:
+                ingestion.start(startup_check=True)
+            except Exception as exc:
+                failure.append(exc)
+
+        booting = threading.Thread(target=boot, daemon=True)
+        booting.start()
+        gw = start_gateway(all_python(f"http://127.0.0.1:{legacy_port}"), root,
+                           env=gateway_env(root, auth_addr, ingestion.internal_addr))
         try:
-            ingestion.start(startup_check=True)
-        except Exception as exc:
-            failure.append(exc)
-
-    booting = threading.Thread(target=boot, daemon=True)
-    booting.start()
-    gw = start_gateway(all_python(f"http://127.0.0.1:{legacy_port}"), root,
-                       env=gateway_env(root, auth_addr, ingestion.internal_addr))
-    try:
-        booting.join(60)
-        assert not booting.is_alive() and not failure, f"ingestion did not boot: {failure} {gw.output()[-2000:]}"
-        yield Retired(gw, ingestion, auth_addr, legacy_port)
-    finally:
-        gw.stop()
-        ingestion.stop()
+            booting.join(60)
+            assert not booting.is_alive() and not failure, f"ingestion did not boot: {failure} {gw.output()[-2000:]}"
+            yield Retired(gw, ingestion, auth_addr, legacy_port)
+        finally:
+            gw.stop()
+            ingestion.stop()
 
 
 def test_ingestion_boots_on_the_gateways_validate_api_key_answer(stack):
@@ -274,9 +277,15 @@ def test_nothing_was_ever_sent_to_go(stack):
         metrics = stack.gw.admin_get("/_gateway/metrics").text
         return [line for line in metrics.splitlines() if line.startswith("gateway_requests_total{")]
 
-    # Workers publish their counts once a second: wait for the journey's to show.
+    # Requests of its own on every route family, signed out (401s count too):
+    # under xdist the journey may have run on another worker's stack.
+    with httpx.Client(base_url=stack.gw.url) as client:
+        for path in ("/ping", "/csrf", "/users/db-has-users", "/auth-test", "/users", "/api_keys",
+                     "/otel/span-service-names", "/no-such-route"):
+            client.get(path)
+    # Workers publish their counts once a second: wait for them to show.
     counted = until(lambda: any('route="/otel"' in line for line in served()) and served(), 15,
-                    "the journey's requests in /_gateway/metrics")
+                    "the requests in /_gateway/metrics")
     assert not [line for line in counted if 'backend="go"' in line], counted
     metrics = stack.gw.admin_get("/_gateway/metrics").text
     assert "gateway_upstream_errors_total{" not in metrics

@@ -18,6 +18,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +104,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port where nothing listens while the block runs.
+
+    A port from :func:`free_port` is free only when it is drawn: another
+    test's server, or the next free_port() call, can take it (the
+    validate-API-key server of test_retired_stack once listened on the port
+    that test called Go's). This one is held, bound but not listening: a
+    connection to it is refused, and no other socket can bind it."""
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+    finally:
+        held.close()
 
 
 def _ping(url: str) -> bool:

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from tests.support.gateway_proc import gateway_cli, routes_yaml
-from tests.support.standin import free_port
 from tests.support.waiting import until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,8 +48,8 @@ def test_a_password_in_legacy_url_never_shows(gateway_factory, standin):
     assert f"legacy {masked}" in log  # the startup line
 
 
-def test_a_password_in_legacy_url_is_masked_in_the_502_log_line(gateway_factory):
-    dead = f"http://127.0.0.1:{free_port()}"
+def test_a_password_in_legacy_url_is_masked_in_the_502_log_line(gateway_factory, dead_url):
+    dead = dead_url
     gw = gateway_factory(routes_yaml(dead), env={"LEGACY_URL": _with_credentials(dead),
                                                  "GATEWAY_DEBUG_ERRORS": "1"})  # the body carries the detail too
     r = httpx.get(gw.url + "/users", headers={"X-Request-Id": "req-creds-1"})
@@ -198,8 +197,8 @@ def test_a_rejected_edit_shows_degraded_to_anyone_and_the_error_only_with_the_to
     assert f"{gw.config}:3: routes[0].to: unknown state 'nowhere'" in error
 
 
-def test_ready_says_503_to_anyone_and_why_to_the_token(gateway_factory):
-    dead = f"http://127.0.0.1:{free_port()}"
+def test_ready_says_503_to_anyone_and_why_to_the_token(gateway_factory, dead_url):
+    dead = dead_url
     gw = gateway_factory(routes_yaml(dead))
     r = _get(gw, "/_gateway/ready")
     assert r.status_code == 503 and r.json() == {"ready": False}

@@ -12,7 +12,6 @@ import httpx
 
 from tests.support.gateway_proc import routes_yaml
 from tests.support.raw_upstream import RawUpstream, read_head
-from tests.support.standin import free_port
 
 IMF_FIXDATE = re.compile(r"\A(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
                          r"\d{4} \d\d:\d\d:\d\d GMT\Z")
@@ -65,8 +64,8 @@ def test_a_python_feature_error_carries_one_date(gateway_factory, standin):
     assert_one_fresh_date([d.encode() for d in r.headers.get_list("date")])
 
 
-def test_502_and_504_carry_one_date(gateway_factory):
-    dead = f"http://127.0.0.1:{free_port()}"
+def test_502_and_504_carry_one_date(gateway_factory, dead_url):
+    dead = dead_url
     gw = gateway_factory(routes_yaml(dead))
     status, dates = answer_head(gw.port, get("/users"))
     assert status.startswith(b"HTTP/1.1 502")

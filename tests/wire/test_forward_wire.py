@@ -151,9 +151,8 @@ def test_upstream_reset_mid_body_aborts_the_client_connection(gateway):
             r.read()
 
 
-def test_legacy_down_is_502_naming_the_request_not_the_backend(gateway_factory):
-    from tests.support.standin import free_port
-    dead = f"http://127.0.0.1:{free_port()}"
+def test_legacy_down_is_502_naming_the_request_not_the_backend(gateway_factory, dead_url):
+    dead = dead_url
     gw = gateway_factory(routes_yaml(dead))
     r = httpx.get(gw.url + "/users", headers={"X-Request-Id": "req-down-1"})
     assert r.status_code == 502
@@ -177,9 +176,8 @@ def test_slow_legacy_is_504(gateway_factory, standin):
                       for line in gw.lines()), what="the 504's log line")
 
 
-def test_debug_errors_show_the_detail_in_the_body(gateway_factory):
-    from tests.support.standin import free_port
-    dead = f"http://127.0.0.1:{free_port()}"
+def test_debug_errors_show_the_detail_in_the_body(gateway_factory, dead_url):
+    dead = dead_url
     gw = gateway_factory(routes_yaml(dead), env={"GATEWAY_DEBUG_ERRORS": "1"})
     r = httpx.get(gw.url + "/users")
     assert r.status_code == 502

@@ -47,9 +47,8 @@ def test_metrics_are_scraped_after_real_traffic(gateway_factory, standin):
     assert metric(text, "gateway_config_reloads_total", outcome="error") == 0
 
 
-def test_upstream_errors_and_reloads_are_counted(gateway_factory):
-    from tests.support.standin import free_port
-    gw = gateway_factory(routes_yaml(f"http://127.0.0.1:{free_port()}"))
+def test_upstream_errors_and_reloads_are_counted(gateway_factory, dead_url):
+    gw = gateway_factory(routes_yaml(dead_url))
     assert httpx.get(gw.url + "/users").status_code == 502
     gw.apply_config(gw.config.read_text() + "  # edited\n")
     gw.write_config("routes:\n  - prefix: /x\n    to: nowhere\n")

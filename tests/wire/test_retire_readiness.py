@@ -11,7 +11,7 @@ import pytest
 from services.common.session_codec import SessionCodec
 from tests.support.browser_jar import set_cookies
 from tests.support.gateway_proc import routes_yaml
-from tests.support.standin import free_port
+from tests.support.standin import refused_port
 
 SESSION = SessionCodec([b"test-secret"]).encode("ada@example.com")  # the stand-in's default secret
 ALL_PYTHON = "".join(f"  - prefix: {p}\n    to: python\n" for p in ("/ping", "/users", "/api_keys", "/otel"))
@@ -28,8 +28,8 @@ def _ready(gw) -> tuple[int, dict]:
     "/users: shadow",
     "/users: canary",
 ])
-def test_ready_needs_go_only_while_the_table_sends_something_there(gateway_factory, edit):
-    dead = f"http://127.0.0.1:{free_port()}"
+def test_ready_needs_go_only_while_the_table_sends_something_there(gateway_factory, edit, dead_url):
+    dead = dead_url
     retired = routes_yaml(dead, ALL_PYTHON, default="python")
     gw = gateway_factory(retired)
     status, body = _ready(gw)
@@ -86,10 +86,11 @@ def _answer(r: httpx.Response) -> tuple:
 def python_default(tmp_path_factory):
     from tests.support.gateway_proc import start_gateway
 
-    dead = f"http://127.0.0.1:{free_port()}"
-    gw = start_gateway(routes_yaml(dead, ALL_PYTHON, default="python"), tmp_path_factory.mktemp("default-python"))
-    yield gw
-    gw.stop()
+    with refused_port() as port:
+        dead = f"http://127.0.0.1:{port}"
+        gw = start_gateway(routes_yaml(dead, ALL_PYTHON, default="python"), tmp_path_factory.mktemp("default-python"))
+        yield gw
+        gw.stop()
 
 
 @pytest.mark.parametrize("case", list(CASES))
