@@ -14,6 +14,8 @@ from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
 from tests.support.postgres import STATE_ENV, PostgresServer, shared_server, stop_shared_server
 from tests.support.standin import StandIn, refused_port, start_standin
 
+pytest_plugins = ["tests.support.long_first"]
+
 # --- One TLS context for the tests' HTTP clients ---
 # Every ``httpx.get`` builds a client, and every client loads the CA bundle
 # into a new SSL context: ~30 ms of CPU, ten times the request it makes (the

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go toolchain")
+pytestmark = [pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go toolchain"), pytest.mark.long(seconds=50)]
 
 
 def test_bench_quick_produces_every_row(tmp_path: Path) -> None:

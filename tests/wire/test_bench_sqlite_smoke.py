@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go toolchain")
+pytestmark = [pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go toolchain"), pytest.mark.long(seconds=8)]
 
 
 def test_sqlite_contention_runs_every_phase(tmp_path: Path) -> None:

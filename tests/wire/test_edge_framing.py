@@ -24,6 +24,8 @@ from tests.support.rawhttp import (
 from tests.support.standin import StandIn, start_standin
 from tests.support.waiting import until
 
+pytestmark = pytest.mark.long(seconds=34)
+
 EMAIL, PASSWORD = "ada@example.com", "correct horse"
 BODY_IDLE = 1.5
 SEND_TIMEOUT = 1.0

@@ -28,6 +28,8 @@ from tests.support.rawhttp import RawResponse, exchange
 from tests.support.standin import StandIn
 from tests.support.waiting import until
 
+pytestmark = pytest.mark.long(seconds=10)
+
 ROUTES = {  # prefix → state; everything else: default go
     "/_standin/echo/py": "python",
     "/_standin/echo/py/go": "go",

@@ -6,8 +6,11 @@ import asyncio
 import signal
 
 import httpx
+import pytest
 
 from tests.support.gateway_proc import config_version, routes_yaml
+
+pytestmark = pytest.mark.long(seconds=11)  # paced load while the table flips
 
 FLIPS = 20
 # Each load task rests this long between its requests. Unpaced, the tasks kept

@@ -11,6 +11,8 @@ from services.common.session_codec import SessionCodec
 from tests.support.gateway_proc import gateway_cli, routes_yaml
 from tests.support.waiting import until as _until
 
+pytestmark = pytest.mark.long(seconds=23)
+
 MIRROR_SHADOW = """  - prefix: /_standin/echo/mirror
     to: shadow
     shadow: {writes: true}
