@@ -17,12 +17,13 @@ install: $(STAMP)
 
 # The packages are installed by uv (https://github.com/astral-sh/uv), from
 # PyPI into .build/uv by the machine's pip (or, without one, by a venv's): it
-# downloads in parallel and byte-compiles on every core. ~6 s here for what
-# took pip ~22 s (a current pip ~12 s, plus a venv with pip, its upgrade and a
-# compileall run; fresh caches, 2026-12-03). Compiled at install, not lazily:
-# the modules the test run's warm-up does not import were otherwise compiled
-# by several test processes at once (~15 CPU-s of a fresh clone's run,
-# suite_cpu). pip is installed into the venv too: `.venv/bin/pip install X`.
+# downloads in parallel and byte-compiles on every core: the whole install
+# took 9-17 s in clean-clone runs here, against 20-26 s with pip (a venv with
+# pip, its upgrade, pip install and compileall; 2026-12-03). Compiled at
+# install, not lazily: the modules the test run's warm-up does not import were
+# otherwise compiled by several test processes at once (~15 CPU-s of a fresh
+# clone's run, suite_cpu). pip is installed into the venv too:
+# `.venv/bin/pip install X` works.
 UV_VERSION = 0.13.9
 UV = .build/uv/bin/uv
 $(UV):
@@ -71,7 +72,7 @@ test:
 	@$(MAKE) --no-print-directory -j2 test-go test-py-run
 	@$(MAKE) --no-print-directory test-py-latency
 
-# What the tests need, set up side by side: on a fresh machine pip waits on
+# What the tests need, set up side by side: on a fresh machine uv waits on
 # the network, `go build` on the CPU (a cold Go cache compiles SQLite) and apt
 # on its mirror. The two apt-based targets run one after the other: apt-get
 # holds the dpkg lock.
