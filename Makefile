@@ -29,7 +29,7 @@ UV = .build/uv/bin/uv
 $(UV):
 	mkdir -p .build
 	if $(PYTHON) -m pip --version >/dev/null 2>&1; then \
-	  PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet --disable-pip-version-check --target .build/uv uv==$(UV_VERSION); \
+	  PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile --target .build/uv uv==$(UV_VERSION); \
 	else \
 	  $(PYTHON) -m venv .build/uv && .build/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); \
 	fi
