@@ -11,7 +11,7 @@ STANDIN_SRC = $(shell find tests/legacy -name '*.go' -o -name go.mod -o -name go
 # (and the bench dozens), each would recompile the repo. __pycache__ is ignored by git.
 export PYTHONDONTWRITEBYTECODE =
 
-.PHONY: install setup system-packages run test test-go test-py test-py-parallel test-py-warm-up test-py-run test-py-latency test-unit lint browser postgres bench demo standin clean check
+.PHONY: install setup system-packages run test test-go test-py test-py-parallel test-py-warm-up test-py-run test-py-after-setup test-steps test-py-latency test-unit lint browser postgres bench demo standin clean check
 
 install: $(STAMP)
 
@@ -62,15 +62,21 @@ run: install
 check: install
 	$(BIN)/gateway check routes.yaml
 
-# Three steps. The setup, and beside it whatever needs only the Python
-# packages: lint and the test run's warm-up (on a fresh machine the cold Go
-# build, ~40-60 s, outlasts the install by far). Then the parallel run, with
-# `go test` beside it. Then the latency tests, alone. Any of them failing
-# fails the run.
+# One make run whose prerequisites give the order, so that each part starts
+# as soon as what it needs is there: lint and the pytest warm-up once the
+# Python packages are in (on a fresh machine the cold Go build, ~40-60 s,
+# outlasts the install by far); the parallel run once the warm-up, the
+# stand-in and the system packages are, `go test` and whatever is left of
+# lint beside it; the latency tests last, alone. Any of them failing fails
+# the run.
 test:
-	@$(MAKE) --no-print-directory -j5 $(SETUP) lint test-py-warm-up
-	@$(MAKE) --no-print-directory -j2 test-go test-py-run
+	@$(MAKE) --no-print-directory -j5 test-steps
+
+test-steps: lint test-go test-py-after-setup
 	@$(MAKE) --no-print-directory test-py-latency
+
+test-py-after-setup: $(SETUP) test-py-warm-up
+	@$(MAKE) --no-print-directory test-py-run
 
 # What the tests need, set up side by side: on a fresh machine uv waits on
 # the network, `go build` on the CPU (a cold Go cache compiles SQLite) and apt
