@@ -11,7 +11,7 @@ STANDIN_SRC = $(shell find tests/legacy -name '*.go' -o -name go.mod -o -name go
 # (and the bench dozens), each would recompile the repo. __pycache__ is ignored by git.
 export PYTHONDONTWRITEBYTECODE =
 
-.PHONY: install setup system-packages run test test-go test-py test-py-parallel test-py-warm-up test-py-run test-py-after-setup test-steps test-py-latency test-unit lint browser postgres bench demo standin clean check
+.PHONY: install setup system-packages run test test-go test-py test-py-parallel test-py-warm-up test-py-run test-steps test-py-latency test-unit lint browser postgres bench demo standin clean check
 
 install: $(STAMP)
 
@@ -72,11 +72,8 @@ check: install
 test:
 	@$(MAKE) --no-print-directory -j5 test-steps
 
-test-steps: lint test-go test-py-after-setup
+test-steps: lint test-go test-py-run
 	@$(MAKE) --no-print-directory test-py-latency
-
-test-py-after-setup: $(SETUP) test-py-warm-up
-	@$(MAKE) --no-print-directory test-py-run
 
 # What the tests need, set up side by side: on a fresh machine uv waits on
 # the network, `go build` on the CPU (a cold Go cache compiles SQLite) and apt
@@ -139,9 +136,7 @@ test-py: install standin postgres
 	@$(MAKE) --no-print-directory test-py-parallel
 	@$(MAKE) --no-print-directory test-py-latency
 
-test-py-parallel: install standin postgres
-	@$(MAKE) --no-print-directory test-py-warm-up
-	@$(MAKE) --no-print-directory test-py-run
+test-py-parallel: test-py-run
 
 # One process compiles the repo and writes pytest's rewritten test modules
 # first, instead of all six workers at once (a quarter of a cold run).
@@ -149,7 +144,8 @@ test-py-warm-up: install
 	$(BIN)/python -m compileall -q -j 0 gateway services tests tools
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q --collect-only -p no:xdist >/dev/null || true  # errors: the run below says
 
-test-py-run: install standin postgres
+# After the whole setup: the journey tests need Chromium, not only PostgreSQL.
+test-py-run: $(SETUP) test-py-warm-up
 	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n 6 --dist worksteal -m "not latency"
 
 # Only the files that mark a test `latency` are collected (the whole suite's
