@@ -572,14 +572,15 @@ def bench_target(target: str, server: Server, loadgen: Path, pinning: Pinning,
             # The rate of the long exchanges this one is compared with; without
             # that row, what 256 connections of 50 ms exchanges would reach.
             rate = rps(find(done, target, scenario.paced_like)) or scenario.connections / 0.05
-        print(f"  {target:<8} {scenario.label:<15} c={scenario.connections:<4}", end=" ", flush=True)
+        heading = f"  {target:<8} {scenario.label:<15} c={scenario.connections:<4}"
+        print(heading, end=" ", flush=True)
         row = measure(loadgen, pinning, server, target, scenario, settings, rate)
         if window_was_empty(row) and server.alive():
             # A row is worth nothing without a response in its window. Seen
             # on a starved machine (the smoke test beside a cold Go build):
             # 26 responses in a 0.2 s warm-up, then none in the 1 s window.
             print("no response in the window: measuring the row again once", flush=True)
-            print(f"  {target:<8} {scenario.label:<15} c={scenario.connections:<4}", end=" ", flush=True)
+            print(heading, end=" ", flush=True)
             first = row.load
             row = measure(loadgen, pinning, server, target, scenario, settings, rate)
             row.empty_first_try = first
