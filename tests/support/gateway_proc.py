@@ -130,11 +130,11 @@ JUNJO_CORS = ("cors:\n  allow_origins_env: JUNJO_ALLOW_ORIGINS\n  allow_methods:
 
 
 def routes_yaml(legacy_url: str, routes: str = "", *, read_timeout: float = 60, default: str = "go",
-                extra_legacy: str = "", cors: str = JUNJO_CORS, limits: str = "") -> str:
+                extra_legacy: str = "", cors: str = JUNJO_CORS, limits: str = "", connect_timeout: float = 2) -> str:
     """A routes.yaml like the repo's (junjo's CORS block unless ``cors=""``);
     ``extra_legacy`` and ``limits`` are indented YAML lines for those sections."""
     limits_block = f"limits:\n{limits}" if limits else ""
-    return (f"legacy:\n  url: {legacy_url}\n  connect_timeout: 2\n  read_timeout: {read_timeout}\n"
+    return (f"legacy:\n  url: {legacy_url}\n  connect_timeout: {connect_timeout:g}\n  read_timeout: {read_timeout}\n"
             f"  ready_path: /ping\n{extra_legacy}{cors}{limits_block}default: {default}\n"
             f"routes:\n{routes or '  []'}\n")
 

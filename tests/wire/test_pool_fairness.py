@@ -26,6 +26,7 @@ POOL = 32
 UPLOADS = 40  # more than the whole pool: without a budget they'd hold all of it
 BODY_SHARE = 0.5
 BODY_IDLE = 1.0  # seconds (the default is 30)
+ACQUIRE_DEADLINE = 1.0  # legacy.connect_timeout, seconds: the uploads past the budget wait this long
 
 
 def _stats(standin) -> dict:
@@ -61,7 +62,7 @@ def _status(sock: socket.socket) -> int:
 @pytest.mark.latency
 def test_slow_uploads_cannot_take_the_pool_from_a_normal_get(gateway_factory, standin):
     gw = gateway_factory(routes_yaml(standin.url, extra_legacy=f"  pool_size: {POOL}\n  body_pool_share: {BODY_SHARE}\n",
-                                     limits=f"  body_idle_timeout: {BODY_IDLE}\n"))
+                                     limits=f"  body_idle_timeout: {BODY_IDLE}\n", connect_timeout=ACQUIRE_DEADLINE))
     budget = int(POOL * BODY_SHARE)
     with httpx.Client(base_url=gw.url, timeout=10) as client:
         _latencies(client, 10)  # warm up
