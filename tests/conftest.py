@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx._transports.default as httpx_transports
 import pytest
 
+from tests.support.forkserver import SHARED_ENV, SharedForkServer, forking
 from tests.support.gateway_proc import GatewayProc, routes_yaml, start_gateway
 from tests.support.postgres import STATE_ENV, PostgresServer, shared_server, stop_shared_server
 from tests.support.standin import StandIn, refused_port, start_standin
@@ -40,17 +41,31 @@ httpx_transports.create_ssl_context = _shared_ssl_context
 
 # --- PostgreSQL: one throwaway server per run, started when a test first needs it ---
 
+_FORK_SERVER: SharedForkServer | None = None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # The controller (or a run without xdist) owns the server: it makes the
     # directory the workers coordinate in (they inherit the environment) and
     # stops the server at the end. Workers only ever start it.
+    global _FORK_SERVER
     if not hasattr(config, "workerinput"):
         os.environ[STATE_ENV] = tempfile.mkdtemp(prefix="test-postgres-state-")
+        # Under xdist, one gateway fork server for all the workers
+        # (tests/support/forkserver.py), importing while they collect.
+        if config.getoption("dist", "no") != "no" and forking() and not config.getoption("collectonly"):
+            _FORK_SERVER = SharedForkServer()
+            os.environ[SHARED_ENV] = _FORK_SERVER.address
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    global _FORK_SERVER
     if not hasattr(config, "workerinput") and os.environ.get(STATE_ENV):
         stop_shared_server(os.environ.pop(STATE_ENV))
+    if _FORK_SERVER is not None:
+        os.environ.pop(SHARED_ENV, None)
+        _FORK_SERVER.stop()
+        _FORK_SERVER = None
 
 
 @pytest.fixture(scope="session")

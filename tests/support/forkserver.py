@@ -3,8 +3,9 @@
 The suite starts about a hundred and twenty ``gateway serve`` processes, and a
 fresh interpreter spends most of its start importing (SQLAlchemy, pydantic,
 DuckDB, uvicorn...): about half a CPU-second each on this project's 2-core CI
-machine, a third of the suite's CPU. A fork server pays that once per test
-worker: it imports the gateway and every service package, then forks a child
+machine, a third of the suite's CPU. A fork server pays that once per run
+(one server shared by the xdist workers; a run without xdist has one of its
+own): it imports the gateway and every service package, then forks a child
 per gateway, which sets the test's environment, working directory, output and
 descriptor limit and calls ``gateway.cli.main(["serve", ...])``, the console
 script's own entry point. Nothing else of the server is in the child: it holds
@@ -19,12 +20,14 @@ commands) start one: :func:`tests.support.gateway_proc.start_gateway` does
 that for ``stdout_pipe``, and ``GATEWAY_TEST_SPAWN=exec`` makes it do so for
 every gateway (to rule the fork server out when a test misbehaves).
 
-Protocol, one JSON object per line on a socket pair: the test sends
+Protocol, one JSON object per line on a Unix socket (a socket pair for a
+server of its own): the test sends
 ``{"argv", "env", "cwd", "log", "nofile"}`` and reads ``{"pid"}`` (or
 ``{"error"}``); the server sends ``{"exit": pid, "code": returncode}`` when a
 child ends (``returncode`` as :class:`subprocess.Popen` gives it: negative for
-a signal). When the test process goes away the server kills its children and
-exits; a child dies with the server (``PR_SET_PDEATHSIG``).
+a signal). When a test process goes away the server kills its children (and
+a server of its own exits); a child dies with the server
+(``PR_SET_PDEATHSIG``), and the shared server with the pytest controller.
 """
 from __future__ import annotations
 
@@ -135,58 +138,102 @@ def _child(request: dict[str, Any], inherited: tuple[int, ...]) -> None:
             os._exit(code)
 
 
-def _serve(control: socket.socket) -> None:
-    children: set[int] = set()
-    buffer = b""
+def _serve(listener: socket.socket | None, first: socket.socket | None = None) -> None:
+    """Fork a gateway for each request of each client, and tell the client that
+    asked when it exits. ``first``: the one client of a server of its own
+    (it returns when that client is gone); ``listener``: the server shared by
+    a run's xdist workers, which accepts a client per worker until it is
+    stopped. A client that goes away takes its gateways with it."""
+    clients: dict[socket.socket, bytes] = {}  # client -> the start of its next request
+    owners: dict[int, socket.socket] = {}  # live child -> the client that asked for it
+    if first is not None:
+        clients[first] = b""
     # SIGCHLD only wakes the loop; the loop reaps.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
 
-    def send(message: dict[str, Any]) -> None:
-        control.sendall(json.dumps(message).encode() + b"\n")
+    def send(client: socket.socket, message: dict[str, Any]) -> None:
+        if client in clients:
+            try:
+                client.sendall(json.dumps(message).encode() + b"\n")
+            except OSError:
+                pass  # gone: its end of file comes next
+
+    def drop(client: socket.socket) -> None:
+        del clients[client]
+        client.close()
+        for pid, owner in owners.items():
+            if owner is client:
+                _kill(pid)  # reaped below like any other child; nobody is told
 
     try:
         while True:
-            ready, _, _ = select.select([control, wake_r], [], [], 1.0)
+            watched = [wake_r, *clients, *([listener] if listener is not None else [])]
+            ready, _, _ = select.select(watched, [], [], 1.0)
             if wake_r in ready:
                 os.read(wake_r, 4096)
-            while children:
+            while owners:
                 try:
                     pid, status = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
                     break
                 if pid == 0:
                     break
-                children.discard(pid)
-                send({"exit": pid, "code": os.waitstatus_to_exitcode(status)})
-            if control in ready:
-                data = control.recv(65536)
+                # Told before the next fork: a client sees a pid's exit before
+                # any later child of its own can be given that pid.
+                send(owners.pop(pid), {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+            if listener is not None and listener in ready:
+                client, _ = listener.accept()
+                clients[client] = b""
+                send(client, {"ready": True})
+            for client in [c for c in ready if c in clients]:
+                data = client.recv(65536)
                 if not data:
-                    return  # the test process is gone
-                buffer += data
+                    drop(client)
+                    if listener is None:
+                        return  # a server of its own: its test process is gone
+                    continue
+                buffer = clients[client] + data
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
                     request = json.loads(line)
+                    inherited = (*(c.fileno() for c in clients), wake_r, wake_w,
+                                 *([listener.fileno()] if listener is not None else []))
                     pid = os.fork()
                     if pid == 0:
-                        _child(request, (control.fileno(), wake_r, wake_w))
-                    children.add(pid)
-                    send({"id": request["id"], "pid": pid})
+                        _child(request, inherited)
+                    owners[pid] = client
+                    send(client, {"id": request["id"], "pid": pid})
+                clients[client] = buffer
     finally:
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for pid in owners:
+            _kill(pid)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def main() -> None:
+    if sys.argv[1] == "--listen":
+        # The run's shared server: its listening socket was made and bound by
+        # the pytest controller, which stops it at the end; it dies with the
+        # controller too. Workers that connect during the imports wait in the
+        # backlog for their "ready".
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        listener = socket.socket(fileno=int(sys.argv[2]))
+        _preload()
+        _serve(listener)
+        return
     control = socket.socket(fileno=int(sys.argv[1]))
     _preload()
     control.sendall(b'{"ready": true}\n')
-    _serve(control)
+    _serve(None, control)
 
 
 # -- the test side -------------------------------------------------------------
@@ -223,19 +270,26 @@ class ForkedProcess:
 
 
 class ForkServer:
-    """One per test process, started on first use.
+    """This test process's connection to a fork server: the run's shared one
+    (``address``, under xdist) or, without one, a server of its own, started on
+    first use.
 
     Exit messages go to the :class:`ForkedProcess` that holds the pid now:
-    the server reports a child's exit before the kernel can give its pid to
-    another child, and the messages arrive in order, so a reused pid never
-    mixes two processes up. Each spawn request carries an id its reply
-    repeats: a late reply is never taken for the next spawn's."""
+    the server reports a child's exit before it forks again, and the messages
+    arrive in order, so a pid the kernel gives to a later child of this
+    process never mixes two processes up. Each spawn request carries an id its
+    reply repeats: a late reply is never taken for the next spawn's."""
 
-    def __init__(self) -> None:
-        mine, theirs = socket.socketpair()
-        self._proc = subprocess.Popen([sys.executable, "-m", "tests.support.forkserver", str(theirs.fileno())],
-                                      cwd=REPO, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
-        theirs.close()
+    def __init__(self, address: str | None = None) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        if address is not None:
+            mine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            mine.connect(address)
+        else:
+            mine, theirs = socket.socketpair()
+            self._proc = subprocess.Popen([sys.executable, "-m", "tests.support.forkserver", str(theirs.fileno())],
+                                          cwd=REPO, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+            theirs.close()
         self._sock = mine
         self._lock = threading.Lock()  # one spawn at a time
         self._cond = threading.Condition()
@@ -251,6 +305,8 @@ class ForkServer:
         except TimeoutError:
             first = b""
         if not first:
+            if self._proc is None:
+                raise RuntimeError(f"the run's gateway fork server ({address}) did not answer")
             self._proc.kill()
             raise RuntimeError(f"the gateway fork server did not start (exit {self._proc.wait()})")
         mine.settimeout(None)
@@ -323,6 +379,7 @@ class ForkServer:
 
 _SERVER: ForkServer | None = None
 _SERVER_LOCK = threading.Lock()
+SHARED_ENV = "GATEWAY_TEST_FORKSERVER"  # the run's shared server's socket, for the xdist workers
 
 
 def forking() -> bool:
@@ -332,12 +389,38 @@ def forking() -> bool:
 
 
 def fork_server() -> ForkServer:
-    """This process's fork server (started on the first call)."""
+    """This process's fork server: the run's shared one, else its own
+    (started on the first call)."""
     global _SERVER
     with _SERVER_LOCK:
         if _SERVER is None:
-            _SERVER = ForkServer()
+            _SERVER = ForkServer(os.environ.get(SHARED_ENV) or None)
         return _SERVER
+
+
+class SharedForkServer:
+    """The fork server of an xdist run, started by the controller before its
+    workers: the imports (~1.3 CPU-s) are paid once per run instead of once per
+    worker, while the workers collect. Its socket's path is exported in
+    :data:`SHARED_ENV`, which the workers inherit."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="gateway-forkserver-")
+        self.address = os.path.join(self._dir, "socket")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.address)
+        listener.listen(64)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.forkserver", "--listen", str(listener.fileno())],
+            cwd=REPO, pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL)
+        listener.close()  # the server's now; connections queue until it accepts
+
+    def stop(self) -> None:
+        self._proc.kill()  # its gateways die with it (PR_SET_PDEATHSIG)
+        self._proc.wait()
+        import shutil
+
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
