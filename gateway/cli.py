@@ -239,9 +239,44 @@ def _sidecars(args: argparse.Namespace) -> list[Sidecar]:
     return [validate_api_key_server(args.validate_api_key_addr)] if args.validate_api_key_addr else []
 
 
+def _fork_workers() -> None:
+    """Have uvicorn fork its ``--workers`` processes from this one instead of
+    spawning fresh interpreters.
+
+    uvicorn 0.54 starts them with multiprocessing's spawn: each imports the
+    gateway, its services and their libraries again (~0.8 CPU-s a worker
+    here, and a private copy of every module). By now this process has
+    imported the services (the config check above) and, below, the rest of
+    what a worker imports, so a forked worker only makes its app: settings
+    are read there, from the environment, as in a spawned one (no module
+    reads one at import). Forking is safe at this point: no event loop,
+    connection or database engine exists yet, and the log writer's thread
+    re-arms itself in a child (``logs.after_fork``). ``get_subprocess`` reads
+    the module's ``spawn`` context when it starts each worker;
+    tests/unit/test_uvicorn_seam.py fails if that changes in a uvicorn release.
+    ``GATEWAY_WORKER_START=spawn`` keeps uvicorn's way, for a service package
+    that starts a thread or opens a file when it is imported (a forked worker
+    would share the file and lack the thread).
+    """
+    import multiprocessing
+
+    import uvicorn._subprocess
+    import uvicorn.lifespan.on
+    import uvicorn.protocols.http.httptools_impl
+
+    from . import app  # noqa: F401
+    from .edge import protocol  # noqa: F401
+
+    if _has("uvloop"):
+        import uvicorn.loops.uvloop
+    uvicorn._subprocess.spawn = multiprocessing.get_context("fork")  # type: ignore[assignment]
+
+
 def _run_uvicorn(args: argparse.Namespace) -> None:
     import uvicorn
 
+    if args.workers > 1 and get_settings().worker_start == "fork":
+        _fork_workers()
     uvicorn.run(
         "gateway.app:serve_app",
         factory=True,

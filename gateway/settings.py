@@ -43,6 +43,10 @@ class GatewaySettings(EnvSettings):
     host: str = env_var("GATEWAY_HOST", "127.0.0.1")
     port: int = env_var("GATEWAY_PORT", DEFAULT_PORT, ge=0, le=65535)
     workers: int = env_var("GATEWAY_WORKERS", 1, ge=1)
+    # How `gateway serve` starts its workers: forked from it once the gateway and
+    # its services are imported, or spawned as fresh interpreters (uvicorn's way:
+    # for a team's service package that starts threads or opens files at import).
+    worker_start: Literal["fork", "spawn"] = env_var("GATEWAY_WORKER_START", "fork")
     log_level: Annotated[Literal["critical", "error", "warning", "info", "debug", "trace"],
                          BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)] = env_var(
         "GATEWAY_LOG_LEVEL", "info")

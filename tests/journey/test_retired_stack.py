@@ -325,8 +325,8 @@ def test_one_server_for_all_workers(tmp_path):
     gw, auth_addr = lone_gateway(tmp_path, "--workers", "2")
     try:
         assert validate(auth_addr, "startup-readiness-check") is False
-        def uvicorn_workers() -> list[int]:
-            return [pid for pid, argv in children(gw.proc.pid) if any(b"spawn_main" in a for a in argv)]
+        def uvicorn_workers() -> list[int]:  # forked by uvicorn's supervisor: the children but the server
+            return [pid for pid, argv in children(gw.proc.pid) if b"services.otel.auth_service" not in argv]
 
         workers = until(lambda: len(w := uvicorn_workers()) == 2 and w, 30, "two uvicorn workers")
         assert all(httpx.get(gw.url + "/ping", timeout=10).content == b"pong" for _ in range(4))

@@ -109,9 +109,6 @@ def _child(request: dict[str, Any], inherited: tuple[int, ...]) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (request["nofile"], request["nofile"]))
         import gateway.cli
 
-        # As under `python -m gateway.cli`: --workers processes (multiprocessing
-        # spawn) import the main module by this name.
-        sys.modules["__main__"] = gateway.cli
         sys.argv = [str(REPO / "gateway" / "cli.py"), *request["argv"]]
         try:
             code = gateway.cli.main(request["argv"]) or 0

@@ -24,6 +24,17 @@ def test_gateway_start_measures_both_ways_of_starting_a_gateway() -> None:
     assert float(forked[1]) > 0 and float(fresh[1]) > 0, out
 
 
+def test_workers_start_measures_forked_and_spawned_workers() -> None:
+    """tools/bench/workers_start.py, the README's figure for forked workers: one
+    round of two workers each way, GATEWAY_WORKER_START=spawn included (the tool
+    fails unless every worker of each gateway answers)."""
+    out = run("-m", "tools.bench.workers_start", "--workers", "2", "--rounds", "1")
+    for how in ("fork", "spawn"):
+        line = re.search(rf"{how} +ready in ([0-9.]+) s +CPU per worker ([0-9.]+) s +workers' PSS ([0-9]+) MiB", out)
+        assert line and all(float(v) > 0 for v in line.groups()), out
+    assert "fork ÷ spawn:" in out
+
+
 def test_suite_cpu_sees_the_cpu_of_a_child_nobody_waits_for(tmp_path: Path) -> None:
     """tools/suite_cpu.py counts a process whose parent never waits for it
     (what ``time`` misses: a fork server's children, a daemon), under its kind."""
