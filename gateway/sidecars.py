@@ -62,10 +62,17 @@ class _Child:
         self.stopping = stopping
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._first: tuple[subprocess.Popen[bytes] | None, float] = (None, 0.0)  # set by start()
         self._lock = threading.Lock()  # a stop never races a (re)start
         self._thread = threading.Thread(target=self._run, name=f"sidecar {sidecar.name}", daemon=True)
 
     def start(self) -> None:
+        # The first process is started here, in the caller's thread: its
+        # "started" line is logged before uvicorn applies its logging config
+        # (dictConfig swaps the root logger's handlers: a record that another
+        # thread logs meanwhile reaches none and is lost), and the sidecar is
+        # up before any worker is.
+        self._first = (self._spawn(), time.monotonic())
         self._thread.start()
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
@@ -82,10 +89,9 @@ class _Child:
             return proc
 
     def _run(self) -> None:
+        proc, started = self._first
         backoff = MIN_BACKOFF
-        while not self.stopping.is_set():
-            started = time.monotonic()
-            proc = self._spawn()
+        while True:
             status = proc.wait() if proc is not None else None
             if self.stopping.is_set():
                 return
@@ -94,6 +100,17 @@ class _Child:
             log.warning("%s %s; restarting in %g s", self.sidecar.name, _exit_text(status), backoff)
             self.stopping.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
+            if self.stopping.is_set():
+                return
+            started = time.monotonic()
+            proc = self._spawn()
+
+    def forget_in_forked_child(self) -> None:
+        """In a process forked from this one: let go of the sidecar's stdin,
+        whose end is how the sidecar learns that the gateway is gone."""
+        proc = self.proc
+        if proc is not None and proc.stdin is not None:
+            _close_quietly(proc)
 
     def stop(self, timeout: float) -> None:
         with self._lock:  # no new process after this
@@ -119,6 +136,15 @@ class Supervisor:
     def __init__(self, sidecars: Sequence[Sidecar]) -> None:
         self._stopping = threading.Event()
         self.children = [_Child(s, self._stopping) for s in sidecars]
+        if self.children:
+            # --workers processes are forked from gateway serve: a worker that
+            # kept a sidecar's stdin open would keep the sidecar alive after
+            # gateway serve was killed, for as long as the worker lived.
+            os.register_at_fork(after_in_child=self._forget_in_forked_child)
+
+    def _forget_in_forked_child(self) -> None:
+        for child in self.children:
+            child.forget_in_forked_child()
 
     def start(self) -> None:
         for child in self.children:

@@ -17,6 +17,7 @@ key and served by /otel, sign out.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -341,13 +342,23 @@ def test_one_server_for_all_workers(tmp_path):
     assert not auth_processes(port)
 
 
-def test_the_server_does_not_outlive_a_killed_gateway(tmp_path):
-    gw, auth_addr = lone_gateway(tmp_path)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_server_does_not_outlive_a_killed_gateway(tmp_path, workers):
+    """With two workers, forked from gateway serve: they outlive its SIGKILL
+    (orphans, as uvicorn leaves them), but hold no end of the server's stdin."""
+    gw, auth_addr = lone_gateway(tmp_path, "--workers", workers)
+    orphans: list[int] = []
     try:
         assert validate(auth_addr, "startup-readiness-check") is False
         (pid,) = server_pids(gw)
+        if workers == "2":
+            orphans = until(lambda: len(w := [p for p, argv in children(gw.proc.pid) if p != pid]) == 2 and w,
+                            30, "two uvicorn workers")
         gw.proc.kill()  # no chance to stop anything: the server sees its stdin close
         gw.proc.wait(10)
         until(lambda: not alive(pid), 30, "the orphaned server to exit")
     finally:
         gw.stop()
+        for orphan in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(orphan, signal.SIGKILL)

@@ -94,3 +94,42 @@ def test_no_sidecars_is_a_no_op():
     supervisor = Supervisor([])
     supervisor.start()
     supervisor.stop()
+
+
+def test_the_first_start_is_done_and_logged_before_start_returns(caplog):
+    """uvicorn applies its logging config right after: a record that another
+    thread logged while dictConfig swapped the handlers was lost (1 run in 8
+    under --workers 2, tests/journey/test_retired_stack.py)."""
+    supervisor = Supervisor([Sidecar("sleeper", script("import time; time.sleep(600)"))])
+    with caplog.at_level(logging.INFO, logger="gateway.sidecars"):
+        supervisor.start()
+        try:
+            child = supervisor.children[0]
+            assert child.proc is not None and child.starts == 1
+            assert f"sleeper started (pid {child.proc.pid})" in caplog.text
+        finally:
+            supervisor.stop()
+
+
+def test_a_forked_process_lets_go_of_the_sidecars_stdin(tmp_path):
+    """A --workers process is forked from gateway serve: if it kept the
+    sidecar's stdin open, the sidecar would outlive a killed gateway."""
+    ended = tmp_path / "ended"
+    reader = script(f"import sys; sys.stdin.read(); open({str(ended)!r}, 'w').write('eof')")
+    supervisor = Supervisor([Sidecar("reader", reader)])
+    supervisor.start()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the "worker": outlives the parent's end of the pipe by far
+            import time
+
+            time.sleep(30)
+            os._exit(0)
+        try:
+            supervisor.children[0].forget_in_forked_child()  # as the parent's end goes (gateway serve killed)
+            until(ended.exists, 10, "the sidecar to see its stdin end while the forked process lives")
+        finally:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    finally:
+        supervisor.stop()

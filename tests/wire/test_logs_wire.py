@@ -38,7 +38,7 @@ def stop(gw: GatewayProc) -> None:
 
 
 def test_every_line_of_output_is_one_json_object(gateway_factory, standin):
-    """Two workers, so the lines from worker processes (which uvicorn spawns,
+    """Two workers, so the lines from worker processes (forked by gateway serve,
     and which configure their logging afresh) are covered too."""
     gw = gateway_factory(routes_yaml(standin.url, PING_PY), args=["--workers", "2"])
     ids = [f"json-{i}" for i in range(20)]
