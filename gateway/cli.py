@@ -8,7 +8,8 @@ import logging.config
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from services.common.settings import SettingsError
 
@@ -270,6 +271,39 @@ def _fork_workers() -> None:
     if _has("uvloop"):
         import uvicorn.loops.uvloop
     uvicorn._subprocess.spawn = multiprocessing.get_context("fork")  # type: ignore[assignment]
+    global _subprocess_started
+    if _subprocess_started is None:
+        _subprocess_started = uvicorn._subprocess.subprocess_started
+        uvicorn._subprocess.subprocess_started = _forked_worker
+
+
+_subprocess_started: Callable[..., None] | None = None  # uvicorn's own, which _forked_worker wraps
+
+
+def _forked_worker(config: Any, target: Callable[..., None], sockets: list[Any], stdin_fileno: int | None) -> None:
+    """A forked worker's start, made like a spawned one's (uvicorn's
+    ``subprocess_started``, which ``get_subprocess`` names as each worker's
+    target).
+
+    - Its signals start at their defaults, not at the supervisor's handlers
+      (which only queue a signal for the supervisor's loop): otherwise the
+      SIGTERM uvicorn re-raises after a graceful stop would be swallowed, and
+      the worker would wait on every thread left instead of dying with it.
+    - It writes out its log backlog however it ends: a forked process leaves
+      through ``os._exit``, without the exit hooks a spawned one runs (a
+      worker that fails to start would lose why).
+    """
+    import signal as signals
+
+    from uvicorn.supervisors.multiprocess import SIGNALS
+
+    for sig in SIGNALS:
+        signals.signal(sig, signals.default_int_handler if sig == signals.SIGINT else signals.SIG_DFL)
+    assert _subprocess_started is not None
+    try:
+        _subprocess_started(config=config, target=target, sockets=sockets, stdin_fileno=stdin_fileno)
+    finally:
+        logs.finish()
 
 
 def _run_uvicorn(args: argparse.Namespace) -> None:

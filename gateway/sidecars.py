@@ -63,7 +63,7 @@ class _Child:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self._first: tuple[subprocess.Popen[bytes] | None, float] = (None, 0.0)  # set by start()
-        self._lock = threading.Lock()  # a stop never races a (re)start
+        self.lock = threading.Lock()  # a stop (or a fork) never races a (re)start
         self._thread = threading.Thread(target=self._run, name=f"sidecar {sidecar.name}", daemon=True)
 
     def start(self) -> None:
@@ -76,7 +76,7 @@ class _Child:
         self._thread.start()
 
     def _spawn(self) -> subprocess.Popen[bytes] | None:
-        with self._lock:
+        with self.lock:
             if self.stopping.is_set():
                 return None
             try:
@@ -113,7 +113,7 @@ class _Child:
             _close_quietly(proc)
 
     def stop(self, timeout: float) -> None:
-        with self._lock:  # no new process after this
+        with self.lock:  # no new process after this
             proc = self.proc
         if proc is not None and proc.poll() is None:
             _close_quietly(proc)  # the child's cue to stop, as when the gateway dies
@@ -139,10 +139,22 @@ class Supervisor:
         if self.children:
             # --workers processes are forked from gateway serve: a worker that
             # kept a sidecar's stdin open would keep the sidecar alive after
-            # gateway serve was killed, for as long as the worker lived.
-            os.register_at_fork(after_in_child=self._forget_in_forked_child)
+            # gateway serve was killed, for as long as the worker lived. No
+            # fork while a sidecar is being (re)started, or the new pipe would
+            # be in the child before the child knew of it.
+            os.register_at_fork(before=self._hold_starts, after_in_parent=self._release_starts,
+                                after_in_child=self._forget_in_forked_child)
+
+    def _hold_starts(self) -> None:
+        for child in self.children:
+            child.lock.acquire()
+
+    def _release_starts(self) -> None:
+        for child in reversed(self.children):
+            child.lock.release()
 
     def _forget_in_forked_child(self) -> None:
+        self._release_starts()
         for child in self.children:
             child.forget_in_forked_child()
 
