@@ -7,6 +7,7 @@ import logging
 import logging.config
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -293,12 +294,10 @@ def _forked_worker(config: Any, target: Callable[..., None], sockets: list[Any],
       through ``os._exit``, without the exit hooks a spawned one runs (a
       worker that fails to start would lose why).
     """
-    import signal as signals
-
     from uvicorn.supervisors.multiprocess import SIGNALS
 
     for sig in SIGNALS:
-        signals.signal(sig, signals.default_int_handler if sig == signals.SIGINT else signals.SIG_DFL)
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
     assert _subprocess_started is not None
     try:
         _subprocess_started(config=config, target=target, sockets=sockets, stdin_fileno=stdin_fileno)

@@ -78,6 +78,8 @@ def kind(seen: Seen, parents: dict[int, Seen]) -> str:
     if "tests.support.forkserver" in cmd:
         forked = parent is not None and "tests.support.forkserver" in parent.cmdline
         return "gateway, forked from the fork server" if forked else "fork server"
+    if "multiprocessing.spawn" in cmd:  # GATEWAY_WORKER_START=spawn (workers are forked by default)
+        return "gateway worker process (--workers, spawned)"
     if "gateway.cli" in cmd or cmd.split(" ", 1)[0].endswith("/gateway"):
         return "gateway or its CLI, fresh interpreter"
     if "sys.stdin.readline()" in cmd:  # how xdist (execnet) starts a worker

@@ -39,6 +39,7 @@ from services.otel.proto import ingestion_pb2, ingestion_pb2_grpc
 from tests.support.browser_jar import BrowserJar, set_cookie
 from tests.support.fake_ingestion import FakeIngestion
 from tests.support.gateway_proc import GatewayProc, gateway_cli, routes_yaml, start_gateway
+from tests.support.processes import alive, children
 from tests.support.standin import free_port, refused_port
 from tests.support.waiting import until
 
@@ -64,14 +65,6 @@ def nothing_listens(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def server_pids(gw: GatewayProc) -> list[int]:
     return [int(m.group(2)) for m in STARTED.finditer(gw.output())]
 
@@ -91,21 +84,10 @@ def auth_processes(port: int) -> list[int]:
     return found
 
 
-def children(parent: int) -> list[tuple[int, list[bytes]]]:
-    """(pid, argv) of the live processes whose parent is ``parent``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE).group(1))
-        if ppid == parent and alive(int(entry.name)):
-            found.append((int(entry.name), argv))
-    return found
+def uvicorn_workers(gw: GatewayProc) -> list[int]:
+    """The worker processes of a --workers gateway: forked by uvicorn's
+    supervisor, its children but the ValidateApiKey server."""
+    return [pid for pid, argv in children(gw.proc.pid) if b"services.otel.auth_service" not in argv]
 
 
 def validate(addr: str, key: str, timeout: float = 10) -> bool:
@@ -326,10 +308,7 @@ def test_one_server_for_all_workers(tmp_path):
     gw, auth_addr = lone_gateway(tmp_path, "--workers", "2")
     try:
         assert validate(auth_addr, "startup-readiness-check") is False
-        def uvicorn_workers() -> list[int]:  # forked by uvicorn's supervisor: the children but the server
-            return [pid for pid, argv in children(gw.proc.pid) if b"services.otel.auth_service" not in argv]
-
-        workers = until(lambda: len(w := uvicorn_workers()) == 2 and w, 30, "two uvicorn workers")
+        workers = until(lambda: len(w := uvicorn_workers(gw)) == 2 and w, 30, "two uvicorn workers")
         assert all(httpx.get(gw.url + "/ping", timeout=10).content == b"pong" for _ in range(4))
         port = int(auth_addr.rsplit(":", 1)[1])
         assert auth_processes(port) == server_pids(gw) and len(server_pids(gw)) == 1
@@ -352,8 +331,7 @@ def test_the_server_does_not_outlive_a_killed_gateway(tmp_path, workers):
         assert validate(auth_addr, "startup-readiness-check") is False
         (pid,) = server_pids(gw)
         if workers == "2":
-            orphans = until(lambda: len(w := [p for p, argv in children(gw.proc.pid) if p != pid]) == 2 and w,
-                            30, "two uvicorn workers")
+            orphans = until(lambda: len(w := uvicorn_workers(gw)) == 2 and w, 30, "two uvicorn workers")
         gw.proc.kill()  # no chance to stop anything: the server sees its stdin close
         gw.proc.wait(10)
         until(lambda: not alive(pid), 30, "the orphaned server to exit")

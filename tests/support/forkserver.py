@@ -38,6 +38,7 @@ import json
 import os
 import resource
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -415,8 +416,6 @@ class SharedForkServer:
     def stop(self) -> None:
         self._proc.kill()  # its gateways die with it (PR_SET_PDEATHSIG)
         self._proc.wait()
-        import shutil
-
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

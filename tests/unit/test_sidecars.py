@@ -9,21 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
 from gateway import sidecars
 from gateway.sidecars import Sidecar, Supervisor
+from tests.support.processes import alive
 from tests.support.waiting import until
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def script(body: str) -> tuple[str, ...]:
@@ -58,7 +50,7 @@ def test_stop_ends_the_child_and_no_restart_follows(tmp_path):
     until(lambda: child.proc is not None and starts.exists(), 20, "the child started")
     pid = child.proc.pid
     supervisor.stop()
-    assert not _alive(pid)
+    assert not alive(pid)
     assert child.proc.returncode == -15  # SIGTERM
     assert child.starts == 1 and starts.read_text() == "x"
 
@@ -72,7 +64,7 @@ def test_a_child_that_ignores_sigterm_is_killed(tmp_path):
     until(ready.exists, 20, "the child ignoring SIGTERM")
     pid = supervisor.children[0].proc.pid
     supervisor.stop(timeout=0.5)
-    assert not _alive(pid)
+    assert not alive(pid)
     assert supervisor.children[0].proc.returncode == -9
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.forkserver import ForkServer, SharedForkServer
+from tests.support.processes import alive
 from tests.support.waiting import until
 
 
@@ -23,16 +24,6 @@ def shared() -> Iterator[SharedForkServer]:
     server = SharedForkServer()
     yield server
     server.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie until the server reaps it: gone for every purpose here.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _serve(client: ForkServer, tmp_path: Path, name: str):
@@ -63,7 +54,7 @@ def test_a_client_that_goes_away_takes_its_gateways_not_anothers(shared: SharedF
     theirs, ours = _serve(leaving, tmp_path, "theirs"), _serve(staying, tmp_path, "ours")
     until(lambda: "Uvicorn running" in (tmp_path / "ours.log").read_text(), what="the staying gateway up")
     leaving._sock.shutdown(socket.SHUT_RDWR)  # as when an xdist worker exits
-    until(lambda: not _alive(theirs.pid), what="the leaving client's gateway killed")
-    assert _alive(ours.pid) and ours.poll() is None
+    until(lambda: not alive(theirs.pid), what="the leaving client's gateway killed")
+    assert alive(ours.pid) and ours.poll() is None
     ours.terminate()
     assert ours.wait(20) == -signal.SIGTERM

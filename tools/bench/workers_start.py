@@ -27,10 +27,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.processes import children
 from tests.support.standin import free_port
+from tools.bench.run import cpu_seconds
 
 REPO = Path(__file__).resolve().parents[2]
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -40,11 +41,6 @@ class Start:
     pss_mib: float  # all workers together
 
 
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def _pss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         if line.startswith("Pss:"):
@@ -52,10 +48,9 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+def _workers(pid: int) -> list[int]:
     # multiprocessing's resource tracker (spawn only) is no worker
-    return [int(line.split()[0]) for line in out.splitlines() if "resource_tracker" not in line]
+    return [child for child, argv in children(pid) if not any(b"resource_tracker" in a for a in argv)]
 
 
 def start_once(how: str, workers: int, home: Path) -> Start:
@@ -80,10 +75,10 @@ def start_once(how: str, workers: int, home: Path) -> Start:
                 time.sleep(0.02)
         ready = time.monotonic() - t0
         time.sleep(1.0)
-        kids = _children(proc.pid)
+        kids = _workers(proc.pid)
         if len(kids) != workers:
             raise RuntimeError(f"expected {workers} workers, found {len(kids)}")
-        return Start(ready, statistics.median(_cpu(k) for k in kids), sum(_pss_kib(k) for k in kids) / 1024)
+        return Start(ready, statistics.median(cpu_seconds(k) for k in kids), sum(_pss_kib(k) for k in kids) / 1024)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
