@@ -32,9 +32,12 @@ def match_path(raw_path: bytes, query: bytes = b"") -> str:
         # Browsers percent-encode; raw non-ASCII bytes are forwarded nowhere.
         raise BadPath("the request target must be ASCII (percent-encode other bytes)")
     # Fast path: a plain path with nothing to decode or check further (every
-    # request passes here: four substring tests, no generator).
-    if b"%" not in raw_path and b"\\" not in raw_path and b"/." not in raw_path and b"//" not in raw_path:
-        return raw_path.decode("ascii")
+    # request passes here: four substring tests, no generator). On the
+    # decoded str: CPython's ``bytes in bytes`` first tries the operand as an
+    # int and raises and clears a TypeError, ~2,000 instructions a test.
+    path = raw_path.decode("ascii")
+    if "%" not in path and "\\" not in path and "/." not in path and "//" not in path:
+        return path
     segments = raw_path.split(b"/")[1:]
     out: list[str] = []
     last = len(segments) - 1

@@ -116,7 +116,9 @@ class RouteTable:
         """The raw path and query as uvicorn hands them over → rejected, admin, or a route."""
         try:
             path = match_path(raw_path, query)
-            if b"%" in raw_path:  # each backend decodes differently: all must agree on the route
+            # Each backend decodes differently: all must agree on the route.
+            # find(), not ``in``: see match_path (no TypeError raised and cleared).
+            if raw_path.find(b"%") >= 0:
                 check_readings(raw_path, path, self, method, RESERVED_PREFIX)
         except BadPath as exc:
             return Resolution(None, None, str(exc))

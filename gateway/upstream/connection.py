@@ -21,6 +21,7 @@ import httpx
 from .http11 import DEFAULT_HEAD_LIMITS, HeadLimits, ResponseReader
 
 READ_HIGH_WATER = 256 * 1024  # pause the upstream socket above this many buffered bytes
+WHOLE_MAX = 64 * 1024  # a complete body up to this size is handed over in one piece (take_whole)
 
 Origin = tuple[str, int, bool]  # host, port, TLS
 
@@ -260,6 +261,20 @@ class Connection(asyncio.Protocol):
                 return
             self._body_waiter = self.loop.create_future()
             await self._wait(self._body_waiter, timeout, "reading the response body")
+
+    def take_whole(self) -> bytes | None:
+        """The whole body in one piece when it is all in and none of it was
+        taken yet (a small answer arrives with its head, in one read): the
+        forwarder then sends it without stepping the ``body()`` stream. None
+        otherwise, or above ``WHOLE_MAX`` bytes (streamed: no joined copy)."""
+        reader = self.reader
+        if not reader.complete or self.error is not None or reader.buffered > WHOLE_MAX:
+            return None
+        chunks = reader.chunks
+        whole = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        reader.buffered = 0
+        return whole
 
     def at_end(self) -> bool:
         """Nothing buffered and nothing more to come: the last chunk was handed out."""

@@ -279,9 +279,18 @@ class LegacyForwarder:
                 watch.stop()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-            # Each chunk goes out as soon as it arrives. When the transport can
-            # tell a chunk is the last one, it carries more_body=False, which
-            # saves a send for small responses.
+            # A small answer is usually all in with its head (one read): our
+            # transport hands it over whole, and it goes out in one send with
+            # more_body=False, without stepping the body stream.
+            take_whole = getattr(response.stream, "take_whole", None)
+            whole = take_whole() if take_whole is not None else None
+            if whole is not None:
+                watch.stop()  # the upstream is done: nothing left to cancel
+                await send({"type": "http.response.body", "body": whole, "more_body": False})
+                return
+            # Else each chunk goes out as soon as it arrives. When the
+            # transport can tell a chunk is the last one, it carries
+            # more_body=False, which saves a send.
             at_end = getattr(response.stream, "at_end", None)
             ended = False
             try:

@@ -64,6 +64,10 @@ class _ResponseStream(httpx.AsyncByteStream):
     def at_end(self) -> bool:
         return self._conn.at_end()
 
+    def take_whole(self) -> bytes | None:
+        """The whole body when it is all in already, else None (see Connection.take_whole)."""
+        return self._conn.take_whole()
+
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True

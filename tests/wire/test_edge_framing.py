@@ -131,6 +131,19 @@ def test_http10_with_a_known_length_keeps_it(gw):
     assert resp.status == 200 and resp.header(b"content-length") == b"200" and len(resp.body) == 200
 
 
+@pytest.mark.parametrize("kind", ["value", "name"])
+def test_a_header_no_server_may_write_is_never_written(gw, kind):
+    """A Python feature answering a header value with CR LF in it (response
+    splitting) or a name with a space: nothing of that answer reaches the
+    client, its connection is closed, and the gateway serves on."""
+    with connect(gw.port) as s:
+        s.sendall(b"GET /_bigbody/bad-header?kind=" + kind.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+        raw = read_until_close(s)
+    assert raw == b""
+    assert httpx.get(gw.url + "/_bigbody/bad-header?kind=ok").headers["x-echo"] == "a"  # control: a good one
+    assert httpx.get(gw.url + "/_standin/small").status_code == 200
+
+
 def test_http11_streams_stay_chunked(gw):
     with httpx.stream("GET", gw.url + "/_standin/stream?chunks=2&interval_ms=10") as r:
         assert r.headers["transfer-encoding"] == "chunked" and r.read() == b"chunk 0\nchunk 1\n"
