@@ -6,10 +6,10 @@ for a malformed body, gateway/edge/protocol.py), and close-delimited bodies for
 HTTP/1.0 clients, who can't read chunked framing (RFC 9112 §7).
 
 ``send`` is uvicorn's own, in one piece with those additions (one coroutine
-per ASGI send, not two), and with its header check done as two searches over
-all the names and all the values instead of two per header: the same
-character classes (uvicorn's ``HEADER_RE`` / ``HEADER_VALUE_RE``), so the
-same heads are refused, for a fifth of the regex work on a proxied answer.
+per ASGI send, not two), and with its header check done once over all the
+names and once over all the values instead of two regex searches per header:
+the same character classes (uvicorn's ``HEADER_RE`` / ``HEADER_VALUE_RE``, as
+byte sets), so the same heads are refused.
 """
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE, RequestResponseCycle
+
+# uvicorn's HEADER_RE / HEADER_VALUE_RE are character classes: the same
+# classes as byte sets, for bytes.translate (a third of a regex search's time).
+_BAD_NAME = bytes(b for b in range(256) if HEADER_RE.search(bytes((b,))))
+_BAD_VALUE = bytes(b for b in range(256) if HEADER_VALUE_RE.search(bytes((b,))))
 
 EDGE_KEY = "gateway.edge"  # scope["extensions"][EDGE_KEY]: the request's EdgeNote
 
@@ -90,11 +95,13 @@ class EdgeCycle(RequestResponseCycle):
                     has_connection_close = True
             content += (name, b": ", value, b"\r\n")
         # Every name is at 1, 5, 9, ... and every value at 3, 7, 11, ...: one
-        # search each over all of them (character classes, so the joined bytes
-        # hold a bad character exactly when one header does).
-        if HEADER_RE.search(b"".join(content[1::4])):
+        # check each over all of them (the joined bytes hold a bad character
+        # exactly when one header does); a bad byte is one translate() drops.
+        names = b"".join(content[1::4])
+        if len(names.translate(None, _BAD_NAME)) != len(names):
             raise RuntimeError("Invalid HTTP header name.")
-        if HEADER_VALUE_RE.search(b"".join(content[3::4])):
+        values = b"".join(content[3::4])
+        if len(values.translate(None, _BAD_VALUE)) != len(values):
             raise RuntimeError("Invalid HTTP header value.")
         if not self.keep_alive and not has_connection_close:
             content.append(b"connection: close\r\n")

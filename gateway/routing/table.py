@@ -76,6 +76,9 @@ class Match:
     reason: str
 
 
+RESOLVED_KEPT = 4096  # resolve() answers a table remembers (a few hundred KiB at most)
+
+
 class Resolution(NamedTuple):
     """What the gateway does with one request: the single answer the request
     pipeline (gateway/app.py) and ``explain`` both take, so they cannot drift."""
@@ -105,6 +108,7 @@ class RouteTable:
         by_prefix: dict[str, list[Route]] = {}
         for route in self.routes:
             by_prefix.setdefault(route.prefix, []).append(route)
+        self._resolved: dict[tuple[str, bytes], Resolution] = {}  # see resolve()
         # Method-restricted entries are tried before the catch-all of the same
         # prefix; the methods ride along so a lookup touches no spec.
         self._by_prefix: Mapping[str, tuple[tuple[frozenset[str] | None, Route], ...]] = {
@@ -113,7 +117,26 @@ class RouteTable:
         }
 
     def resolve(self, method: str, raw_path: bytes, query: bytes = b"") -> Resolution:
-        """The raw path and query as uvicorn hands them over → rejected, admin, or a route."""
+        """The raw path and query as uvicorn hands them over → rejected, admin, or a route.
+
+        Remembered per (method, raw path) for this table (a table never
+        changes; a reload makes a new one): clients ask for the same few paths
+        over and over, and the answer is a pure function of the two and of
+        whether the query is ASCII, the query's one effect. At most
+        ``RESOLVED_KEPT`` answers are kept: past that the memory starts afresh,
+        so paths that each come once (ids in them) can't grow it."""
+        if not query.isascii():
+            return self._resolve(method, raw_path, query)
+        key = (method, raw_path)
+        where = self._resolved.get(key)
+        if where is None:
+            where = self._resolve(method, raw_path, query)
+            if len(self._resolved) >= RESOLVED_KEPT:
+                self._resolved.clear()
+            self._resolved[key] = where
+        return where
+
+    def _resolve(self, method: str, raw_path: bytes, query: bytes) -> Resolution:
         try:
             path = match_path(raw_path, query)
             # Each backend decodes differently: all must agree on the route.

@@ -101,3 +101,23 @@ def test_resolve_is_the_one_decision(method, raw, query, outcome):
     assert got == outcome
     if where.route is not None:
         assert where.route is T.lookup(where.path, method)
+
+
+def test_resolve_remembers_its_answers_within_bounds(monkeypatch):
+    """A table remembers what it resolved (the same answer, not worked out
+    again), never lets a non-ASCII query through on a remembered path, tells
+    methods apart, and keeps at most RESOLVED_KEPT answers."""
+    from gateway.routing import table as table_module
+
+    t = table("default: go\nroutes:\n  - prefix: /ping\n    to: python\n    methods: [GET]\n")
+    first = t.resolve("GET", b"/ping", b"a=1")
+    assert t.resolve("GET", b"/ping", b"b=2") is first  # remembered: the query's bytes don't matter
+    assert t.resolve("GET", b"/ping", "é".encode()).rejected  # ...but a non-ASCII one is still refused
+    assert t.resolve("POST", b"/ping").route is t.default  # another method, another answer
+    assert t.resolve("GET", b"/ping/../x").rejected and t.resolve("GET", b"/ping/../x").rejected
+
+    monkeypatch.setattr(table_module, "RESOLVED_KEPT", 8)
+    for i in range(50):
+        assert t.resolve("GET", b"/ping/%d" % i).route.prefix == "/ping"
+        assert len(t._resolved) <= 8
+    assert t.resolve("GET", b"/ping/49").route.prefix == "/ping"
