@@ -125,29 +125,25 @@ class Gateway:
             log.warning("CONFIG WARNING [%s] %s", warning.code, warning.detail)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
+        if scope["type"] == "http":  # one request, in this coroutine: no other layer for it
+            table = self.holder.table  # read once: the request keeps this table
+            # One decision, from the raw path, for routing, the admin check and
+            # CORS alike; /_gateway/explain answers from this same call.
+            where = table.resolve(scope["method"], scope.get("raw_path") or scope["path"].encode(),
+                                  scope.get("query_string", b""))
+            if where.admin:
+                await self.admin(scope, receive, _send_with_date(send))  # never CORS (issue 14)
+            elif table.cors is None:
+                await self._serve(where, scope, receive, send)
+            else:
+                await table.cors.handle(scope, receive, send, partial(self._serve, where))
+        elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-        elif kind == "websocket":
+        elif scope["type"] == "websocket":
             # The legacy API has no websocket routes; refuse the handshake.
             await send({"type": "websocket.close", "code": 1008})
 
     # -- one request -----------------------------------------------------------
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        table = self.holder.table  # read once: the request keeps this table
-        # One decision, from the raw path, for routing, the admin check and
-        # CORS alike; /_gateway/explain answers from this same call.
-        where = table.resolve(scope["method"], scope.get("raw_path") or scope["path"].encode(),
-                              scope.get("query_string", b""))
-        if where.admin:
-            await self.admin(scope, receive, _send_with_date(send))  # never CORS (issue 14)
-        elif table.cors is None:
-            await self._serve(where, scope, receive, send)
-        else:
-            await table.cors.handle(scope, receive, send, partial(self._serve, where))
-
     async def _serve(self, where: Resolution, scope: Scope, receive: Receive, send: Send) -> None:
         request_id, trace_id = tag_request(scope)
         ctx = RequestContext(request_id, trace_id)

@@ -49,8 +49,28 @@ class EdgeCycle(RequestResponseCycle):
     close_delimited = False
 
     async def run_asgi(self, app: Any) -> None:
+        """uvicorn 0.54's, inline (one coroutine a request, not two)."""
         self.app_started = True
-        await super().run_asgi(app)
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                await self.send_500_response()
+            else:
+                self.transport.close()
+        else:
+            if result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self.send_500_response()
+            elif not self.response_complete and not self.disconnected:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            self.on_response = lambda: None
 
     async def send(self, message: Any) -> None:
         if self.flow.write_paused and not self.disconnected:

@@ -272,7 +272,11 @@ class EdgeProtocol(HttpToolsProtocol):
             # list behind scope["headers"]; it is dropped, within limits.
             self._count_trailer(len(name) + len(value) + 4)
             return
-        super().on_header(name, value)
+        # uvicorn 0.54's, inline (a call per header field).
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         """uvicorn 0.54's, with the edge's cycle, framing and state."""

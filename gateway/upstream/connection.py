@@ -192,15 +192,23 @@ class Connection(asyncio.Protocol):
             timer.cancel()
 
     # -- request / response -------------------------------------------------
+    def send_head(self, head: bytes, head_only: bool) -> None:
+        """Write a request that has no body (its head is all of it): no
+        coroutine for what is one write. ``head_only``: a HEAD request."""
+        assert self.transport is not None
+        self._begin(head_only=head_only)
+        self.transport.write(head)
+        self.request_done = True
+
     async def send(self, request: httpx.Request, head: bytes, body_mode: str, timeout: float,
                    body_idle: float | None = None) -> None:
         """Write the request; wait at most ``body_idle`` s for each chunk of its body."""
+        if body_mode == "none":
+            self.send_head(head, request.method == "HEAD")
+            return
         assert self.transport is not None
         self._begin(head_only=request.method == "HEAD")
         self.transport.write(head)
-        if body_mode == "none":
-            self.request_done = True
-            return
         chunked = body_mode == "chunked"
         chunks = request.stream.__aiter__()  # type: ignore[union-attr]
         while True:
@@ -240,10 +248,16 @@ class Connection(asyncio.Protocol):
             self.request_done = True
 
     async def receive_head(self, timeout: float) -> None:
-        if not self.headers_done.done():
-            await self._wait(self.headers_done, timeout, "waiting for the response headers")
-        else:
-            self.headers_done.result()
+        done = self.headers_done
+        if done.done():
+            done.result()
+            return
+        # _wait, inline: this runs for every request.
+        timer = self.loop.call_later(timeout, _timeout, done, "waiting for the response headers", httpx.ReadTimeout)
+        try:
+            await done
+        finally:
+            timer.cancel()
 
     async def body(self, timeout: float) -> AsyncIterator[bytes]:
         reader = self.reader

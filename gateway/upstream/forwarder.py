@@ -33,7 +33,7 @@ from gateway.replies import gateway_error
 from .connection import RequestBodyStalled
 from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
 from .http11 import UpstreamRefused
-from .httpx_fast import raw_headers, url_with_target
+from .httpx_fast import header_triples, raw_headers, url_with_target
 
 log = logging.getLogger("gateway.forward")
 
@@ -210,12 +210,8 @@ class LegacyForwarder:
             client_ip=client[0] if client else None,
             scheme=scope.get("scheme", "http"),
             trusted=self.trusted,
+            default_host=self._default_host,
         )
-        for name, _ in headers:
-            if name == b"host":
-                break
-        else:
-            headers.insert(0, (b"host", self._default_host))
 
         watch = _ClientWatch(receive)
         deadline: asyncio.TimerHandle | None = None
@@ -271,7 +267,7 @@ class LegacyForwarder:
                 {
                     "type": "http.response.start",
                     "status": response.status_code,
-                    "headers": response_headers_for_client(response.headers.raw),
+                    "headers": response_headers_for_client(header_triples(response.headers)),
                 }
             )
             started = True
@@ -344,9 +340,14 @@ class LegacyForwarder:
                 deadline.cancel()
             watch.stop()
             if response is not None:
-                # The stream's own aclose: Response.aclose adds a generator
-                # context manager per request for nothing we use.
-                await response.stream.aclose()  # type: ignore[union-attr]
+                # The stream's own close: Response.aclose adds a generator
+                # context manager per request for nothing we use, and our
+                # transport's is a release to the pool, with nothing to await.
+                close_now = getattr(response.stream, "close_now", None)
+                if close_now is not None:
+                    close_now()
+                else:
+                    await response.stream.aclose()  # type: ignore[union-attr]
 
     async def _fail(self, ctx: RequestContext, send: Send, failure: UpstreamFailure, method: str,
                     target: str) -> None:

@@ -35,13 +35,6 @@ def _connection_named(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes
     return frozenset(named)
 
 
-def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> RawHeaders:
-    """Drop hop-by-hop headers and every header the ``Connection`` header names."""
-    extra = _connection_named(headers)
-    drop = HOP_BY_HOP | extra if extra else HOP_BY_HOP
-    return [(n, v) for n, v in headers if n.lower() not in drop]
-
-
 class TrustedProxies:
     """Which client addresses may hand us X-Forwarded-* headers we keep."""
 
@@ -83,12 +76,14 @@ def request_headers_for_upstream(
     client_ip: str | None,
     scheme: str,
     trusted: TrustedProxies,
+    default_host: bytes | None = None,
 ) -> tuple[RawHeaders, str]:
     """Headers to send upstream, and how the request body is framed.
 
     Returns ``(headers, body_mode)`` where body_mode is ``"length"``,
     ``"chunked"`` or ``"none"``. A chunked client body is re-chunked on the
     upstream hop (Transfer-Encoding is hop-by-hop, so it is re-added here).
+    A request without Host (HTTP/1.0) gets ``default_host`` first, if given.
     """
     from_proxy = client_ip in trusted
     extra = _connection_named(headers)
@@ -119,6 +114,8 @@ def request_headers_for_upstream(
         elif lname == b"content-length" and body_mode == "none" and value.strip() != b"0":
             body_mode = "length"  # Content-Length: 0 (browsers' empty POSTs) has no body
         out.append((name, value))
+    if host is None and default_host is not None:
+        out.insert(0, (b"host", default_host))
     if body_mode == "chunked":
         # A request with both wins as chunked (RFC 9112 §6.3); drop the length.
         out = [(n, v) for n, v in out if n.lower() != b"content-length"]
@@ -132,5 +129,13 @@ def request_headers_for_upstream(
     return out, body_mode
 
 
-def response_headers_for_client(headers: Sequence[tuple[bytes, bytes]]) -> RawHeaders:
-    return strip_hop_by_hop(headers)
+def response_headers_for_client(triples: Sequence[tuple[bytes, bytes, bytes]]) -> RawHeaders:
+    """The upstream's response headers minus hop-by-hop ones and every header
+    its ``Connection`` header names; from ``(name, lower-cased name, value)``
+    triples (httpx_fast.header_triples), whose names are lower-cased already."""
+    extra: set[bytes] | None = None
+    for _, lname, value in triples:
+        if lname == b"connection":
+            extra = (extra or set()) | {v.strip().lower() for v in value.split(b",") if v.strip()}
+    drop = HOP_BY_HOP | extra if extra else HOP_BY_HOP
+    return [(name, value) for name, lname, value in triples if lname not in drop]

@@ -26,6 +26,8 @@ from typing import Protocol
 import httptools
 import httpx
 
+from .httpx_fast import header_triples
+
 RawHeaders = list[tuple[bytes, bytes]]
 
 
@@ -34,8 +36,7 @@ def encode_head(request: httpx.Request) -> tuple[bytes, str]:
     ``"none"``, ``"length"`` or ``"chunked"``."""
     body_mode = "none"
     lines = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-    for name, value in request.headers.raw:
-        lname = name.lower()
+    for name, lname, value in header_triples(request.headers):
         if lname == b"content-length":
             body_mode = "length" if value.strip() != b"0" else body_mode
         elif lname == b"transfer-encoding" and b"chunked" in value.lower():

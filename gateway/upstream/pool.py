@@ -93,6 +93,17 @@ class ConnectionPool(Generic[C]):
     def body_connections(self) -> int:
         return self._body_held
 
+    def try_acquire(self, key: Hashable, *, body: bool = False) -> C | None:
+        """An idle connection to ``key`` now, if one is free (and, for a
+        request with a body, the body budget allows): what :meth:`acquire`
+        tries first, without a coroutine. None: call :meth:`acquire`."""
+        if body and self._body_held >= self.max_body_connections:
+            return None
+        conn = self._take_idle(key)
+        if conn is not None and body:
+            self._lend_for_body(conn)
+        return conn
+
     async def acquire(self, key: Hashable, *, body: bool = False) -> tuple[C, bool]:
         """A connection to ``key`` and whether it was reused (idle before).
 

@@ -68,10 +68,15 @@ class _ResponseStream(httpx.AsyncByteStream):
         """The whole body when it is all in already, else None (see Connection.take_whole)."""
         return self._conn.take_whole()
 
-    async def aclose(self) -> None:
+    def close_now(self) -> None:
+        """:meth:`aclose` without a coroutine (the forwarder's way: it is a
+        release to the pool, nothing to await)."""
         if not self._closed:
             self._closed = True
             self._conn.release()
+
+    async def aclose(self) -> None:
+        self.close_now()
 
 
 class FastTransport(httpx.AsyncBaseTransport):
@@ -157,10 +162,18 @@ class FastTransport(httpx.AsyncBaseTransport):
         attempt = 0
         while True:
             attempt += 1
-            conn, reused = await self.pool.acquire(key, body=body_mode != "none")
+            has_body = body_mode != "none"
+            # An idle connection is taken without a coroutine; acquire() waits or connects.
+            conn = self.pool.try_acquire(key, body=has_body)
+            reused = conn is not None
+            if conn is None:
+                conn, reused = await self.pool.acquire(key, body=has_body)
             try:
                 try:
-                    await conn.send(request, head, body_mode, self.read_timeout, self.body_idle_timeout)
+                    if has_body:
+                        await conn.send(request, head, body_mode, self.read_timeout, self.body_idle_timeout)
+                    else:
+                        conn.send_head(head, request.method == "HEAD")
                 except (httpx.WriteError, RequestBodyStalled):
                     # The upstream answered early and closed while we were still
                     # sending (Go does this past 256 KiB unread), or answered
