@@ -1,0 +1,26 @@
+"""tools/bench/instructions.py's arithmetic (the valgrind runs themselves are
+a development tool: valgrind is not part of the test setup)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tools.bench.instructions import Row, callgrind_total, format_rows
+
+
+def test_the_total_is_read_from_a_callgrind_file(tmp_path: Path) -> None:
+    out = tmp_path / "callgrind.123.1"
+    out.write_text("version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nfn=(1) main\n5 100\nsummary: 826394065\n"
+                   "totals: 826394065\n")
+    assert callgrind_total(out) == 826_394_065
+    (tmp_path / "empty").write_text("events: Ir\n")
+    assert callgrind_total(tmp_path / "empty") == 0
+
+
+def test_rows_are_per_request_with_ratios_to_the_first_row_of_each_path() -> None:
+    rows = [Row("gateway", "/small", 450_000_000, 1000), Row("gateway", "/ping", 480_000_000, 1000),
+            Row("gateway@HEAD~3", "/small", 500_000_000, 1000), Row("ping-app", "/ping", 348_000_000, 1000)]
+    assert rows[0].per_request == 450_000
+    lines = format_rows(rows).splitlines()
+    assert lines[1].split()[-2:] == ["450,000", "1.000"]
+    assert lines[3].split()[0] == "gateway@HEAD~3" and lines[3].split()[-1] == "1.111"
+    assert lines[4].split()[-1] == "0.725"
