@@ -78,8 +78,9 @@ class Connection(asyncio.Protocol):
         return self.reader.status
 
     @property
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        return self.reader.headers
+    def fields(self) -> list[tuple[bytes, bytes, bytes]]:
+        """The response's (name, lower-cased name, value) header fields."""
+        return self.reader.fields
 
     @property
     def got_bytes(self) -> bool:

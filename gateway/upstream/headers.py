@@ -9,6 +9,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 
 RawHeaders = list[tuple[bytes, bytes]]
+Fields = list[tuple[bytes, bytes, bytes]]  # (name as sent, lower-cased name, value)
 
 # RFC 9110 §7.6.1 plus the legacy ones everybody still strips.
 HOP_BY_HOP = frozenset(
@@ -30,7 +31,7 @@ _FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-
 def _connection_named(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
     named: set[bytes] = set()
     for name, value in headers:
-        if name.lower() == b"connection":
+        if len(name) == 10 and name.lower() == b"connection":  # the length first: no lower() for most
             named.update(v.strip().lower() for v in value.split(b",") if v.strip())
     return frozenset(named)
 
@@ -77,17 +78,19 @@ def request_headers_for_upstream(
     scheme: str,
     trusted: TrustedProxies,
     default_host: bytes | None = None,
-) -> tuple[RawHeaders, str]:
+) -> tuple[Fields, str]:
     """Headers to send upstream, and how the request body is framed.
 
-    Returns ``(headers, body_mode)`` where body_mode is ``"length"``,
-    ``"chunked"`` or ``"none"``. A chunked client body is re-chunked on the
-    upstream hop (Transfer-Encoding is hop-by-hop, so it is re-added here).
-    A request without Host (HTTP/1.0) gets ``default_host`` first, if given.
+    Returns ``(fields, body_mode)``: the fields as ``(name, lower-cased name,
+    value)`` triples (httpx_fast.headers_from_fields keeps them so), and
+    body_mode ``"length"``, ``"chunked"`` or ``"none"``. A chunked client body
+    is re-chunked on the upstream hop (Transfer-Encoding is hop-by-hop, so it
+    is re-added here). A request without Host (HTTP/1.0) gets
+    ``default_host`` first, if given.
     """
     from_proxy = client_ip in trusted
     extra = _connection_named(headers)
-    out: RawHeaders = []
+    out: Fields = []
     host = prior_xff = prior_proto = prior_host = None
     body_mode = "none"
     for name, value in headers:
@@ -105,7 +108,7 @@ def request_headers_for_upstream(
                     prior_proto = value
                 elif lname == b"x-forwarded-host":
                     prior_host = value
-                out.append((name, value))
+                out.append((name, lname, value))
             continue  # untrusted client: its forwarded headers are dropped
         if lname == b"expect":
             continue  # uvicorn already answered 100-continue on the client hop
@@ -113,19 +116,19 @@ def request_headers_for_upstream(
             host = value
         elif lname == b"content-length" and body_mode == "none" and value.strip() != b"0":
             body_mode = "length"  # Content-Length: 0 (browsers' empty POSTs) has no body
-        out.append((name, value))
+        out.append((name, lname, value))
     if host is None and default_host is not None:
-        out.insert(0, (b"host", default_host))
+        out.insert(0, (b"host", b"host", default_host))
     if body_mode == "chunked":
         # A request with both wins as chunked (RFC 9112 §6.3); drop the length.
-        out = [(n, v) for n, v in out if n.lower() != b"content-length"]
-        out.append((b"transfer-encoding", b"chunked"))
+        out = [field for field in out if field[1] != b"content-length"]
+        out.append((b"transfer-encoding", b"transfer-encoding", b"chunked"))
     ip = (client_ip or "unknown").encode()
-    out.append((b"x-forwarded-for", prior_xff + b", " + ip if prior_xff else ip))
+    out.append((b"x-forwarded-for", b"x-forwarded-for", prior_xff + b", " + ip if prior_xff else ip))
     if prior_proto is None:
-        out.append((b"x-forwarded-proto", scheme.encode()))
+        out.append((b"x-forwarded-proto", b"x-forwarded-proto", scheme.encode()))
     if prior_host is None and host is not None:
-        out.append((b"x-forwarded-host", host))
+        out.append((b"x-forwarded-host", b"x-forwarded-host", host))
     return out, body_mode
 
 

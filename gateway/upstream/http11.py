@@ -110,7 +110,10 @@ class ResponseReader:
         """Forget the previous response; the next bytes answer a new request."""
         self.head_only = head_only
         self.status = 0
-        self.headers: RawHeaders = []
+        # (name as sent, lower-cased name, value): lower-cased once, here, for
+        # every later reader (httpx keeps headers this way too).
+        self.fields: list[tuple[bytes, bytes, bytes]] = []
+        self._framed = False  # Content-Length or Transfer-Encoding among them
         self.head_done = False
         self.chunks: deque[bytes] = deque()
         self.buffered = 0  # bytes in ``chunks``
@@ -179,6 +182,11 @@ class ResponseReader:
         self.refused = UpstreamRefused(limit, what, detail)
         return self.refused
 
+    @property
+    def headers(self) -> RawHeaders:
+        """The response's header fields as (name, value), in order."""
+        return [(name, value) for name, _, value in self.fields]
+
     def take_chunk(self) -> bytes:
         chunk = self.chunks.popleft()
         self.buffered -= len(chunk)
@@ -203,7 +211,10 @@ class ResponseReader:
                 f"{'its response head' if not self.head_done else 'a trailer section'} "
                 "(limit upstream_header_count)")
         if not self.head_done:
-            self.headers.append((name, value))
+            lname = name.lower()
+            if lname == b"content-length" or lname == b"transfer-encoding":
+                self._framed = True
+            self.fields.append((name, lname, value))
         # Trailer fields are dropped: they are never relayed (the client's
         # answer is re-framed by uvicorn), only counted.
 
@@ -222,14 +233,14 @@ class ResponseReader:
                 raise self._refuse(
                     "upstream_interim_responses", "more interim (1xx) answers than the gateway accepts",
                     f"upstream sent more than {self._interim_max} interim 1xx answers before its response")
-            self.headers = []  # interim response (100 Continue, 103): skip it
+            self.fields = []  # interim response (100 Continue, 103): skip it
+            self._framed = False
             return
         self.status = status
         self._counting = False
         self.keep_alive = self._parser.should_keep_alive()
         if not self.head_only and status not in (204, 304):
-            names = {n.lower() for n, _ in self.headers}
-            self.until_eof = b"content-length" not in names and b"transfer-encoding" not in names
+            self.until_eof = not self._framed
         self.head_done = True
         if self.head_only:
             # A HEAD response carries no body whatever its Content-Length says;

@@ -5,32 +5,34 @@ httpx stays the API between the forwarder and its transport (respx and
 re-parse what the gateway already holds in canonical form: uvicorn hands us a
 raw, lower-cased header list and an already-split path and query. Rebuilding
 them through the public API costs ~11 µs per URL and ~1.4 µs per header list
-(measured here; twice a request), ~15 % of a proxied request's CPU. These two
-helpers fill httpx's private fields (``Headers._list``, ``Headers._encoding``,
-``URL._uri_reference``) directly instead, and ``header_triples`` reads
-``Headers._list`` (its names lower-cased once) instead of copying ``.raw``.
+(measured here; twice a request), ~15 % of a proxied request's CPU.
+``headers_from_fields`` and ``url_with_target`` fill httpx's private fields
+(``Headers._list``, ``Headers._encoding``, ``URL._uri_reference``) directly
+instead. ``Headers._list`` holds ``(name, lower-cased name, value)``: the
+gateway keeps its headers that way from where it first reads them (the
+forwarder's filter, the upstream parser), so each name is lower-cased once,
+and ``header_triples`` reads the list back instead of copying ``.raw``.
 
 That is a deliberate bet on one httpx release (see the README, "The httpx
 seam"): pyproject pins the range it was tested with (0.28.x; 0.28 is httpx's
 last release). Should another httpx be installed anyway, :data:`FAST` is
-False — checked once, at import, against the public API — and both helpers
-take the public constructors: slower, never wrong. The unit test
+False — checked once, at import, against the public API — and the helpers
+take the public API: slower, never wrong. The unit test
 ``test_httpx_internals_are_the_ones_httpx_fast_writes`` fails in that case,
 so a change of httpx is caught in CI, not in production.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
 import httpx
 
 _URI_FIELDS = ("scheme", "userinfo", "host", "port", "path", "query", "fragment")
 
 
-def _fast_headers(pairs: Iterable[tuple[bytes, bytes]]) -> httpx.Headers:
+def _fields_headers(fields: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
     headers = httpx.Headers.__new__(httpx.Headers)
-    headers._list = [(name, name.lower(), value) for name, value in pairs]
+    headers._list = fields
     headers._encoding = None
     return headers
 
@@ -58,8 +60,9 @@ def internals_match() -> bool:
         public = httpx.Headers(pairs)
         if getattr(public, "_list", None) != [(n, n.lower(), v) for n, v in pairs]:
             return False
-        fast = _fast_headers(pairs)
-        if fast.raw != public.raw or fast.multi_items() != public.multi_items() or fast.encoding != public.encoding:
+        fast = _fields_headers([(n, n.lower(), v) for n, v in pairs])
+        if (fast.raw != public.raw or fast.multi_items() != public.multi_items() or fast.encoding != public.encoding
+                or fast != public):
             return False
         base = httpx.URL("http://legacy.internal:1323")
         if getattr(getattr(base, "_uri_reference", None), "_fields", None) != _URI_FIELDS:
@@ -82,9 +85,10 @@ if not FAST:
         "tested httpx range.", httpx.__version__)
 
 
-def raw_headers(pairs: Iterable[tuple[bytes, bytes]]) -> httpx.Headers:
-    """An ``httpx.Headers`` over byte pairs, kept in order, names as given."""
-    return _fast_headers(pairs) if FAST else httpx.Headers(list(pairs))
+def headers_from_fields(fields: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
+    """An ``httpx.Headers`` over ``(name, lower-cased name, value)`` triples,
+    which it keeps as they are (the caller hands the list over)."""
+    return _fields_headers(fields) if FAST else httpx.Headers([(name, value) for name, _, value in fields])
 
 
 def header_triples(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes]]:

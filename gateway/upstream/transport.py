@@ -41,7 +41,7 @@ import httpx
 
 from .connection import Connection, Origin, RequestBodyStalled
 from .http11 import HeadLimits, encode_head
-from .httpx_fast import raw_headers
+from .httpx_fast import headers_from_fields
 from .pool import ConnectionPool
 
 _RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -196,7 +196,7 @@ class FastTransport(httpx.AsyncBaseTransport):
                 raise
             return httpx.Response(
                 conn.status,
-                headers=raw_headers(conn.headers),
+                headers=headers_from_fields(conn.fields),
                 stream=_ResponseStream(conn, self.read_timeout),
                 extensions={"http_version": b"HTTP/1.1"},
                 request=request,

@@ -209,13 +209,15 @@ def test_httpx_internals_are_the_ones_httpx_fast_writes():
 @pytest.mark.parametrize("fast", [True, False], ids=["private-fields", "public-api"])
 def test_fast_httpx_builders_agree_with_the_public_api(fast, monkeypatch):
     from gateway.upstream import httpx_fast
-    from gateway.upstream.httpx_fast import raw_headers, url_with_target
+    from gateway.upstream.httpx_fast import header_triples, headers_from_fields, url_with_target
 
     monkeypatch.setattr(httpx_fast, "FAST", fast)
     pairs = [(b"Host", b"h"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"X-Odd", b"v, w")]
-    fast_headers, slow = raw_headers(pairs), httpx.Headers(pairs)
+    fast_headers = headers_from_fields([(n, n.lower(), v) for n, v in pairs])
+    slow = httpx.Headers(pairs)
     assert fast_headers.raw == slow.raw and fast_headers.multi_items() == slow.multi_items()
     assert fast_headers.get_list("set-cookie") == ["a=1", "b=2"] and fast_headers["x-odd"] == "v, w"
+    assert header_triples(slow) == header_triples(fast_headers) == [(n, n.lower(), v) for n, v in pairs]
     base = httpx.URL("http://legacy.internal:1323")
     url = url_with_target(base, b"/a%2Fb/%7e/x", b"q=1&q=2")
     assert url.raw_path == b"/a%2Fb/%7e/x?q=1&q=2"
