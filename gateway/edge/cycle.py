@@ -20,9 +20,11 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE, RequestResponseCycle
 
 # uvicorn's HEADER_RE / HEADER_VALUE_RE are character classes: the same
-# classes as byte sets, for bytes.translate (a third of a regex search's time).
-_BAD_NAME = bytes(b for b in range(256) if HEADER_RE.search(bytes((b,))))
-_BAD_VALUE = bytes(b for b in range(256) if HEADER_VALUE_RE.search(bytes((b,))))
+# classes as translation tables that map a byte of the class to 0 and every
+# other byte to 1, so a bad byte is a 0 after bytes.translate (callgrind: ~4k
+# instructions for 300 bytes of values, against ~17k for the regex search).
+_NAME_OK = bytes(0 if HEADER_RE.search(bytes((b,))) else 1 for b in range(256))
+_VALUE_OK = bytes(0 if HEADER_VALUE_RE.search(bytes((b,))) else 1 for b in range(256))
 
 EDGE_KEY = "gateway.edge"  # scope["extensions"][EDGE_KEY]: the request's EdgeNote
 
@@ -116,12 +118,10 @@ class EdgeCycle(RequestResponseCycle):
             content += (name, b": ", value, b"\r\n")
         # Every name is at 1, 5, 9, ... and every value at 3, 7, 11, ...: one
         # check each over all of them (the joined bytes hold a bad character
-        # exactly when one header does); a bad byte is one translate() drops.
-        names = b"".join(content[1::4])
-        if len(names.translate(None, _BAD_NAME)) != len(names):
+        # exactly when one header does). find(), not ``in``: see match_path.
+        if b"".join(content[1::4]).translate(_NAME_OK).find(b"\0") >= 0:
             raise RuntimeError("Invalid HTTP header name.")
-        values = b"".join(content[3::4])
-        if len(values.translate(None, _BAD_VALUE)) != len(values):
+        if b"".join(content[3::4]).translate(_VALUE_OK).find(b"\0") >= 0:
             raise RuntimeError("Invalid HTTP header value.")
         if not self.keep_alive and not has_connection_close:
             content.append(b"connection: close\r\n")

@@ -46,20 +46,22 @@ def tag_request(scope: Scope) -> tuple[bytes, bytes]:
             (n, v) for n, v in headers
             if not (n == b"x-request-id" and request_id is None) and not (n == b"traceparent" and trace_id is None)
         ]
-    span_id = None
+    traceparent = None
     if trace_id is None:
-        trace_id, span_id = _new_ids()
+        traceparent = _new_traceparent()
+        trace_id = traceparent[3:35]
     if request_id is None:
         # The trace id doubles as request id, so a log line leads to its trace.
         request_id = trace_id
         headers.append((b"x-request-id", request_id))
-    if span_id is not None:  # a trace started here
-        headers.append((b"traceparent", b"00-" + trace_id + b"-" + span_id + b"-01"))
+    if traceparent is not None:  # a trace started here
+        headers.append((b"traceparent", traceparent))
     return request_id, trace_id
 
 
-def _new_ids() -> tuple[bytes, bytes]:
-    """A new trace id (32 hex) and span id (16 hex), neither all zeros.
+def _new_traceparent() -> bytes:
+    """``00-<trace id>-<span id>-01`` for a new trace: a trace id (32 hex,
+    at [3:35]) and a span id (16 hex), neither all zeros; one formatting.
 
     From ``random`` (as OpenTelemetry's own id generator does): ids must be
     unique, not secret, and this is a third of the cost of ``os.urandom``,
@@ -69,4 +71,4 @@ def _new_ids() -> tuple[bytes, bytes]:
         bits = random.getrandbits(192)
         trace, span = bits >> 64, bits & 0xFFFF_FFFF_FFFF_FFFF
         if trace and span:
-            return b"%032x" % trace, b"%016x" % span
+            return b"00-%032x-%016x-01" % (trace, span)
