@@ -33,7 +33,7 @@ from gateway.replies import gateway_error
 from .connection import RequestBodyStalled
 from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
 from .http11 import UpstreamRefused
-from .httpx_fast import header_triples, headers_from_fields, url_with_target
+from .httpx_fast import header_triples, headers_from_fields, new_request, url_with_target
 
 log = logging.getLogger("gateway.forward")
 
@@ -235,7 +235,7 @@ class LegacyForwarder:
 
             deadline = asyncio.get_running_loop().call_later(self.total_timeout, on_deadline)
 
-        request = httpx.Request(method, self._url(scope), headers=headers_from_fields(headers), stream=stream)
+        request = new_request(method, self._url(scope), headers_from_fields(headers), stream)
         response: httpx.Response | None = None
         try:
             try:

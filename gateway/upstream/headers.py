@@ -71,6 +71,20 @@ def forwarded_client(headers: Sequence[tuple[bytes, bytes]], peer: str | None,
     return chain[0] if chain else peer
 
 
+# What the request filter does with a header, by lower-cased name: one dict
+# lookup a header, and most headers are in none of these.
+_HOP, _FWD, _EXPECT, _HOST, _LENGTH = range(5)
+_KIND: dict[bytes, int] = {
+    **dict.fromkeys(HOP_BY_HOP, _HOP), **dict.fromkeys(_FORWARDED, _FWD),
+    b"expect": _EXPECT, b"host": _HOST, b"content-length": _LENGTH,
+}
+
+
+def _chunked(value: bytes) -> bool:
+    # find(), not ``in``: see gateway/routing/paths.py (no TypeError raised and cleared).
+    return value.lower().find(b"chunked") >= 0
+
+
 def request_headers_for_upstream(
     headers: Sequence[tuple[bytes, bytes]],
     *,
@@ -88,18 +102,25 @@ def request_headers_for_upstream(
     is re-added here). A request without Host (HTTP/1.0) gets
     ``default_host`` first, if given.
     """
-    from_proxy = client_ip in trusted
+    from_proxy = bool(trusted.networks) and client_ip in trusted
     extra = _connection_named(headers)
     out: Fields = []
     host = prior_xff = prior_proto = prior_host = None
     body_mode = "none"
+    kinds = _KIND
     for name, value in headers:
         lname = name.lower()
-        if lname in HOP_BY_HOP or lname in extra:
-            if lname == b"transfer-encoding" and b"chunked" in value.lower():
+        if extra and lname in extra:  # named by Connection: hop-by-hop too
+            if lname == b"transfer-encoding" and _chunked(value):
                 body_mode = "chunked"
             continue
-        if lname in _FORWARDED:
+        kind = kinds.get(lname)
+        if kind is None:
+            out.append((name, lname, value))
+        elif kind == _HOP:
+            if lname == b"transfer-encoding" and _chunked(value):
+                body_mode = "chunked"
+        elif kind == _FWD:
             if from_proxy:
                 if lname == b"x-forwarded-for":
                     prior_xff = value if prior_xff is None else prior_xff + b", " + value
@@ -109,14 +130,15 @@ def request_headers_for_upstream(
                 elif lname == b"x-forwarded-host":
                     prior_host = value
                 out.append((name, lname, value))
-            continue  # untrusted client: its forwarded headers are dropped
-        if lname == b"expect":
-            continue  # uvicorn already answered 100-continue on the client hop
-        if lname == b"host":
+            # else: an untrusted client's forwarded headers are dropped
+        elif kind == _HOST:
             host = value
-        elif lname == b"content-length" and body_mode == "none" and value.strip() != b"0":
-            body_mode = "length"  # Content-Length: 0 (browsers' empty POSTs) has no body
-        out.append((name, lname, value))
+            out.append((name, lname, value))
+        elif kind == _LENGTH:
+            if body_mode == "none" and value.strip() != b"0":
+                body_mode = "length"  # Content-Length: 0 (browsers' empty POSTs) has no body
+            out.append((name, lname, value))
+        # _EXPECT: dropped, uvicorn already answered 100-continue on the client hop
     if host is None and default_host is not None:
         out.insert(0, (b"host", b"host", default_host))
     if body_mode == "chunked":

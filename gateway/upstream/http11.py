@@ -31,16 +31,20 @@ from .httpx_fast import header_triples
 RawHeaders = list[tuple[bytes, bytes]]
 
 
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+
+
 def encode_head(request: httpx.Request) -> tuple[bytes, str]:
     """Request line + headers exactly as given; also how the body is framed:
     ``"none"``, ``"length"`` or ``"chunked"``."""
     body_mode = "none"
     lines = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
     for name, lname, value in header_triples(request.headers):
-        if lname == b"content-length":
-            body_mode = "length" if value.strip() != b"0" else body_mode
-        elif lname == b"transfer-encoding" and b"chunked" in value.lower():
-            body_mode = "chunked"
+        if lname in _FRAMING:  # one set lookup for the common header
+            if lname == b"content-length":
+                body_mode = "length" if value.strip() != b"0" else body_mode
+            elif value.lower().find(b"chunked") >= 0:  # find(), not ``in``: see routing/paths.py
+                body_mode = "chunked"
         lines += (name, b": ", value, b"\r\n")
     lines.append(b"\r\n")
     return b"".join(lines), body_mode

@@ -24,6 +24,7 @@ so a change of httpx is caught in CI, not in production.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 
@@ -35,6 +36,44 @@ def _fields_headers(fields: list[tuple[bytes, bytes, bytes]]) -> httpx.Headers:
     headers._list = fields
     headers._encoding = None
     return headers
+
+
+def _fast_request(method: str, url: httpx.URL, headers: httpx.Headers,
+                  stream: httpx.AsyncByteStream) -> httpx.Request:
+    # What Request.__init__ sets for a streamed request (no params, cookies or
+    # content), without copying the URL and the header list it is handed.
+    request = httpx.Request.__new__(httpx.Request)
+    request.method = method.upper()
+    request.url = url
+    request.headers = headers
+    request.extensions = {}
+    request.stream = stream
+    return request
+
+
+def _fast_response(status: int, headers: httpx.Headers, stream: httpx.AsyncByteStream,
+                   request: httpx.Request, extensions: dict[str, Any]) -> httpx.Response:
+    # What Response.__init__ sets for a streamed response (no content, no
+    # history), without copying the header list it is handed.
+    response = httpx.Response.__new__(httpx.Response)
+    response.status_code = status
+    response.headers = headers
+    response._request = request
+    response.next_request = None
+    response.extensions = extensions
+    response.history = []
+    response.is_closed = False
+    response.is_stream_consumed = False
+    response.default_encoding = "utf-8"
+    response.stream = stream
+    response._num_bytes_downloaded = 0
+    return response
+
+
+def _same_object(built: object, expected: object) -> bool:
+    """``built`` holds the very attributes ``expected`` does, with equal values."""
+    mine, theirs = vars(built), vars(expected)
+    return mine.keys() == theirs.keys() and all(mine[k] == theirs[k] for k in theirs)
 
 
 def _fast_url(base: httpx.URL, raw_path: bytes, query: bytes) -> httpx.URL:
@@ -67,6 +106,15 @@ def internals_match() -> bool:
         base = httpx.URL("http://legacy.internal:1323")
         if getattr(getattr(base, "_uri_reference", None), "_fields", None) != _URI_FIELDS:
             return False
+        stream = httpx.ByteStream(b"")  # any stream: compared by identity
+        request = httpx.Request("get", base, headers=public, stream=stream)
+        if not _same_object(_fast_request("get", base, _fields_headers(list(public._list)), stream), request):
+            return False
+        extensions = {"http_version": b"HTTP/1.1"}
+        response = httpx.Response(200, headers=public, stream=stream, request=request, extensions=extensions)
+        if not _same_object(_fast_response(200, _fields_headers(list(public._list)), stream, request,
+                                           extensions), response):
+            return False
         for path, query in ((b"/a%2Fb/%7e/x", b"q=1&q=2"), (b"/p", b"")):
             built, expected = _fast_url(base, path, query), _public_url(base, path, query)
             if (built != expected or str(built) != str(expected) or built.raw_path != expected.raw_path
@@ -89,6 +137,22 @@ def headers_from_fields(fields: list[tuple[bytes, bytes, bytes]]) -> httpx.Heade
     """An ``httpx.Headers`` over ``(name, lower-cased name, value)`` triples,
     which it keeps as they are (the caller hands the list over)."""
     return _fields_headers(fields) if FAST else httpx.Headers([(name, value) for name, _, value in fields])
+
+
+def new_request(method: str, url: httpx.URL, headers: httpx.Headers,
+                stream: httpx.AsyncByteStream) -> httpx.Request:
+    """``httpx.Request(method, url, headers=headers, stream=stream)``, keeping
+    the URL and headers it is handed instead of copying them."""
+    return (_fast_request(method, url, headers, stream) if FAST
+            else httpx.Request(method, url, headers=headers, stream=stream))
+
+
+def new_response(status: int, headers: httpx.Headers, stream: httpx.AsyncByteStream, request: httpx.Request,
+                 extensions: dict[str, Any]) -> httpx.Response:
+    """``httpx.Response(status, headers=..., stream=..., request=..., extensions=...)``,
+    keeping the headers and extensions it is handed instead of copying them."""
+    return (_fast_response(status, headers, stream, request, extensions) if FAST
+            else httpx.Response(status, headers=headers, stream=stream, request=request, extensions=extensions))
 
 
 def header_triples(headers: httpx.Headers) -> list[tuple[bytes, bytes, bytes]]:

@@ -41,7 +41,7 @@ import httpx
 
 from .connection import Connection, Origin, RequestBodyStalled
 from .http11 import HeadLimits, encode_head
-from .httpx_fast import headers_from_fields
+from .httpx_fast import headers_from_fields, new_response
 from .pool import ConnectionPool
 
 _RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -194,13 +194,8 @@ class FastTransport(httpx.AsyncBaseTransport):
             except BaseException:
                 conn.close()
                 raise
-            return httpx.Response(
-                conn.status,
-                headers=headers_from_fields(conn.fields),
-                stream=_ResponseStream(conn, self.read_timeout),
-                extensions={"http_version": b"HTTP/1.1"},
-                request=request,
-            )
+            return new_response(conn.status, headers_from_fields(conn.fields), _ResponseStream(conn, self.read_timeout),
+                                request, {"http_version": b"HTTP/1.1"})
 
     def retire(self) -> None:
         """No new work (a reload replaced this pool): close idle connections now,

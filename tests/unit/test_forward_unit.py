@@ -226,6 +226,38 @@ def test_fast_httpx_builders_agree_with_the_public_api(fast, monkeypatch):
     assert url_with_target(base, b"/p", b"").raw_path == b"/p"
     for path in (b"/x|y^z", b"/%ZZ/q", b"/.well-known/x", b"/a;b=c/%2e"):
         assert url_with_target(base, path, b"y=%ZZ|&z").raw_path == path + b"?y=%ZZ|&z"
+    # Requests and responses: the attributes httpx's constructors set, equal.
+    from gateway.upstream.httpx_fast import new_request, new_response
+
+    stream = httpx.ByteStream(b"")
+    request = new_request("GET", url, fast_headers, stream)
+    public = httpx.Request("GET", url, headers=slow, stream=stream)
+    assert vars(request).keys() == vars(public).keys() and all(
+        getattr(request, k) == getattr(public, k) for k in vars(public))
+    response = new_response(201, fast_headers, stream, request, {"http_version": b"HTTP/1.1"})
+    public_response = httpx.Response(201, headers=slow, stream=stream, request=request,
+                                     extensions={"http_version": b"HTTP/1.1"})
+    assert vars(response).keys() == vars(public_response).keys() and all(
+        getattr(response, k) == getattr(public_response, k) for k in vars(public_response))
+    assert response.request is request and response.status_code == 201 and response.http_version == "HTTP/1.1"
+
+
+@pytest.mark.parametrize("cls", [httpx.Request, httpx.Response])
+def test_an_httpx_whose_constructors_set_more_turns_the_fast_path_off(cls, monkeypatch):
+    """Should httpx's Request or Response constructor start setting another
+    attribute, the objects httpx_fast makes would lack it: the import-time
+    check says so, and the public constructors are used."""
+    from gateway.upstream import httpx_fast
+
+    init = cls.__init__
+
+    def init_and_more(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.something_new = None
+
+    assert httpx_fast.internals_match()
+    monkeypatch.setattr(cls, "__init__", init_and_more)
+    assert not httpx_fast.internals_match()
 
 
 class _Trickle(httpx.AsyncByteStream):
