@@ -1,5 +1,6 @@
-"""tools/bench/instructions.py's arithmetic (the valgrind runs themselves are
-a development tool: valgrind is not part of the test setup)."""
+"""tools/bench/instructions.py and tools/bench/ab.py: their arithmetic. The runs
+themselves are development tools, not in the suite (valgrind is not part of the
+test setup, and ab.py saturates a core for a minute)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,3 +25,12 @@ def test_rows_are_per_request_with_ratios_to_the_first_row_of_each_path() -> Non
     assert lines[1].split()[-2:] == ["450,000", "1.000"]
     assert lines[3].split()[0] == "gateway@HEAD~3" and lines[3].split()[-1] == "1.111"
     assert lines[4].split()[-1] == "0.725"
+
+
+def test_ab_reports_each_sides_median_and_the_ratio() -> None:
+    from tools.bench.ab import Side, format_result
+
+    a, b = Side("692fdad", {"/small": [130.0, 120.0, 150.0]}), Side("this tree", {"/small": [100.0, 90.0, 95.0]})
+    line = format_result(a, b, ["/small"])
+    assert line.startswith("/small: 692fdad 130.0 µs/req [130.0, 120.0, 150.0], this tree 95.0 µs/req")
+    assert line.endswith("this tree ÷ 692fdad = 0.731")

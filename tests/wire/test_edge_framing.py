@@ -144,7 +144,8 @@ def test_a_header_no_server_may_write_is_never_written(standin, tmp_path):
                 s.sendall(b"GET /_bigbody/bad-header?kind=" + kind.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n")
                 raw = read_until_close(s)
             assert raw == b"", kind
-            until(lambda: f"Invalid HTTP header {kind}." in gw.output(), 10, what=f"the log line for a bad {kind}")
+            until(lambda kind=kind: f"Invalid HTTP header {kind}." in gw.output(), 10,
+                  what=f"the log line for a bad {kind}")
         assert httpx.get(gw.url + "/_bigbody/bad-header?kind=ok").headers["x-echo"] == "a"  # control: a good one
         assert httpx.get(gw.url + "/_standin/small").status_code == 200
     finally:
