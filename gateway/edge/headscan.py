@@ -102,16 +102,19 @@ class HeadScanner:
         limits = self.limits
         if end <= pos or end + 4 - pos > limits.head_size or data[pos] in b"\r\n":
             return None
-        head = data[pos:end]
-        lines = head.split(b"\r\n")
-        if head.count(b"\n") != len(lines) - 1:
+        fields = data.count(b"\r\n", pos, end)  # the line ends inside the head: one a header field
+        if data.count(b"\n", pos, end) != fields:
             return None  # a bare \n somewhere: count it the careful way
-        if len(lines[0]) > limits.request_line:
+        first = data.find(b"\r\n", pos, end)
+        if (first if first >= 0 else end) - pos > limits.request_line:
             return end, False, _request_line(limits)
-        if len(lines) - 1 > limits.header_count:
+        if fields > limits.header_count:
             return end, False, _header_count(limits)
-        if len(lines) > 1 and max(map(len, lines[1:])) > limits.header_line:
-            return end, False, _header_line(limits)
+        if end - pos > limits.header_line:
+            # Some line might be too long: measure each (a head this size is rare).
+            if max(map(len, data[pos:end].split(b"\r\n")[1:]), default=0) > limits.header_line:
+                return end, False, _header_line(limits)
+        # else no line is longer than the whole head, which is within the limit
         return end + 4, True, None
 
     def _unfinished_line(self) -> Verdict | None:

@@ -66,7 +66,7 @@ from gateway.edge import events
 from gateway.httpdate import http_date
 
 from .connections import Slots, slots_for
-from .cycle import EDGE_KEY, EdgeCycle, EdgeNote, edge_note
+from .cycle import EDGE_KEY, EdgeCycle, EdgeNote
 from .descriptors import LINGER_BUDGET
 from .headscan import HeadScanner, Verdict, measured_head
 from .limits import EdgeLimits, live
@@ -303,7 +303,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self.scope["path"] = self.root_path + path
         self.scope["raw_path"] = self.root_path.encode("ascii") + raw_path
         self.scope["query_string"] = parsed_url.query or b""
-        self.scope["extensions"] = {EDGE_KEY: EdgeNote()}  # type: ignore[dict-item]
+        # Where an EdgeNote goes should the edge end this request (_abort_cycle):
+        # made then, not for every request. Copies of the scope share this dict.
+        self.scope["extensions"] = {}
 
         existing_cycle = self.cycle
         self.cycle = EdgeCycle(
@@ -588,9 +590,13 @@ class EdgeProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is None:
             return
-        note = edge_note(cycle.scope)
-        if note is not None:
-            note.reason, note.status = reason, status
+        extensions: Any = cycle.scope.get("extensions")  # uvicorn types its values as dicts
+        if extensions is not None:  # the app's scope and its copies hold this very dict
+            note = extensions.get(EDGE_KEY)
+            if note is None:
+                extensions[EDGE_KEY] = EdgeNote(reason, status)
+            else:
+                note.reason, note.status = reason, status
         if not cycle.response_complete:
             cycle.disconnected = True
         cycle.message_event.set()
