@@ -198,8 +198,9 @@ def test_missing_host_gets_the_upstream_host():
 def test_httpx_internals_are_the_ones_httpx_fast_writes():
     """Fails when an httpx outside the tested range is installed (pyproject
     pins it): httpx_fast then builds through the public API, which is correct
-    but ~15 % slower. Re-check the private fields it fills (Headers._list and
-    ._encoding, URL._uri_reference), then move the pin."""
+    but slower. Re-check the private fields it fills (Headers._list and
+    ._encoding, URL._uri_reference) and the attributes Request and Response
+    get, then move the pin."""
     from gateway.upstream import httpx_fast
 
     assert httpx_fast.internals_match() and httpx_fast.FAST, (
