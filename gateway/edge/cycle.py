@@ -9,7 +9,10 @@ HTTP/1.0 clients, who can't read chunked framing (RFC 9112 §7).
 per ASGI send, not two), and with its header check done once over all the
 names and once over all the values instead of two regex searches per header:
 the same character classes (uvicorn's ``HEADER_RE`` / ``HEADER_VALUE_RE``, as
-byte sets), so the same heads are refused.
+translation tables). When that check fails, or a Content-Length is no number,
+uvicorn's own loop runs instead: the same error, for the same header, with
+the same state left behind (tests/unit/test_edge_cycle.py holds the two
+side by side).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE, RequestResponseCycle
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 # uvicorn's HEADER_RE / HEADER_VALUE_RE are character classes: the same
 # classes as translation tables that map a byte of the class to 0 and every
@@ -75,6 +79,13 @@ class EdgeCycle(RequestResponseCycle):
             self.on_response = lambda: None
 
     async def send(self, message: Any) -> None:
+        # In uvicorn's order, with the edge's two additions where they were.
+        if not self.response_started:
+            if message["type"] == "http.response.start" and self.scope["http_version"] == "1.0":
+                message = self._for_http10(message)
+        elif self.close_delimited and not self.response_complete:
+            await self._send_close_delimited(message)
+            return
         if self.flow.write_paused and not self.disconnected:
             await self.flow.drain()
         if self.disconnected:
@@ -82,27 +93,81 @@ class EdgeCycle(RequestResponseCycle):
         if not self.response_started:
             if message["type"] != "http.response.start":
                 raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message['type']}'.")
-            if self.scope["http_version"] == "1.0":
-                message = self._for_http10(message)
             self._write_head(message)
-        elif self.close_delimited and not self.response_complete:
-            self._send_close_delimited(message)
         elif not self.response_complete:
             self._write_body(message)
         else:
             raise RuntimeError(f"Unexpected ASGI message '{message['type']}' sent, after response already completed.")
 
     def _write_head(self, message: Any) -> None:
-        """uvicorn 0.54's status line and headers (its access log is never on here)."""
+        """uvicorn 0.54's status line and headers."""
         self.response_started = True
         self.waiting_for_100_continue = False
         status_code = message["status"]
         headers = message.get("headers", ())
         if self.default_headers:
             headers = self.default_headers + list(headers)
+        if self.access_log:
+            self.access_logger.info('%s - "%s %s HTTP/%s" %d', get_client_addr(self.scope), self.scope["method"],
+                                    get_path_with_query_string(self.scope), self.scope["http_version"], status_code)
+        try:
+            content, has_connection_close = self._head_fields(status_code, headers)
+        except _Unsure:
+            # A bad header somewhere (or a Content-Length that is no number):
+            # uvicorn's own loop, which fails at the header uvicorn fails at,
+            # with the same error and the same state left behind.
+            content, has_connection_close = self._head_fields_one_by_one(status_code, headers)
+        if not self.keep_alive and not has_connection_close:
+            content.append(b"connection: close\r\n")
+        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
+            self.chunked_encoding = True  # neither Content-Length nor Transfer-Encoding given
+            content.append(b"transfer-encoding: chunked\r\n")
+        content.append(b"\r\n")
+        self.transport.write(b"".join(content))
+
+    def _head_fields(self, status_code: int, headers: Any) -> tuple[list[bytes], bool]:
+        """The head's lines and whether it says ``Connection: close``, as
+        uvicorn's loop makes them, with the header check done once over all
+        names and once over all values; the cycle's framing state is set only
+        when every header passed. Raises _Unsure otherwise."""
+        content = [STATUS_LINE[status_code]]
+        chunked, expected, keep_alive = self.chunked_encoding, self.expected_content_length, self.keep_alive
+        has_connection_close = False
+        for name, value in headers:
+            name = name.lower()
+            if name == b"content-length" and chunked is None:
+                try:
+                    expected = int(value.decode())
+                except ValueError:
+                    raise _Unsure from None
+                chunked = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                expected = 0
+                chunked = True
+            elif name == b"connection":
+                connection = [token.lower().strip() for token in value.split(b",")]
+                if b"close" in connection:
+                    keep_alive = False
+                    has_connection_close = True
+            content += (name, b": ", value, b"\r\n")
+        # Every name is at 1, 5, 9, ... and every value at 3, 7, 11, ...: the
+        # joined bytes hold a bad character exactly when one header does.
+        # find(), not ``in``: see gateway/routing/paths.py.
+        if (b"".join(content[1::4]).translate(_NAME_OK).find(b"\0") >= 0
+                or b"".join(content[3::4]).translate(_VALUE_OK).find(b"\0") >= 0):
+            raise _Unsure
+        self.chunked_encoding, self.expected_content_length, self.keep_alive = chunked, expected, keep_alive
+        return content, has_connection_close
+
+    def _head_fields_one_by_one(self, status_code: int, headers: Any) -> tuple[list[bytes], bool]:
+        """uvicorn 0.54's loop as it is: each header checked, then taken."""
         content = [STATUS_LINE[status_code]]
         has_connection_close = False
         for name, value in headers:
+            if HEADER_RE.search(name):
+                raise RuntimeError("Invalid HTTP header name.")
+            if HEADER_VALUE_RE.search(value):
+                raise RuntimeError("Invalid HTTP header value.")
             name = name.lower()
             if name == b"content-length" and self.chunked_encoding is None:
                 self.expected_content_length = int(value.decode())
@@ -115,21 +180,8 @@ class EdgeCycle(RequestResponseCycle):
                 if b"close" in connection:
                     self.keep_alive = False
                     has_connection_close = True
-            content += (name, b": ", value, b"\r\n")
-        # Every name is at 1, 5, 9, ... and every value at 3, 7, 11, ...: one
-        # check each over all of them (the joined bytes hold a bad character
-        # exactly when one header does). find(), not ``in``: see match_path.
-        if b"".join(content[1::4]).translate(_NAME_OK).find(b"\0") >= 0:
-            raise RuntimeError("Invalid HTTP header name.")
-        if b"".join(content[3::4]).translate(_VALUE_OK).find(b"\0") >= 0:
-            raise RuntimeError("Invalid HTTP header value.")
-        if not self.keep_alive and not has_connection_close:
-            content.append(b"connection: close\r\n")
-        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
-            self.chunked_encoding = True  # neither Content-Length nor Transfer-Encoding given
-            content.append(b"transfer-encoding: chunked\r\n")
-        content.append(b"\r\n")
-        self.transport.write(b"".join(content))
+            content.extend([name, b": ", value, b"\r\n"])
+        return content, has_connection_close
 
     def _write_body(self, message: Any) -> None:
         """uvicorn 0.54's body framing and completion."""
@@ -174,9 +226,13 @@ class EdgeCycle(RequestResponseCycle):
         self.keep_alive = False
         return {**message, "headers": [(n, v) for n, v in headers if n.lower() != b"transfer-encoding"]}
 
-    def _send_close_delimited(self, message: Any) -> None:
+    async def _send_close_delimited(self, message: Any) -> None:
         if message["type"] != "http.response.body":
             raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{message['type']}'.")
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
         body = message.get("body", b"")
         if body:
             self.transport.write(body)
@@ -185,3 +241,7 @@ class EdgeCycle(RequestResponseCycle):
             self.message_event.set()
             self.transport.close()
             self.on_response()
+
+
+class _Unsure(Exception):
+    """The one-pass head can't vouch for these headers: take uvicorn's loop."""

@@ -76,7 +76,8 @@ class Match:
     reason: str
 
 
-RESOLVED_KEPT = 4096  # resolve() answers a table remembers (a few hundred KiB at most)
+RESOLVED_KEPT = 4096  # resolve() answers a table remembers...
+RESOLVED_PATH_MAX = 256  # ...for raw paths up to this long: ~3 MiB a table at most (measured), whatever clients send
 
 
 class Resolution(NamedTuple):
@@ -123,9 +124,11 @@ class RouteTable:
         changes; a reload makes a new one): clients ask for the same few paths
         over and over, and the answer is a pure function of the two and of
         whether the query is ASCII, the query's one effect. At most
-        ``RESOLVED_KEPT`` answers are kept: past that the memory starts afresh,
-        so paths that each come once (ids in them) can't grow it."""
-        if not query.isascii():
+        ``RESOLVED_KEPT`` answers are kept, for paths up to
+        ``RESOLVED_PATH_MAX`` bytes: past that the memory starts afresh, so
+        paths that each come once (ids in them) can't grow it, nor long ones
+        (the edge lets a request line reach 8 KiB) make it weigh more."""
+        if not query.isascii() or len(raw_path) > RESOLVED_PATH_MAX:
             return self._resolve(method, raw_path, query)
         key = (method, raw_path)
         where = self._resolved.get(key)

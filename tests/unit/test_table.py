@@ -121,3 +121,6 @@ def test_resolve_remembers_its_answers_within_bounds(monkeypatch):
         assert t.resolve("GET", b"/ping/%d" % i).route.prefix == "/ping"
         assert len(t._resolved) <= 8
     assert t.resolve("GET", b"/ping/49").route.prefix == "/ping"
+    t._resolved.clear()
+    long_path = b"/ping/" + b"x" * table_module.RESOLVED_PATH_MAX
+    assert t.resolve("GET", long_path).route.prefix == "/ping" and not t._resolved  # answered, not kept
