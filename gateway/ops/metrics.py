@@ -82,8 +82,7 @@ class Metrics:
     # -- recording (hot path) ------------------------------------------------
     def observe(self, route: str, backend: str, status: int, seconds: float) -> None:
         """One request answered: by which backend, with which status, how fast."""
-        # _status_class, inline for the statuses a response has: this runs for every request.
-        self.requests[(route, backend, _CLASS_OF[status] if 100 <= status < 600 else _status_class(status))] += 1
+        self.requests[(route, backend, _status_class(status))] += 1
         _add(self.latency, (route, backend), seconds)
 
     def observe_shadow(self, route: str, status: int, seconds: float) -> None:
@@ -149,13 +148,9 @@ class Metrics:
 _CLASSES = ("aborted", "1xx", "2xx", "3xx", "4xx", "5xx")  # by status // 100; built once, not per request
 
 
-# Every status a response can have, its class: one list index per request.
-_CLASS_OF = [_CLASSES[status // 100] if status >= 100 else "aborted" for status in range(600)]
-
-
 def _status_class(status: int) -> str:
     if 100 <= status < 600:
-        return _CLASS_OF[status]
+        return _CLASSES[status // 100]
     return f"{status // 100}xx" if status else "aborted"
 
 

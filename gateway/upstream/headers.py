@@ -80,8 +80,9 @@ _KIND: dict[bytes, int] = {
 }
 
 
-def _chunked(value: bytes) -> bool:
-    # find(), not ``in``: see gateway/routing/paths.py (no TypeError raised and cleared).
+def is_chunked(value: bytes) -> bool:
+    """A Transfer-Encoding value that says chunked. find(), not ``in``: see
+    gateway/routing/paths.py (no TypeError raised and cleared)."""
     return value.lower().find(b"chunked") >= 0
 
 
@@ -111,14 +112,14 @@ def request_headers_for_upstream(
     for name, value in headers:
         lname = name.lower()
         if extra and lname in extra:  # named by Connection: hop-by-hop too
-            if lname == b"transfer-encoding" and _chunked(value):
+            if lname == b"transfer-encoding" and is_chunked(value):
                 body_mode = "chunked"
             continue
         kind = kinds.get(lname)
         if kind is None:
             out.append((name, lname, value))
         elif kind == _HOP:
-            if lname == b"transfer-encoding" and _chunked(value):
+            if lname == b"transfer-encoding" and is_chunked(value):
                 body_mode = "chunked"
         elif kind == _FWD:
             if from_proxy:

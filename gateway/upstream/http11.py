@@ -26,12 +26,10 @@ from typing import Protocol
 import httptools
 import httpx
 
+from .headers import is_chunked
 from .httpx_fast import header_triples
 
-RawHeaders = list[tuple[bytes, bytes]]
-
-
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})  # the fields that frame a body
 
 
 def encode_head(request: httpx.Request) -> tuple[bytes, str]:
@@ -43,7 +41,7 @@ def encode_head(request: httpx.Request) -> tuple[bytes, str]:
         if lname in _FRAMING:  # one set lookup for the common header
             if lname == b"content-length":
                 body_mode = "length" if value.strip() != b"0" else body_mode
-            elif value.lower().find(b"chunked") >= 0:  # find(), not ``in``: see routing/paths.py
+            elif is_chunked(value):
                 body_mode = "chunked"
         lines += (name, b": ", value, b"\r\n")
     lines.append(b"\r\n")
@@ -186,11 +184,6 @@ class ResponseReader:
         self.refused = UpstreamRefused(limit, what, detail)
         return self.refused
 
-    @property
-    def headers(self) -> RawHeaders:
-        """The response's header fields as (name, value), in order."""
-        return [(name, value) for name, _, value in self.fields]
-
     def take_chunk(self) -> bytes:
         chunk = self.chunks.popleft()
         self.buffered -= len(chunk)
@@ -216,7 +209,7 @@ class ResponseReader:
                 "(limit upstream_header_count)")
         if not self.head_done:
             lname = name.lower()
-            if lname == b"content-length" or lname == b"transfer-encoding":
+            if lname in _FRAMING:
                 self._framed = True
             self.fields.append((name, lname, value))
         # Trailer fields are dropped: they are never relayed (the client's

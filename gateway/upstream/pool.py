@@ -114,12 +114,10 @@ class ConnectionPool(Generic[C]):
         loop = asyncio.get_running_loop()
         deadline = None
         while True:
+            conn = self.try_acquire(key, body=body)
+            if conn is not None:
+                return conn, True
             if not body or self._body_held < self.max_body_connections:
-                conn = self._take_idle(key)
-                if conn is not None:
-                    if body:
-                        self._lend_for_body(conn)
-                    return conn, True
                 if len(self._open) + self._connecting < self.max_connections:
                     return await self._open_new(key, body), False
                 if self._evict_other_idle(key):

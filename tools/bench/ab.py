@@ -37,11 +37,9 @@ from tools.bench.run import (
     Server,
     choose_pinning,
     cpu_seconds,
-    free_port,
     go_build,
-    proxy_env,
+    start_gateway,
     start_upstream,
-    wait_ready,
 )
 
 
@@ -63,26 +61,6 @@ def format_result(a: Side, b: Side, paths: list[str]) -> str:
                      f"{b.name} {mb:.1f} µs/req {[round(x, 1) for x in b.samples[path]]}: "
                      f"{b.name} ÷ {a.name} = {mb / ma:.3f}")
     return "\n".join(lines)
-
-
-def start(tree: Path, name: str, upstream: str, proxy_cpu: list[str], workdir: Path, token: str) -> Server:
-    """``gateway serve`` of ``tree`` as make bench starts it (access log on, to a file)."""
-    routes = workdir / f"{name}-routes.yaml"
-    routes.write_text(f"legacy:\n  url: {upstream}\n  pool_size: 1024\ndefault: go\n"
-                      "routes:\n  - prefix: /ping\n    to: python\n")
-    port = free_port()
-    env = proxy_env()
-    env.setdefault("JUNJO_SESSION_SECRET", "bench-secret")
-    env["JUNJO_SQLITE_PATH"] = str(workdir / f"{name}.db")
-    log_path = workdir / f"{name}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            proxy_cpu + [sys.executable, "-m", "gateway.cli", "serve", "--config", str(routes), "--host",
-                         "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "warning"],
-            cwd=tree, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    server = Server(name, proc, f"http://127.0.0.1:{port}", log_path)
-    wait_ready(server, token)
-    return server
 
 
 def turn(server: Server, path: str, loadgen: Path, helpers: list[str], seconds: float, conns: int,
@@ -125,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             a, b = Side(args.rev), Side("this tree")
             servers: list[Server] = []
             try:
-                servers = [start(other, "a", upstream.url, pinning.proxy, workdir, token),
-                           start(ROOT, "b", upstream.url, pinning.proxy, workdir, token)]
+                servers = [start_gateway(upstream.url, pinning, workdir, token, name="a", tree=other),
+                           start_gateway(upstream.url, pinning, workdir, token, name="b")]
                 for server in servers:  # warm: pools, caches, the first requests' imports
                     for path in paths:
                         turn(server, path, loadgen, pinning.helpers, 1.0, args.connections, args.rate)

@@ -38,7 +38,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.bench.run import BUILD, ROOT, BenchError, Pinning, free_port, go_build, http_get, start_upstream
+from tools.bench.run import (
+    BUILD,
+    ROOT,
+    BenchError,
+    Pinning,
+    bench_routes,
+    free_port,
+    go_build,
+    http_get,
+    start_upstream,
+)
 
 GATEWAY, PING_APP, PING_APP_EDGE = "gateway", "ping-app", "ping-app-edge"
 TARGETS = (GATEWAY, PING_APP, PING_APP_EDGE)
@@ -109,8 +119,7 @@ def measure(target: str, tree: Path, label: str, paths: list[str], upstream: str
     """One server of ``tree`` under callgrind; a row per path."""
     port = free_port()
     routes = workdir / f"{label}-routes.yaml"
-    routes.write_text(f"legacy:\n  url: {upstream}\n  pool_size: 1024\ndefault: go\n"
-                      "routes:\n  - prefix: /ping\n    to: python\n")
+    routes.write_text(bench_routes(upstream))
     env = dict(os.environ, PYTHONUNBUFFERED="1", JUNJO_SQLITE_PATH=str(workdir / f"{label}.db"))
     env.setdefault("JUNJO_SESSION_SECRET", "bench-secret")
     env.pop("LEGACY_URL", None)

@@ -287,11 +287,11 @@ class Server:
 
 
 def spawn(name: str, cmd: list[str], log_dir: Path, env: dict[str, str] | None = None,
-          stdout: int | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+          stdout: int | None = None, cwd: Path = ROOT) -> tuple[subprocess.Popen[bytes], Path]:
     log_path = log_dir / f"{name}.log"
     log = open(log_path, "wb")
     try:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=stdout or log, stderr=log,
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=stdout or log, stderr=log,
                                 stdin=subprocess.DEVNULL)
     finally:
         log.close()  # the child has its own copy
@@ -362,19 +362,23 @@ def start_baseline(upstream: str, pinning: Pinning, log_dir: Path, token: str) -
     return server
 
 
+def bench_routes(upstream: str) -> str:
+    """The routes.yaml of every gateway the bench tools start: ``/ping`` served
+    in process by ``services/ping``, every other path by ``upstream``."""
+    return ("# written by tools/bench\n"
+            f"legacy:\n  url: {upstream}\n  pool_size: 1024\n"
+            "default: go\nroutes:\n  - prefix: /ping\n    to: python\n")
+
+
 def start_gateway(upstream: str, pinning: Pinning, log_dir: Path, token: str, *,
-                  access_log: bool = True) -> Server:
+                  access_log: bool = True, name: str | None = None, tree: Path = ROOT) -> Server:
     """``gateway serve`` as deployed: default settings, so the access log is on
     (one JSON line per request to its stdout, a file here) unless ``access_log``
-    is False. ``/ping`` is served in process by ``services/ping``; every other
-    path goes to the upstream."""
-    name = GATEWAY if access_log else GATEWAY_NOLOG
+    is False, with :func:`bench_routes`. ``tree``: the checkout it runs from
+    (tools/bench/ab.py starts another commit's too), ``name`` its files'."""
+    name = name or (GATEWAY if access_log else GATEWAY_NOLOG)
     routes = log_dir / f"{name}-routes.yaml"
-    routes.write_text(
-        "# written by tools/bench/run.py\n"
-        f"legacy:\n  url: {upstream}\n  pool_size: 1024\n"
-        "default: go\nroutes:\n  - prefix: /ping\n    to: python\n"
-    )
+    routes.write_text(bench_routes(upstream))
     port = free_port()
     cmd = pinning.proxy + [sys.executable, "-m", "gateway.cli", "serve", "--config", str(routes),
                            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
@@ -382,7 +386,7 @@ def start_gateway(upstream: str, pinning: Pinning, log_dir: Path, token: str, *,
     env = proxy_env()
     env.setdefault("JUNJO_SESSION_SECRET", "bench-secret")  # services/ping's legacy middleware wants one
     env["JUNJO_SQLITE_PATH"] = str(log_dir / f"{name}.db")  # not the checkout's data/
-    proc, log_path = spawn(name, cmd, log_dir, env=env)
+    proc, log_path = spawn(name, cmd, log_dir, env=env, cwd=tree)
     server = Server(name, proc, f"http://127.0.0.1:{port}", log_path)
     wait_ready(server, token)
     return server
