@@ -321,6 +321,7 @@ class EdgeProtocol(HttpToolsProtocol):
             keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
             on_response=self.on_response_complete,
         )
+        self.cycle.loop = self.loop
         if existing_cycle is None or existing_cycle.response_complete:
             self._start_asgi_task(self.cycle, self.app)
         else:
@@ -598,6 +599,8 @@ class EdgeProtocol(HttpToolsProtocol):
             else:
                 note.reason, note.status = reason, status
         if not cycle.response_complete:
+            if isinstance(cycle, EdgeCycle):
+                cycle.flush_head()  # a held head goes out before the edge closes
             cycle.disconnected = True
         cycle.message_event.set()
 

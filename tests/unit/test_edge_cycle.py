@@ -18,9 +18,15 @@ class _Transport:
     def __init__(self) -> None:
         self.out = b""
         self.closed = False
+        self.writes = 0  # each a syscall on a real socket
 
     def write(self, data: bytes) -> None:
         self.out += data
+        self.writes += 1
+
+    def writelines(self, pieces: Any) -> None:  # one writev
+        self.out += b"".join(pieces)
+        self.writes += 1
 
     def close(self) -> None:
         self.closed = True
@@ -80,3 +86,51 @@ def test_the_edge_cycle_answers_as_uvicorns(head, bodies, method, keep_alive):
     defaults = [(b"server", b"edge")] if keep_alive else []
     assert (_run(EdgeCycle, method, head, bodies, defaults, keep_alive)
             == _run(RequestResponseCycle, method, head, bodies, defaults, keep_alive))
+
+
+def _cycle(transport: _Transport, method: str = "GET") -> EdgeCycle:
+    return EdgeCycle(scope={"method": method, "http_version": "1.1", "type": "http"}, transport=transport,
+                     flow=FlowControl(transport), logger=logging.getLogger("t"), access_logger=logging.getLogger("t"),
+                     access_log=False, default_headers=[], message_event=asyncio.Event(),
+                     expect_100_continue=False, keep_alive=True, on_response=lambda: None)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize(("headers", "body"), [
+    ([(b"content-length", b"5")], b"hello"),
+    ([(b"content-type", b"text/plain")], b"hello"),  # chunked
+    ([(b"content-length", b"100000")], b"x" * 100_000),  # beside the head, not copied into it
+    ([(b"content-length", b"0")], b""),
+])
+def test_an_answer_whose_body_follows_at_once_is_one_write(method, headers, body):
+    transport = _Transport()
+    cycle = _cycle(transport, method)
+
+    async def go() -> None:
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await cycle.send({"type": "http.response.body", "body": body})
+        await asyncio.sleep(0)  # the held head's own flush, had it been left behind
+        await asyncio.sleep(0)
+
+    asyncio.run(go())
+    assert transport.writes == 1
+    assert transport.out.startswith(b"HTTP/1.1 200 OK\r\n") and cycle.response_complete
+    assert transport.out.endswith(b"" if method == "HEAD" else body if headers[0][0] == b"content-length"
+                                  else b"5\r\nhello\r\n0\r\n\r\n")
+
+
+def test_a_head_whose_body_is_not_there_yet_goes_out_at_the_next_turn_of_the_loop():
+    transport = _Transport()
+    cycle = _cycle(transport)
+    seen: list[bytes] = []
+
+    async def go() -> None:
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        seen.append(transport.out)
+        await cycle.send({"type": "http.response.body", "body": b"ok"})
+
+    asyncio.run(go())
+    assert seen[0].startswith(b"HTTP/1.1 200 OK\r\n") and seen[0].endswith(b"\r\n\r\n")
+    assert transport.out == seen[0] + b"ok" and transport.writes == 2
