@@ -17,6 +17,7 @@ side by side).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,9 @@ _VALUE_OK = bytes(0 if HEADER_VALUE_RE.search(bytes((b,))) else 1 for b in range
 _JOIN_AT_MOST = 16 * 1024
 
 EDGE_KEY = "gateway.edge"  # scope["extensions"][EDGE_KEY]: the request's EdgeNote
+# scope["extensions"][CYCLE_KEY]: the EdgeCycle serving the request, for a
+# watcher of the client's departure (see EdgeCycle.on_disconnect).
+CYCLE_KEY = "gateway.cycle"
 
 
 @dataclass(slots=True)
@@ -60,6 +64,17 @@ class EdgeCycle(RequestResponseCycle):
     loop: asyncio.AbstractEventLoop | None = None  # the protocol's (else the running one)
     # The response head, written with the body's first piece: see _write_head.
     head_pending: bytes | None = None
+    # Called once when the client leaves (the connection is lost, or the edge
+    # ends the request): what a request without a body watches, instead of
+    # waiting on receive() for http.disconnect (gateway/upstream/forwarder.py).
+    on_disconnect: Callable[[], None] | None = None
+
+    def tell_disconnected(self) -> None:
+        """Run ``on_disconnect`` once, if the client has left."""
+        callback = self.on_disconnect
+        if callback is not None and self.disconnected:
+            self.on_disconnect = None
+            callback()
 
     async def run_asgi(self, app: Any) -> None:
         """uvicorn 0.54's, inline (one coroutine a request, not two)."""
@@ -87,6 +102,11 @@ class EdgeCycle(RequestResponseCycle):
                 self.transport.close()
         finally:
             self.on_response = lambda: None
+            # The scope's way back to this cycle: a reference cycle otherwise,
+            # left for the cyclic GC at every request.
+            extensions = self.scope.get("extensions")
+            if extensions:
+                extensions.pop(CYCLE_KEY, None)
 
     async def send(self, message: Any) -> None:
         # In uvicorn's order, with the edge's two additions where they were.

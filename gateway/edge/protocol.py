@@ -66,7 +66,7 @@ from gateway.edge import events
 from gateway.httpdate import http_date
 
 from .connections import Slots, slots_for
-from .cycle import EDGE_KEY, EdgeCycle, EdgeNote
+from .cycle import CYCLE_KEY, EDGE_KEY, EdgeCycle, EdgeNote
 from .descriptors import LINGER_BUDGET
 from .headscan import HeadScanner, Verdict, measured_head
 from .limits import EdgeLimits, live
@@ -158,6 +158,8 @@ class EdgeProtocol(HttpToolsProtocol):
         # uvicorn cancels its keep-alive timer only when exc is None (a reset
         # leaves it pinning the connection); this class never arms it.
         super().connection_lost(exc)
+        if isinstance(self.cycle, EdgeCycle):  # its watcher, if any (forwarder.py)
+            self.cycle.tell_disconnected()
 
     def evict(self) -> None:
         """Pushed out to make room for a new connection (see connections.py)."""
@@ -303,9 +305,6 @@ class EdgeProtocol(HttpToolsProtocol):
         self.scope["path"] = self.root_path + path
         self.scope["raw_path"] = self.root_path.encode("ascii") + raw_path
         self.scope["query_string"] = parsed_url.query or b""
-        # Where an EdgeNote goes should the edge end this request (_abort_cycle):
-        # made then, not for every request. Copies of the scope share this dict.
-        self.scope["extensions"] = {}
 
         existing_cycle = self.cycle
         self.cycle = EdgeCycle(
@@ -322,6 +321,11 @@ class EdgeProtocol(HttpToolsProtocol):
             on_response=self.on_response_complete,
         )
         self.cycle.loop = self.loop
+        # The cycle, for a watcher of the client (forwarder.py); and where an
+        # EdgeNote goes should the edge end this request (_abort_cycle): made
+        # then, not for every request. Copies of the scope share this dict.
+        extensions: Any = {CYCLE_KEY: self.cycle}  # uvicorn types the values as dicts
+        self.scope["extensions"] = extensions
         if existing_cycle is None or existing_cycle.response_complete:
             self._start_asgi_task(self.cycle, self.app)
         else:
@@ -603,6 +607,8 @@ class EdgeProtocol(HttpToolsProtocol):
                 cycle.flush_head()  # a held head goes out before the edge closes
             cycle.disconnected = True
         cycle.message_event.set()
+        if isinstance(cycle, EdgeCycle):
+            cycle.tell_disconnected()
 
     # -- trailers ------------------------------------------------------------------
     def _count_trailer(self, size: int) -> None:

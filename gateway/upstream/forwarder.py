@@ -27,6 +27,7 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from gateway.context import RequestContext
+from gateway.edge.cycle import CYCLE_KEY, EdgeCycle
 from gateway.redact import redact_url
 from gateway.replies import gateway_error
 
@@ -145,6 +146,48 @@ class _ClientWatch:
                 self._waiting.close()
 
 
+class _EdgeWatch:
+    """:class:`_ClientWatch` for a request without a body on the gateway's own
+    edge: nothing is left to receive, so the edge calls back when the client
+    leaves (``EdgeCycle.on_disconnect``) and no receive() is stepped at all."""
+
+    __slots__ = ("_cycle", "_task", "_state", "client_gone")
+
+    def __init__(self, cycle: EdgeCycle) -> None:
+        self._cycle = cycle
+        self._task: asyncio.Task[Any] | None = None
+        self._state = 0  # 0: not yet, 1: watching, 2: stopped
+        self.client_gone = False
+
+    def start(self) -> None:
+        """Watch from now on (again a no-op once watching or stopped)."""
+        if self._state == 0:
+            self._state = 1
+            cycle = self._cycle
+            self._task = asyncio.current_task(cycle.loop)  # the loop given: no getpid() syscall
+            cycle.on_disconnect = self._gone
+            cycle.tell_disconnected()  # gone already?
+
+    def _gone(self) -> None:
+        if self._state == 1:
+            self._state = 2
+            self.client_gone = True
+            if self._task is not None:
+                self._task.cancel()
+
+    def stop(self) -> None:
+        if self._state == 1:
+            self._cycle.on_disconnect = None
+        self._state = 2
+
+
+def _edge_cycle(scope: Scope) -> EdgeCycle | None:
+    """The edge cycle serving this very scope (not a copy of it), if any."""
+    extensions = scope.get("extensions")
+    cycle = extensions.get(CYCLE_KEY) if extensions else None
+    return cycle if cycle is not None and cycle.scope is scope else None
+
+
 @dataclass(frozen=True)
 class UpstreamFailure:
     """Why the legacy backend gave no answer, said twice: ``summary`` for any
@@ -213,16 +256,19 @@ class LegacyForwarder:
             default_host=self._default_host,
         )
 
-        watch = _ClientWatch(receive)
         deadline: asyncio.TimerHandle | None = None
         finished = False  # from here on, no deadline cancels the exchange
         overdue = False  # total_timeout passed: the exchange was cancelled
         started = False  # the answer's head went to the client
+        watch: _ClientWatch | _EdgeWatch
         if body_mode == "none":
             stream: httpx.AsyncByteStream = _NO_BODY
+            cycle = _edge_cycle(scope)
+            watch = _ClientWatch(receive) if cycle is None else _EdgeWatch(cycle)
             watch.start()
         else:
             # Until the body is in, receive() belongs to the body stream.
+            watch = _ClientWatch(receive)
             stream = _ClientBody(receive, watch.start)
         if self.total_timeout is not None:
             task = asyncio.current_task()

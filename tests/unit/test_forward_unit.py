@@ -401,3 +401,58 @@ def test_a_finished_exchange_leaves_no_watcher_behind():
     closed, sent = run(scenario())
     assert closed == ["receive closed"]
     assert sent[0]["status"] == 200 and b"".join(m.get("body", b"") for m in sent[1:]) == b"ok"
+
+
+class _Cycle:
+    """What _EdgeWatch reads of an EdgeCycle."""
+
+    def __init__(self, disconnected: bool) -> None:
+        self.loop = None
+        self.disconnected = disconnected
+        self.on_disconnect = None
+
+    def tell_disconnected(self) -> None:
+        callback = self.on_disconnect
+        if callback is not None and self.disconnected:
+            self.on_disconnect = None
+            callback()
+
+
+@pytest.mark.parametrize("gone_before_the_watch", [True, False])
+def test_the_edge_watch_cancels_the_exchange_when_the_client_leaves(gone_before_the_watch):
+    from gateway.upstream.forwarder import _EdgeWatch
+
+    cycle = _Cycle(disconnected=gone_before_the_watch)
+    watch = _EdgeWatch(cycle)  # type: ignore[arg-type]  # duck-typed EdgeCycle
+
+    async def exchange() -> str:
+        watch.start()
+        if not gone_before_the_watch:
+            cycle.disconnected = True
+            asyncio.get_running_loop().call_soon(cycle.tell_disconnected)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "ran to its end"
+
+    assert run(exchange()) == "cancelled"
+    assert watch.client_gone and cycle.on_disconnect is None
+
+
+def test_a_stopped_edge_watch_cancels_nothing():
+    from gateway.upstream.forwarder import _EdgeWatch
+
+    cycle = _Cycle(disconnected=False)
+    watch = _EdgeWatch(cycle)  # type: ignore[arg-type]
+
+    async def exchange() -> str:
+        watch.start()
+        watch.stop()
+        cycle.disconnected = True
+        cycle.tell_disconnected()
+        await asyncio.sleep(0.01)
+        return "ran to its end"
+
+    assert run(exchange()) == "ran to its end"
+    assert not watch.client_gone
