@@ -166,8 +166,13 @@ class EdgeCycle(RequestResponseCycle):
         head = self.head_pending
         if head is not None:
             self.head_pending = None
-            if not self.transport.is_closing():
-                self.transport.write(head)
+            # Not is_closing(): a connection closed with answers still in its
+            # buffer sends on, and takes what is written until it is gone.
+            if not self.disconnected:
+                try:
+                    self.transport.write(head)
+                except RuntimeError:  # gone, but not told (an answer ahead of pipelined requests)
+                    pass
 
     def _head_fields(self, status_code: int, headers: Any) -> tuple[list[bytes], bool]:
         """The head's lines and whether it says ``Connection: close``, as

@@ -160,3 +160,50 @@ def test_a_served_cycle_is_freed_without_the_cyclic_gc():
     finally:
         gc.enable()
     assert transport.out.endswith(b"\r\n\r\nok")
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_a_held_head_goes_out_on_a_connection_closing_with_answers_in_its_buffer(loop_kind):
+    # close() with an earlier answer still buffered (a client that half-closed
+    # after pipelining): the transport sends on and takes what is written until
+    # the connection is gone, so the next answer must arrive whole, head first.
+    import socket
+
+    import uvloop
+
+    class _Quiet(asyncio.Protocol):
+        pass
+
+    earlier = 4_000_000
+
+    async def go() -> bytes:
+        loop = asyncio.get_running_loop()
+        ours, client = socket.socketpair()
+        client.setblocking(False)
+        transport, _ = await loop.connect_accepted_socket(_Quiet, ours)
+        transport.write(b"Z" * earlier)  # not read yet
+        assert transport.get_write_buffer_size() > 0
+        transport.close()
+        cycle = EdgeCycle(scope={"method": "GET", "http_version": "1.1", "type": "http"}, transport=transport,
+                          flow=FlowControl(transport), logger=logging.getLogger("t"),
+                          access_logger=logging.getLogger("t"), access_log=False, default_headers=[],
+                          message_event=asyncio.Event(), expect_100_continue=False, keep_alive=True,
+                          on_response=lambda: None)
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        await asyncio.sleep(0.01)  # the body's first piece comes a little later
+        await cycle.send({"type": "http.response.body", "body": b"hello"})
+        got = bytearray()
+        while True:
+            try:
+                data = await loop.sock_recv(client, 1 << 20)
+            except ConnectionError:
+                break
+            if not data:
+                break
+            got += data
+        client.close()
+        return bytes(got[earlier:])
+
+    runner = asyncio.run if loop_kind == "asyncio" else uvloop.run
+    answer = runner(go())
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nhello")
