@@ -39,7 +39,7 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     proxy = ("small16", "small64", "slow256", "big16")
     expected = {(t, s) for t in ("direct", "baseline", "gateway") for s in proxy}
     expected |= {("gateway", "paced256"), ("gateway", "ping64"), ("gateway-nolog", "small64"),
-                 ("ping-app", "ping64"), ("ping-app-edge", "ping64")}
+                 ("floor", "small64"), ("ping-app", "ping64"), ("ping-app-edge", "ping64")}
     assert set(rows) == expected
     for key, row in rows.items():
         assert row["failure"] is None, (key, row["failure"])
@@ -59,12 +59,16 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     assert rows[("gateway", "small64")]["cpu_threads_s"] is not None
     # The two close comparisons ran again in interleaved rounds (one, in --quick).
     paired = {p["name"]: p for p in doc["paired"]}
-    assert set(paired) == {"access_log", "ping"}
+    assert set(paired) == {"access_log", "ping", "floor"}
     assert [[a["target"], b["target"]] for a, b in paired["ping"]["rounds"]] == [["gateway", "ping-app"]]
+    assert [[a["target"], b["target"]] for a, b in paired["floor"]["rounds"]] == [["gateway", "floor"]]
     verdicts = {c["name"]: c["verdict"] for c in doc["targets"]}
     assert len(verdicts) == 7 and "n/a" not in verdicts.values(), verdicts
     checks = {c["name"]: c for c in doc["targets"]}
     assert any(name.startswith("access log:") and "hand-off" in c["detail"] for name, c in checks.items()), checks
+    # The 70 µs target says what the floor (a bare callback relay) costs beside it.
+    assert any(name.startswith("200 B GET @64, access log on") and "gateway ÷ floor" in c["detail"]
+               for name, c in checks.items()), checks
     assert "targets (informational):" in proc.stdout
     assert "CPU µs/req" in proc.stdout
 

@@ -3,7 +3,8 @@
 One run starts the Go upstream (tools/bench/upstream), then for each target —
 the upstream direct, the naive baseline proxy (tools/bench/baseline_proxy.py),
 the gateway (access log on, as it runs by default), the gateway without its
-access log, and ``services/ping`` alone on uvicorn (tools/bench/ping_app.py) —
+access log, the floor (a bare callback relay: tools/bench/floor_proxy.py) and
+``services/ping`` alone on uvicorn (tools/bench/ping_app.py) —
 runs its scenarios with the Go load generator (tools/bench/loadgen), prints a
 table (with the server's CPU per request) plus the issue's targets with their
 ratios, and writes everything to bench-results/latest.json. See
@@ -44,7 +45,8 @@ BUSY_WARN_PERCENT = 10.0  # idle-machine check before each target's rows
 
 DIRECT, BASELINE, GATEWAY = "direct", "baseline", "gateway"
 GATEWAY_NOLOG, PING_APP, PING_APP_EDGE = "gateway-nolog", "ping-app", "ping-app-edge"
-TARGETS = (DIRECT, BASELINE, GATEWAY, GATEWAY_NOLOG, PING_APP, PING_APP_EDGE)
+FLOOR = "floor"
+TARGETS = (DIRECT, BASELINE, GATEWAY, GATEWAY_NOLOG, FLOOR, PING_APP, PING_APP_EDGE)
 
 PROXY_SCENARIOS = ("small16", "small64", "slow256", "big16")
 # Which scenarios each target runs. The gateway without its access log only
@@ -54,6 +56,7 @@ PLAN: dict[str, tuple[str, ...]] = {
     BASELINE: PROXY_SCENARIOS,
     GATEWAY: (*PROXY_SCENARIOS, "paced256", "ping64"),
     GATEWAY_NOLOG: ("small64",),
+    FLOOR: ("small64",),  # what any Python proxy spends on a request here (tools/bench/floor_proxy.py)
     PING_APP: ("ping64",),
     PING_APP_EDGE: ("ping64",),  # the same app on the gateway's edge protocol: what the edge costs
 }
@@ -67,6 +70,7 @@ PONG = b"pong"
 PAIRED = (
     ("access_log", GATEWAY, GATEWAY_NOLOG, "small64"),
     ("ping", GATEWAY, PING_APP, "ping64"),
+    ("floor", GATEWAY, FLOOR, "small64"),
 )
 
 
@@ -358,6 +362,16 @@ def start_baseline(upstream: str, pinning: Pinning, log_dir: Path, token: str) -
                            "--upstream", upstream, "--port", str(port), "--pool-size", "1024"]
     proc, log_path = spawn(BASELINE, cmd, log_dir, env=proxy_env())
     server = Server(BASELINE, proc, f"http://127.0.0.1:{port}", log_path)
+    wait_ready(server, token)
+    return server
+
+
+def start_floor(upstream: str, pinning: Pinning, log_dir: Path, token: str) -> Server:
+    port = free_port()
+    cmd = pinning.proxy + [sys.executable, "-m", "tools.bench.floor_proxy", "--upstream", upstream,
+                           "--port", str(port)]
+    proc, log_path = spawn(FLOOR, cmd, log_dir, env=proxy_env())
+    server = Server(FLOOR, proc, f"http://127.0.0.1:{port}", log_path)
     wait_ready(server, token)
     return server
 
@@ -770,7 +784,7 @@ def checks(rows: list[Row], big_size: int = BIG_SIZE, paired: list[PairedRounds]
 
     gw_small_cpu = cpu_per_request(find(rows, GATEWAY, "small64"))
     value_check("200 B GET @64, access log on: gateway CPU per request", gw_small_cpu, "≤ 70 µs",
-                lambda v: v <= 70, "gateway CPU s ÷ responses")
+                lambda v: v <= 70, "gateway CPU s ÷ responses" + _floor_detail(rows, rounds.get("floor")))
     ratio_check("200 B GET @64: gateway ÷ baseline req/s",
                 rps(find(rows, GATEWAY, "small64")), rps(find(rows, BASELINE, "small64")), "≥ 10×",
                 lambda v: v >= 10, "{a} ÷ {b} req/s")
@@ -814,6 +828,19 @@ def checks(rows: list[Row], big_size: int = BIG_SIZE, paired: list[PairedRounds]
     value_check(f"{big_size / MIB:g} MiB ×16: gateway peak RSS growth", growth, "≤ 32 MiB",
                 lambda v: v <= 32, "", unit="MiB")
     return out
+
+
+def _floor_detail(rows: list[Row], floor_rounds: PairedRounds | None) -> str:
+    """The same request through the floor (tools/bench/floor_proxy.py): what
+    no Python proxy can spend less than here, and the gateway's multiple of it,
+    from the interleaved rounds when they ran (this VM's speed moves both alike)."""
+    ratios = [a.cpu_us_per_request / b.cpu_us_per_request for a, b in floor_rounds.rounds
+              if a.cpu_us_per_request and b.cpu_us_per_request] if floor_rounds else []
+    if ratios:
+        return (f"; a bare callback relay (floor): gateway ÷ floor CPU/req, median of {len(ratios)} interleaved "
+                f"rounds: {_median(ratios):.2f}× (" + ", ".join(f"{r:.2f}" for r in ratios) + ")")
+    floor = cpu_per_request(find(rows, FLOOR, "small64"))
+    return f"; a bare callback relay (floor): {floor:.1f} µs" if floor is not None else ""
 
 
 def _fmt(value: float | None) -> str:
@@ -962,6 +989,8 @@ def start_target(target: str, upstream: Server, pinning: Pinning, log_dir: Path,
         return None  # reuse the upstream itself
     if target == BASELINE:
         return start_baseline(upstream.url, pinning, log_dir, token)
+    if target == FLOOR:
+        return start_floor(upstream.url, pinning, log_dir, token)
     if target in (PING_APP, PING_APP_EDGE):
         return start_ping_app(pinning, log_dir, edge=target == PING_APP_EDGE)
     return start_gateway(upstream.url, pinning, log_dir, token, access_log=target == GATEWAY)
@@ -1023,7 +1052,8 @@ def main(argv: list[str] | None = None) -> int:
                             logs[target] = server.log_tail(30)
                 crashed |= any(r.failure for r in rows if r.target == target)
             if pairs_to_run(settings) and not crashed:
-                print("interleaved rounds (the access log's cost, /ping against the app alone):", flush=True)
+                print("interleaved rounds (the access log's cost, /ping against the app alone, "
+                      "the gateway against the floor):", flush=True)
                 try:
                     paired = paired_rounds(upstream, loadgen_bin, pinning, log_dir, token, settings, running)
                 except BenchError as exc:
