@@ -25,6 +25,16 @@ import uvloop
 _DROP = frozenset({b"connection", b"keep-alive"})
 
 
+def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
+          transport: asyncio.Transport | None, data: bytes) -> None:
+    """Parse ``data``; what does not parse ends the connection."""
+    try:
+        parser.feed_data(data)
+    except httptools.HttpParserError:
+        if transport is not None:
+            transport.close()
+
+
 class _Upstream(asyncio.Protocol):
     """One client connection's upstream connection: answers relayed as they come."""
 
@@ -44,11 +54,7 @@ class _Upstream(asyncio.Protocol):
         client = self.client.transport
         if client is not None and not client.is_closing():
             client.write(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            assert self.transport is not None
-            self.transport.close()
+        _feed(self.parser, self.transport, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         client = self.client.transport
@@ -74,11 +80,7 @@ class _Client(asyncio.Protocol):
             self.peer = peer[0].encode()
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            assert self.transport is not None
-            self.transport.close()
+        _feed(self.parser, self.transport, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.upstream is not None and self.upstream.transport is not None:
