@@ -9,8 +9,29 @@ keys in the ASGI scope.
 """
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# scope["extensions"][CYCLE_KEY]: what serves the request on the gateway's own
+# edge (gateway/edge/cycle.py), offered to a watcher of the client's departure
+# (gateway/upstream/forwarder.py); only the edge puts it there, as ASGI lets a
+# server offer extensions.
+CYCLE_KEY = "gateway.cycle"
+
+
+class ServingCycle(Protocol):
+    """What the edge's cycle offers a watcher of its client: it calls
+    ``on_disconnect`` once when the client leaves (``tell_disconnected``)."""
+
+    scope: Any
+    loop: asyncio.AbstractEventLoop | None
+    disconnected: bool
+    on_disconnect: Callable[[], None] | None
+
+    def tell_disconnected(self) -> None: ...
 
 
 @dataclass(slots=True)

@@ -24,6 +24,8 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE, RequestResponseCycle
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
+from gateway.context import CYCLE_KEY  # the scope's way to this cycle (ServingCycle there)
+
 # uvicorn's HEADER_RE / HEADER_VALUE_RE are character classes: the same
 # classes as translation tables that map a byte of the class to 0 and every
 # other byte to 1, so a bad byte is a 0 after bytes.translate (callgrind: ~4k
@@ -36,9 +38,6 @@ _VALUE_OK = bytes(0 if HEADER_VALUE_RE.search(bytes((b,))) else 1 for b in range
 _JOIN_AT_MOST = 16 * 1024
 
 EDGE_KEY = "gateway.edge"  # scope["extensions"][EDGE_KEY]: the request's EdgeNote
-# scope["extensions"][CYCLE_KEY]: the EdgeCycle serving the request, for a
-# watcher of the client's departure (see EdgeCycle.on_disconnect).
-CYCLE_KEY = "gateway.cycle"
 
 
 @dataclass(slots=True)

@@ -62,11 +62,12 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
+from gateway.context import CYCLE_KEY
 from gateway.edge import events
 from gateway.httpdate import http_date
 
 from .connections import Slots, slots_for
-from .cycle import CYCLE_KEY, EDGE_KEY, EdgeCycle, EdgeNote
+from .cycle import EDGE_KEY, EdgeCycle, EdgeNote
 from .descriptors import LINGER_BUDGET
 from .headscan import HeadScanner, Verdict, measured_head
 from .limits import EdgeLimits, live

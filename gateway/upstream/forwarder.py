@@ -26,8 +26,7 @@ from typing import Any
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from gateway.context import RequestContext
-from gateway.edge.cycle import CYCLE_KEY, EdgeCycle
+from gateway.context import CYCLE_KEY, RequestContext, ServingCycle
 from gateway.redact import redact_url
 from gateway.replies import gateway_error
 
@@ -149,11 +148,11 @@ class _ClientWatch:
 class _EdgeWatch:
     """:class:`_ClientWatch` for a request without a body on the gateway's own
     edge: nothing is left to receive, so the edge calls back when the client
-    leaves (``EdgeCycle.on_disconnect``) and no receive() is stepped at all."""
+    leaves (``ServingCycle.on_disconnect``) and no receive() is stepped at all."""
 
     __slots__ = ("_cycle", "_task", "_state", "client_gone")
 
-    def __init__(self, cycle: EdgeCycle) -> None:
+    def __init__(self, cycle: ServingCycle) -> None:
         self._cycle = cycle
         self._task: asyncio.Task[Any] | None = None
         self._state = 0  # 0: not yet, 1: watching, 2: stopped
@@ -181,7 +180,7 @@ class _EdgeWatch:
         self._state = 2
 
 
-def _edge_cycle(scope: Scope) -> EdgeCycle | None:
+def _edge_cycle(scope: Scope) -> ServingCycle | None:
     """The edge cycle serving this very scope (not a copy of it), if any."""
     extensions = scope.get("extensions")
     cycle = extensions.get(CYCLE_KEY) if extensions else None
