@@ -21,6 +21,11 @@ from typing import Any, Protocol
 # server offer extensions.
 CYCLE_KEY = "gateway.cycle"
 
+# A key of an http.response.start message: "my one body message comes next,
+# at once". The edge then writes the head with that body in one write
+# (gateway/edge/cycle.py); any other server ignores it.
+BODY_FOLLOWS = "gateway.body_follows"
+
 
 class ServingCycle(Protocol):
     """What the edge's cycle offers a watcher of its client: it calls

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from gateway.context import CYCLE_KEY, RequestContext, ServingCycle
+from gateway.context import BODY_FOLLOWS, CYCLE_KEY, RequestContext, ServingCycle
 from gateway.redact import redact_url
 from gateway.replies import gateway_error
 
@@ -308,23 +308,27 @@ class LegacyForwarder:
             # The upstream may answer before reading the whole body: watch from
             # here on (a no-op when already watching).
             watch.start()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": response_headers_for_client(header_triples(response.headers)),
-                }
-            )
+            # A small answer is usually all in with its head (one read): our
+            # transport hands it over whole, and it goes out in one send with
+            # more_body=False, without stepping the body stream; the edge
+            # writes it with the head in one write (BODY_FOLLOWS).
+            whole: bytes | None = None
+            if method != "HEAD":
+                take_whole = getattr(response.stream, "take_whole", None)
+                whole = take_whole() if take_whole is not None else None
+            start: dict[str, Any] = {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response_headers_for_client(header_triples(response.headers)),
+            }
+            if whole is not None:
+                start[BODY_FOLLOWS] = True
+            await send(start)
             started = True
             if method == "HEAD":
                 watch.stop()
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-            # A small answer is usually all in with its head (one read): our
-            # transport hands it over whole, and it goes out in one send with
-            # more_body=False, without stepping the body stream.
-            take_whole = getattr(response.stream, "take_whole", None)
-            whole = take_whole() if take_whole is not None else None
             if whole is not None:
                 watch.stop()  # the upstream is done: nothing left to cancel
                 await send({"type": "http.response.body", "body": whole, "more_body": False})

@@ -13,7 +13,8 @@ import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from gateway.edge.cycle import CYCLE_KEY, EdgeCycle
+from gateway.context import BODY_FOLLOWS, CYCLE_KEY
+from gateway.edge.cycle import EdgeCycle
 
 
 class _Transport:
@@ -109,33 +110,57 @@ def test_an_answer_whose_body_follows_at_once_is_one_write(method, headers, body
     cycle = _cycle(transport, method)
 
     async def go() -> None:
-        await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": headers, BODY_FOLLOWS: True})
         await cycle.send({"type": "http.response.body", "body": body})
-        await asyncio.sleep(0)  # the held head's own flush, had it been left behind
-        await asyncio.sleep(0)
 
     asyncio.run(go())
     assert transport.writes == 1
     assert transport.out.startswith(b"HTTP/1.1 200 OK\r\n") and cycle.response_complete
     assert transport.out.endswith(b"" if method == "HEAD" else body if headers[0][0] == b"content-length"
                                   else b"5\r\nhello\r\n0\r\n\r\n")
+    # The same bytes as without the promise, in two writes (uvicorn's).
+    plain = _Transport()
+    cycle = _cycle(plain, method)
+
+    async def without() -> None:
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await cycle.send({"type": "http.response.body", "body": body})
+
+    asyncio.run(without())
+    assert plain.out == transport.out and plain.writes == (1 if method == "HEAD" else 2)
 
 
-def test_a_head_whose_body_is_not_there_yet_goes_out_at_the_next_turn_of_the_loop():
+def test_a_head_without_the_promise_goes_out_before_its_body_exists():
+    # Why not hold every head for the loop's next turn: a call_soon flush per
+    # answer cost ~7 us of user CPU a request, against ~5 us of system CPU
+    # for the write it saved (the ping app on the edge, 12 interleaved rounds
+    # with each variant, utime and stime from /proc, 2026-12-03).
     transport = _Transport()
     cycle = _cycle(transport)
     seen: list[bytes] = []
 
     async def go() -> None:
         await cycle.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
         seen.append(transport.out)
         await cycle.send({"type": "http.response.body", "body": b"ok"})
 
     asyncio.run(go())
     assert seen[0].startswith(b"HTTP/1.1 200 OK\r\n") and seen[0].endswith(b"\r\n\r\n")
     assert transport.out == seen[0] + b"ok" and transport.writes == 2
+
+
+def test_a_held_head_goes_out_when_the_app_fails_before_its_body():
+    transport = _Transport()
+    cycle = _cycle(transport)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")],
+                    BODY_FOLLOWS: True})
+        raise RuntimeError("broken before the body")
+
+    asyncio.run(cycle.run_asgi(app))
+    assert transport.out.startswith(b"HTTP/1.1 200 OK\r\n") and transport.out.endswith(b"\r\n\r\n")
+    assert transport.closed  # as uvicorn: a started answer that can't finish ends the connection
 
 
 def test_a_served_cycle_is_freed_without_the_cyclic_gc():
@@ -189,7 +214,8 @@ def test_a_held_head_goes_out_on_a_connection_closing_with_answers_in_its_buffer
                           access_logger=logging.getLogger("t"), access_log=False, default_headers=[],
                           message_event=asyncio.Event(), expect_100_continue=False, keep_alive=True,
                           on_response=lambda: None)
-        await cycle.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")],
+                          BODY_FOLLOWS: True})
         await asyncio.sleep(0.01)  # the body's first piece comes a little later
         await cycle.send({"type": "http.response.body", "body": b"hello"})
         got = bytearray()

@@ -6,6 +6,7 @@ import httpx
 import pytest
 import respx
 
+from gateway.context import RequestContext
 from gateway.upstream.connection import RequestBodyStalled
 from gateway.upstream.forwarder import LegacyForwarder
 from gateway.upstream.headers import TrustedProxies
@@ -456,3 +457,54 @@ def test_a_stopped_edge_watch_cancels_nothing():
 
     assert run(exchange()) == "ran to its end"
     assert not watch.client_gone
+
+
+class _WholeStream(httpx.AsyncByteStream):
+    """A response body that came in with its head, as our transport's does."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def take_whole(self) -> bytes:
+        return self.data
+
+    def close_now(self) -> None: ...
+
+    async def __aiter__(self):  # type: ignore[override]
+        yield self.data
+
+
+class _WholeTransport(httpx.AsyncBaseTransport):
+    def __init__(self, streamed: bool) -> None:
+        self.streamed = streamed
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = b"hello"
+        stream = httpx.ByteStream(body) if self.streamed else _WholeStream(body)
+        return httpx.Response(200, headers=[(b"content-length", b"5")], stream=stream)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_answer_all_in_with_its_head_is_promised_to_the_edge_as_one_write(streamed):
+    from gateway.context import BODY_FOLLOWS
+
+    sent: list[dict] = []
+
+    async def go() -> None:
+        async def receive() -> dict:
+            await asyncio.Event().wait()
+            return {}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await LegacyForwarder(BASE, _WholeTransport(streamed)).forward(
+            RequestContext(b"r", b"t"), make_scope("GET", b"/x"), receive, send)
+
+    run(go())
+    assert [m["type"] for m in sent][:2] == ["http.response.start", "http.response.body"]
+    # The promise only when the whole body is in hand, and then it is the next message.
+    assert sent[0].get(BODY_FOLLOWS, False) is (not streamed)
+    if not streamed:
+        assert sent[1] == {"type": "http.response.body", "body": b"hello", "more_body": False}
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"hello"
