@@ -1,9 +1,12 @@
 """The request/response cycle of the edge protocol, and what it tells the app.
 
-uvicorn 0.54's ``RequestResponseCycle`` plus two things the edge needs: whether
+uvicorn 0.54's ``RequestResponseCycle`` plus what the edge needs: whether
 the app has started on the request (the line between a 400 and a silent close
-for a malformed body, gateway/edge/protocol.py), and close-delimited bodies for
-HTTP/1.0 clients, who can't read chunked framing (RFC 9112 §7).
+for a malformed body, gateway/edge/protocol.py), close-delimited bodies for
+HTTP/1.0 clients, who can't read chunked framing (RFC 9112 §7), a head held
+for its body when the sender promises the body next (``BODY_FOLLOWS``: one
+write for both), and a callback for whoever watches the client leave
+(``on_disconnect``, the ``ServingCycle`` of gateway/context.py).
 
 ``send`` is uvicorn's own, in one piece with those additions (one coroutine
 per ASGI send, not two), and with its header check done once over all the
@@ -54,8 +57,8 @@ def edge_note(scope: Any) -> EdgeNote | None:
 
 class EdgeCycle(RequestResponseCycle):
     """uvicorn's request/response cycle, plus: whether the app has started (the
-    line between a 400 and a silent close), and close-delimited bodies for
-    HTTP/1.0 clients."""
+    line between a 400 and a silent close), close-delimited bodies for HTTP/1.0
+    clients, a head held for a promised body, and a departure callback."""
 
     task: asyncio.Task[None] | None = None
     app_started = False

@@ -203,10 +203,8 @@ class Connection(asyncio.Protocol):
 
     async def send(self, request: httpx.Request, head: bytes, body_mode: str, timeout: float,
                    body_idle: float | None = None) -> None:
-        """Write the request; wait at most ``body_idle`` s for each chunk of its body."""
-        if body_mode == "none":
-            self.send_head(head, request.method == "HEAD")
-            return
+        """Write a request with a body (one without: :meth:`send_head`); wait
+        at most ``body_idle`` s for each chunk of its body."""
         assert self.transport is not None
         self._begin(head_only=request.method == "HEAD")
         self.transport.write(head)
