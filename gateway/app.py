@@ -72,6 +72,45 @@ def _send_with_date(send: Send) -> Send:
     return dated
 
 
+class _Watched:
+    """A request's ``receive`` and ``send`` as the gateway watches them: the
+    status sent and a client that left go into the context; an answer gets the
+    request id, a ``Date`` when it has none (a proxied answer keeps the
+    backend's own) and the canary's Set-Cookie, if any."""
+
+    __slots__ = ("_ctx", "_receive", "_send", "_cookie")
+
+    def __init__(self, ctx: RequestContext, receive: Receive, send: Send, cookie: bytes | None) -> None:
+        self._ctx, self._receive, self._send, self._cookie = ctx, receive, send, cookie
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self._ctx.client_gone = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            ctx = self._ctx
+            ctx.status = message["status"]
+            headers = message["headers"] = list(message.get("headers", []))
+            # One pass over the headers for both checks: this is the hot path.
+            has_request_id = dated = False
+            for name, _ in headers:
+                name = name.lower()
+                if name == b"x-request-id":
+                    has_request_id = True
+                elif name == b"date":
+                    dated = True  # a proxied answer: keep the backend's own
+            if not has_request_id:
+                headers.append((b"x-request-id", ctx.request_id))
+            if not dated:
+                headers.append((b"date", http_date()))
+            if self._cookie is not None:
+                headers.append((b"set-cookie", self._cookie))
+        await self._send(message)
+
+
 class Gateway:
     def __init__(self, settings: GatewaySettings, registry: Registry | None = None, *, owns_process: bool = False):
         self.settings = settings
@@ -157,57 +196,37 @@ class Gateway:
             self._done(ctx, scope, None)
             return
         service, cookie = self._choose(ctx, route, scope, path)
-
-        async def receive_and_watch() -> Message:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                ctx.client_gone = True
-            return message
-
-        async def send_and_watch(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                ctx.status = message["status"]
-                headers = message["headers"] = list(message.get("headers", []))
-                # One pass over the headers for both checks: this is the hot path.
-                has_request_id = dated = False
-                for name, _ in headers:
-                    name = name.lower()
-                    if name == b"x-request-id":
-                        has_request_id = True
-                    elif name == b"date":
-                        dated = True  # a proxied answer: keep the backend's own
-                if not has_request_id:
-                    headers.append((b"x-request-id", request_id))
-                if not dated:
-                    headers.append((b"date", http_date()))
-                if cookie is not None:
-                    headers.append((b"set-cookie", cookie))
-            await send(message)
-
         try:
-            if ctx.backend == "go":
-                if route.state == "shadow":
-                    await self.shadow.serve(ctx, route, scope, receive_and_watch, send_and_watch)
-                else:
-                    # The forwarder notices a leaving client itself (and sets
-                    # ctx.client_gone): it gets receive() unwrapped.
-                    await route.go.forward(ctx, scope, receive, send_and_watch)
-            elif service is not None:
-                # The client the gateway derives (trusted X-Forwarded-For), as Python sees it.
-                python_scope = scope_for_python(scope, getattr(route.go, "trusted", None))
-                await service.call(python_scope, receive_and_watch, send_and_watch, max_body=route.max_body)
+            if ctx.backend == "go" and cookie is None and route.state != "shadow":
+                # The common case, with nothing to add but the request id (and
+                # a Date, should the backend send none): the forwarder stamps
+                # its answers itself (stamp=True) and gets send() as it is, a
+                # wrapper fewer per message. It notices a leaving client itself
+                # (and sets ctx.client_gone): it gets receive() unwrapped too.
+                await route.go.forward(ctx, scope, receive, send, stamp=True)
             else:
-                start, body = gateway_error(
-                    409, "X-Gateway-Backend: python, but no Python service serves this path")
-                await send_and_watch(start)
-                await send(body)
+                watched = _Watched(ctx, receive, send, cookie)
+                if ctx.backend == "go":
+                    if route.state == "shadow":
+                        await self.shadow.serve(ctx, route, scope, watched.receive, watched.send)
+                    else:
+                        await route.go.forward(ctx, scope, receive, watched.send)
+                elif service is not None:
+                    # The client the gateway derives (trusted X-Forwarded-For), as Python sees it.
+                    python_scope = scope_for_python(scope, getattr(route.go, "trusted", None))
+                    await service.call(python_scope, watched.receive, watched.send, max_body=route.max_body)
+                else:
+                    start, body = gateway_error(
+                        409, "X-Gateway-Backend: python, but no Python service serves this path")
+                    await watched.send(start)
+                    await send(body)
         except Exception:
             if ctx.client_gone and ctx.status == 0:
                 return  # the client left mid-request (e.g. ClientDisconnect): logged as 499
             log.exception("%s backend for %s %s raised", ctx.backend, scope["method"], path)
             if ctx.status == 0:
                 start, body = gateway_error(500, "Internal Server Error")
-                await send_and_watch(start)
+                await _Watched(ctx, receive, send, cookie).send(start)
                 await send(body)
             else:
                 raise

@@ -27,6 +27,7 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from gateway.context import BODY_FOLLOWS, CYCLE_KEY, RequestContext, ServingCycle
+from gateway.httpdate import http_date
 from gateway.redact import redact_url
 from gateway.replies import gateway_error
 
@@ -244,7 +245,12 @@ class LegacyForwarder:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.forward(RequestContext(_request_id(scope), b"-"), scope, receive, send)
 
-    async def forward(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send) -> None:
+    async def forward(self, ctx: RequestContext, scope: Scope, receive: Receive, send: Send, *,
+                      stamp: bool = False) -> None:
+        """Relay one request. ``stamp``: the gateway's ``send`` as it is, with
+        no wrapper of its own (gateway/app.py) — every answer from here then
+        gets the gateway's ``X-Request-Id`` and a ``Date`` unless it has them,
+        and its status goes into ``ctx.status``."""
         method: str = scope["method"]
         client = scope.get("client")
         headers, body_mode = request_headers_for_upstream(
@@ -295,15 +301,15 @@ class LegacyForwarder:
                 log.warning("%s %s → 408 (request id %s): %s; the upstream exchange was cancelled "
                             "and its connection closed (body_idle_timeout)", method,
                             request.url.raw_path.decode("latin-1"), ctx.request_id_text, exc)
-                await self._answer(send, 408, f"Request timeout: no request body arrived for {exc.idle:g} s. "
-                                              f"Request id {ctx.request_id_text}.", close=True)
+                await self._answer(ctx, send, 408, f"Request timeout: no request body arrived for {exc.idle:g} s. "
+                                                   f"Request id {ctx.request_id_text}.", close=True, stamp=stamp)
                 return
             except httpx.TransportError as exc:
                 finished = True
                 target = request.url.raw_path.decode("latin-1")
                 failure = self._describe(exc, method, target)
                 ctx.upstream_error = type(exc).__name__
-                await self._fail(ctx, send, failure, method, target)
+                await self._fail(ctx, send, failure, method, target, stamp)
                 return
             # The upstream may answer before reading the whole body: watch from
             # here on (a no-op when already watching).
@@ -316,11 +322,15 @@ class LegacyForwarder:
             if method != "HEAD":
                 take_whole = getattr(response.stream, "take_whole", None)
                 whole = take_whole() if take_whole is not None else None
+            status = response.status_code
             start: dict[str, Any] = {
                 "type": "http.response.start",
-                "status": response.status_code,
-                "headers": response_headers_for_client(header_triples(response.headers)),
+                "status": status,
+                "headers": response_headers_for_client(header_triples(response.headers),
+                                                       ctx.request_id if stamp else None),
             }
+            if stamp:
+                ctx.status = status
             if whole is not None:
                 start[BODY_FOLLOWS] = True
             await send(start)
@@ -382,7 +392,7 @@ class LegacyForwarder:
                             "(%g s); aborting the client connection mid-body", method, target,
                             ctx.request_id_text, self.backend_name, self.base_url, self.total_timeout)
                 return
-            await self._fail(ctx, send, self._overdue(method, target), method, target)
+            await self._fail(ctx, send, self._overdue(method, target), method, target, stamp)
         finally:
             finished = True
             if deadline is not None:
@@ -399,20 +409,26 @@ class LegacyForwarder:
                     await response.stream.aclose()  # type: ignore[union-attr]
 
     async def _fail(self, ctx: RequestContext, send: Send, failure: UpstreamFailure, method: str,
-                    target: str) -> None:
+                    target: str, stamp: bool) -> None:
         """Log ``failure`` with the request id and answer the client with it."""
         request_id = ctx.request_id_text
         log.warning("%s %s → %d (request id %s): %s", method, target, failure.status, request_id, failure.detail)
-        await self._answer(send, failure.status, failure.client_message(request_id, self.debug_errors))
+        await self._answer(ctx, send, failure.status, failure.client_message(request_id, self.debug_errors),
+                           stamp=stamp)
 
     @staticmethod
-    async def _answer(send: Send, status: int, message: str, *, close: bool = False) -> None:
+    async def _answer(ctx: RequestContext, send: Send, status: int, message: str, *, close: bool = False,
+                      stamp: bool = False) -> None:
         """A gateway error answer. ``close`` ends the client connection after
         it — only for a client that stopped sending its body: closing on one
-        still sending could reset the connection before it reads the answer."""
+        still sending could reset the connection before it reads the answer.
+        ``stamp``: see :meth:`forward`."""
         start, body = gateway_error(status, message)
         if close:
             start["headers"].append((b"connection", b"close"))
+        if stamp:
+            start["headers"] += [(b"x-request-id", ctx.request_id), (b"date", http_date())]
+            ctx.status = status
         await send(start)
         await send(body)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
+from gateway.httpdate import http_date
+
 RawHeaders = list[tuple[bytes, bytes]]
 Fields = list[tuple[bytes, bytes, bytes]]  # (name as sent, lower-cased name, value)
 
@@ -155,13 +157,34 @@ def request_headers_for_upstream(
     return out, body_mode
 
 
-def response_headers_for_client(triples: Sequence[tuple[bytes, bytes, bytes]]) -> RawHeaders:
+_CLIENT_WATCHED = frozenset({b"connection", b"date", b"x-request-id"})
+
+
+def response_headers_for_client(triples: Sequence[tuple[bytes, bytes, bytes]],
+                                stamp: bytes | None = None) -> RawHeaders:
     """The upstream's response headers minus hop-by-hop ones and every header
     its ``Connection`` header names; from ``(name, lower-cased name, value)``
-    triples (httpx_fast.header_triples), whose names are lower-cased already."""
+    triples (httpx_fast.header_triples), whose names are lower-cased already.
+
+    ``stamp`` is the request id when the gateway answers through this list
+    without a wrapper of its own (gateway/app.py): an ``X-Request-Id`` and a
+    ``Date`` are appended unless the upstream sent them, which this finds in
+    the same pass as ``Connection``."""
     extra: set[bytes] | None = None
+    has_id = has_date = False
     for _, lname, value in triples:
-        if lname == b"connection":
-            extra = (extra or set()) | {v.strip().lower() for v in value.split(b",") if v.strip()}
+        if lname in _CLIENT_WATCHED:  # one set lookup for the common header
+            if lname == b"connection":
+                extra = (extra or set()) | {v.strip().lower() for v in value.split(b",") if v.strip()}
+            elif lname == b"date":
+                has_date = True
+            else:
+                has_id = True
     drop = HOP_BY_HOP | extra if extra else HOP_BY_HOP
-    return [(name, value) for name, lname, value in triples if lname not in drop]
+    out = [(name, value) for name, lname, value in triples if lname not in drop]
+    if stamp is not None:
+        if not has_id:
+            out.append((b"x-request-id", stamp))
+        if not has_date:
+            out.append((b"date", http_date()))
+    return out

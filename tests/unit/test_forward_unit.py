@@ -508,3 +508,41 @@ def test_an_answer_all_in_with_its_head_is_promised_to_the_edge_as_one_write(str
     if not streamed:
         assert sent[1] == {"type": "http.response.body", "body": b"hello", "more_body": False}
     assert b"".join(m.get("body", b"") for m in sent[1:]) == b"hello"
+
+
+def test_a_stamping_forwarder_answers_for_the_gateway():
+    # stamp=True is how the gateway calls it with send() unwrapped: every
+    # answer gets the request id and a Date (unless the backend sent them), and
+    # the status it sent goes into the context, failures included.
+    router = respx.Router()
+    router.get("/plain").respond(200, text="ok")
+    router.get("/own").respond(200, text="ok", headers=[(b"X-Request-Id", b"go-1"), (b"Date", b"Tue, 01 Jan 2030")])
+    router.get("/dead").mock(side_effect=httpx.ConnectError("refused"))
+
+    async def go(path: bytes, stamp: bool) -> tuple[RequestContext, list[dict]]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            await asyncio.Event().wait()
+            return {}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        ctx = RequestContext(b"req-9", b"t")
+        await forwarder(router).forward(ctx, make_scope("GET", path), receive, send, stamp=stamp)
+        return ctx, sent
+
+    def named(message: dict, name: bytes) -> list[bytes]:
+        return [v for n, v in message["headers"] if n.lower() == name]
+
+    for path, status, request_id in ((b"/plain", 200, b"req-9"), (b"/own", 200, b"go-1"), (b"/dead", 502, b"req-9")):
+        ctx, sent = run(go(path, stamp=True))
+        start = sent[0]
+        assert (start["status"], ctx.status) == (status, status), path
+        assert named(start, b"x-request-id") == [request_id], path
+        dates = named(start, b"date")
+        assert len(dates) == 1 and (dates == [b"Tue, 01 Jan 2030"] if path == b"/own" else dates[0].endswith(b" GMT"))
+    for path in (b"/plain", b"/dead"):  # unstamped: the answer as the backend (or the gateway's error) has it
+        ctx, sent = run(go(path, stamp=False))
+        assert ctx.status == 0 and not named(sent[0], b"x-request-id") and not named(sent[0], b"date")

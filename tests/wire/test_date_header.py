@@ -101,6 +101,30 @@ def test_a_proxied_answer_keeps_the_backends_one_date(gateway_factory, standin):
         assert_one_fresh_date(dates_on_the_wire(gw.port, get(path)))
 
 
+def test_a_proxied_answer_without_a_date_gets_one_and_keeps_its_own_request_id(gateway_factory):
+    # RFC 9110 §6.6.1: a recipient with a clock that forwards an answer
+    # without Date adds one. The gateway's X-Request-Id is added only when
+    # the backend sent none: the client gets exactly one of each.
+    def no_date(conn: socket.socket, head: bytes) -> None:
+        own_id = b"X-Request-Id: from-go\r\n" if b"/own-id" in head.split(b"\r\n", 1)[0] else b""
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + own_id + b"Content-Length: 2\r\n\r\nok")
+
+    upstream = RawUpstream(no_date)
+    try:
+        gw = gateway_factory(routes_yaml(upstream.url))
+        assert_one_fresh_date(dates_on_the_wire(gw.port, get("/users")))
+        for path, expected in (("/users", None), ("/users/own-id", b"from-go")):
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+                s.sendall(get(path))
+                head = read_head(s)
+            ids = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"x-request-id:")]
+            assert len(ids) == 1, (path, head)
+            assert ids[0] == expected if expected else re.fullmatch(rb"[0-9a-f]{32}", ids[0]), (path, ids)
+    finally:
+        upstream.close()
+
+
 def test_the_date_text_is_built_once_a_second(monkeypatch):
     from gateway import httpdate
 
