@@ -8,9 +8,12 @@ from. The limit is a parameter: ``Service.call(..., max_body=N)`` per request
 
 * ``Content-Length`` above the cap: **413** at once, before the feature runs
   and without reading a byte of the body;
-* a chunked body (or one longer than it said, which the server refuses
-  anyway): the feature's reads are counted and stop at the cap; the feature's
-  own answer is dropped and the client gets the 413.
+* a chunked body (any ``Transfer-Encoding``, or a body whose length no
+  header gives, as HTTP/2 allows): the feature's reads are counted and stop
+  at the cap; the feature's own answer is dropped and the client gets the
+  413. An HTTP/1 body framed by ``Content-Length`` alone is not counted: the
+  server delivers no more than it says, and most requests (every GET) have
+  no body at all.
 
 The 413 is Echo's ``{"message":"Request Entity Too Large"}`` (what its
 ``BodyLimit`` middleware answers on ``Content-Length``), with
@@ -26,6 +29,7 @@ __all__ = ["DEFAULT_MAX_BODY", "BodyLimit", "BodyTooLarge", "call_with_body_limi
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: ample for the legacy's JSON bodies
 MSG_TOO_LARGE = "Request Entity Too Large"  # http.StatusText(413), as Echo says it
+_HTTP1 = frozenset({"1.1", "1.0"})  # scope["http_version"]s whose bodies only the headers frame
 
 
 class BodyTooLarge(Exception):
@@ -34,11 +38,23 @@ class BodyTooLarge(Exception):
 
 def declared_length(scope: Scope) -> int | None:
     """The request's ``Content-Length`` (the largest, if repeated), or None."""
+    return _framing(scope)[0]
+
+
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """The request's ``Content-Length`` (the largest, if repeated) or None,
+    and whether it has a ``Transfer-Encoding``: one pass over the headers."""
     found: int | None = None
+    coded = False
     for name, value in scope.get("headers", ()):
-        if name.lower() == b"content-length" and value.strip().isdigit():
-            found = max(found or 0, int(value))
-    return found
+        if len(name) in (14, 17):  # the lengths first: no lower() for most headers
+            name = name.lower()
+            if name == b"content-length":
+                if value.strip().isdigit():
+                    found = max(found or 0, int(value))
+            elif name == b"transfer-encoding":
+                coded = True
+    return found, coded
 
 
 async def _send_too_large(scope: Scope, send: Send) -> None:
@@ -61,9 +77,17 @@ async def call_with_body_limit(app: ASGIApp, scope: Scope, receive: Receive, sen
     if scope["type"] != "http":
         await app(scope, receive, send)
         return
-    declared = declared_length(scope)
+    declared, coded = _framing(scope)
     if declared is not None and declared > max_body:
         await _send_too_large(scope, send)
+        return
+    if not coded and scope.get("http_version") in _HTTP1:
+        # HTTP/1 without Transfer-Encoding: the body is the Content-Length's
+        # bytes, none without one (RFC 9112 §6.3), and the server holds the
+        # client to that (more is the next request, or refused), so nothing
+        # is left to count. HTTP/2 frames a body without either header, and a
+        # scope that does not say its version could be anything: counted.
+        await app(scope, receive, send)
         return
 
     received = 0

@@ -119,3 +119,41 @@ def test_the_asgi_wrapper_takes_the_limit_as_an_argument():
 @pytest.mark.parametrize("value", [b"abc", b"-1", b""])
 def test_a_content_length_that_is_not_a_number_is_left_to_the_server(value):
     assert run(Reader(), chunks=[b"x"], headers=[(b"content-length", value)])[0] == 200
+
+
+@pytest.mark.parametrize("version,headers,counted", [
+    ("1.1", [], False),  # a GET: no body at all
+    ("1.0", [(b"content-length", b"5")], False),  # the server delivers 5 bytes, no more
+    ("1.1", [(b"Transfer-Encoding", b"chunked")], True),
+    ("1.1", [(b"content-length", b"5"), (b"transfer-encoding", b"chunked")], True),
+    ("2", [], True),  # HTTP/2 frames a body without either header
+    (None, [], True),  # a scope that does not say: counted
+])
+def test_only_a_body_no_header_bounds_is_counted(version, headers, counted):
+    # What the feature is handed: the server's own receive() when the headers
+    # bound the body (nothing to count, the common case), else the counting one.
+    seen: list[Receive] = []
+
+    async def feature(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"hello"}
+
+    async def send(message: Message) -> None:
+        pass
+
+    scope = {"type": "http", "method": "POST", "path": "/x", "raw_path": b"/x", "query_string": b"",
+             "headers": headers, **({"http_version": version} if version else {})}
+    asyncio.run(Service("x", ("/x",), feature).call(scope, receive, send, max_body=8))
+    assert (seen[0] is not receive) is counted
+    if counted:  # and the count holds: twice 5 bytes pass a cap of 8
+
+        async def read_twice() -> None:
+            await seen[0]()
+            await seen[0]()
+
+        with pytest.raises(BodyTooLarge):
+            asyncio.run(read_twice())
