@@ -126,7 +126,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.send_timer: asyncio.TimerHandle | None = None
         self.send_backlog = 0  # the write buffer's size when send_timer was (re)armed
         # Body framing of the request being received.
-        self.body_left = -1  # Content-Length bytes still to come; -1: not length-delimited
+        self.body_left = -1  # Content-Length bytes still to come; -1: not length-delimited (or no request yet)
         self.chunk_open = False  # between a chunk's size line and its end
         self.chunk_data = False  # that chunk has had data (so it is not the last one)
         self.unscanned = False  # feeding bytes the head scanner has not seen
@@ -289,8 +289,12 @@ class EdgeProtocol(HttpToolsProtocol):
                 raise _HeadTooLarge(verdict)  # the parser stops; _feed refuses
         self.phase = BODY
         self.slots.busy(self)
-        self._set_clock(BODY_IDLE, self.limits.body_idle_timeout)
         self.body_left = _content_length(self.headers)
+        if self.body_left != 0:
+            # A body to come: its idle clock. Without one (every GET) the
+            # parser completes the request in this very feed, which stops the
+            # clock: no deadline to compute for it.
+            self._set_clock(BODY_IDLE, self.limits.body_idle_timeout)
         http_version = self.parser.get_http_version()
         method = self.parser.get_method()
         self.scope["method"] = method.decode("ascii")
@@ -646,9 +650,11 @@ class EdgeProtocol(HttpToolsProtocol):
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
-    """The body's length when it is length-delimited, else -1 (chunked or none).
-    llhttp has already refused duplicates and Content-Length with chunked."""
-    length = -1
+    """The body's length when it is length-delimited, 0 when the request has
+    no body (neither header: RFC 9112 §6.3), else -1 (chunked, or a length
+    that is no number). llhttp has already refused duplicates and
+    Content-Length with chunked."""
+    length = 0
     for name, value in headers:
         if name == b"transfer-encoding":
             return -1
