@@ -175,6 +175,7 @@ SQLITE_BENCH_ARGS ?=
 
 bench: install standin postgres
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.run
+	$(BIN)/python -m tools.bench.instructions --targets gateway,floor,ping-app --optional
 	$(BIN)/python -m tools.bench.otel_bench --spans $(OTEL_BENCH_SPANS)
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.sqlite_contention $(SQLITE_BENCH_ARGS)
 	STANDIN_BIN=$(abspath $(STANDIN)) $(BIN)/python -m tools.bench.replicas

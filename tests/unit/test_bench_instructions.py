@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.bench.instructions import Row, callgrind_total, format_rows
+from tools.bench.instructions import Row, callgrind_total, format_rows, yardsticks
 
 
 def test_the_total_is_read_from_a_callgrind_file(tmp_path: Path) -> None:
@@ -25,6 +25,16 @@ def test_rows_are_per_request_with_ratios_to_the_first_row_of_each_path() -> Non
     assert lines[1].split()[-2:] == ["450,000", "1.000"]
     assert lines[3].split()[0] == "gateway@HEAD~3" and lines[3].split()[-1] == "1.111"
     assert lines[4].split()[-1] == "0.725"
+
+
+def test_the_yardsticks_are_the_gateway_against_the_floor_and_the_ping_app() -> None:
+    rows = [Row("gateway", "/small", 340_000_000, 1000), Row("gateway", "/ping", 460_000_000, 1000),
+            Row("floor", "/small", 26_000_000, 1000), Row("ping-app", "/ping", 345_000_000, 1000),
+            Row("gateway@HEAD~1", "/small", 1, 1)]  # another commit's gateway is no yardstick
+    small, ping = yardsticks(rows)
+    assert small.startswith("GET /small: gateway ÷ floor = 13.08× in instructions (340,000 ÷ 26,000;")
+    assert ping.startswith("GET /ping: ping app alone ÷ gateway = 0.75× in instructions (345,000 ÷ 460,000;")
+    assert yardsticks(rows[:2]) == []  # without the yardsticks' own rows, nothing to say
 
 
 def test_ab_reports_each_sides_median_and_the_ratio() -> None:

@@ -19,6 +19,12 @@ worktree), and ``ping-app`` / ``ping-app-edge`` are the yardsticks of
     python -m tools.bench.instructions                       # gateway: GET /small and GET /ping
     python -m tools.bench.instructions --rev HEAD~3          # the same for HEAD~3, side by side
     python -m tools.bench.instructions --targets gateway,ping-app,ping-app-edge --paths /ping
+    python -m tools.bench.instructions --targets gateway,floor,ping-app   # make bench's yardsticks
+
+``floor`` is make bench's bare callback relay (tools/bench/floor_proxy.py),
+proxied paths only. With the gateway beside it (and the ping app), the end
+of the output gives the two ratios ``make bench`` times against a yardstick,
+in instructions: the same figures without the machine's noise.
 
 Needs valgrind (Debian: ``apt-get install valgrind``). Each server runs ~50×
 slower under it, so a row takes ~40 s; the figures are per request all the same.
@@ -50,14 +56,15 @@ from tools.bench.run import (
     start_upstream,
 )
 
-GATEWAY, PING_APP, PING_APP_EDGE = "gateway", "ping-app", "ping-app-edge"
-TARGETS = (GATEWAY, PING_APP, PING_APP_EDGE)
+GATEWAY, PING_APP, PING_APP_EDGE, FLOOR = "gateway", "ping-app", "ping-app-edge", "floor"
+TARGETS = (GATEWAY, PING_APP, PING_APP_EDGE, FLOOR)
 PING_ONLY = (PING_APP, PING_APP_EDGE)  # they serve /ping alone
+PROXY_ONLY = (FLOOR,)  # it relays everything: /ping is not its to serve
 
 
 @dataclass
 class Row:
-    target: str  # "gateway", "gateway@<rev>", "ping-app", "ping-app-edge"
+    target: str  # "gateway", "gateway@<rev>", "ping-app", "ping-app-edge", "floor"
     path: str
     instructions: int
     requests: int
@@ -101,10 +108,31 @@ def worktree(rev: str) -> Iterator[Path]:
         subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=ROOT, capture_output=True)
 
 
-def _server_command(target: str, port: int, routes: Path) -> list[str]:
+def yardsticks(rows: list[Row]) -> list[str]:
+    """The two ratios ``make bench`` times against a yardstick, in instructions
+    (this tree's rows): the gateway's proxied ``GET /small`` as a multiple of
+    the floor's, and ``services/ping`` alone as a fraction of the gateway's
+    ``GET /ping`` (the check asks ≥ 0.9×). Not time: see the module docstring."""
+    per = {(row.target, row.path): row.per_request for row in rows}
+    out = []
+    gateway, floor = per.get((GATEWAY, "/small")), per.get((FLOOR, "/small"))
+    if gateway and floor:
+        out.append(f"GET /small: gateway ÷ floor = {gateway / floor:.2f}× in instructions "
+                   f"({gateway:,.0f} ÷ {floor:,.0f}; user space only: the kernel's side of the four "
+                   "system calls both make is not in it)")
+    gateway, alone = per.get((GATEWAY, "/ping")), per.get((PING_APP, "/ping"))
+    if gateway and alone:
+        out.append(f"GET /ping: ping app alone ÷ gateway = {alone / gateway:.2f}× in instructions "
+                   f"({alone:,.0f} ÷ {gateway:,.0f}; the /ping check asks ≥ 0.9× in req/s)")
+    return out
+
+
+def _server_command(target: str, port: int, routes: Path, upstream: str) -> list[str]:
     if target == GATEWAY:
         return ["-m", "gateway.cli", "serve", "--config", str(routes), "--host", "127.0.0.1", "--port", str(port),
                 "--workers", "1", "--log-level", "warning"]
+    if target == FLOOR:
+        return ["-m", "tools.bench.floor_proxy", "--upstream", upstream, "--port", str(port)]
     return ["-m", "tools.bench.ping_app", "--port", str(port)] + (["--edge"] if target == PING_APP_EDGE else [])
 
 
@@ -129,22 +157,23 @@ def measure(target: str, tree: Path, label: str, paths: list[str], upstream: str
     log = open(workdir / f"{label}.log", "wb")
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/callgrind.%p",
-         sys.executable, *_server_command(target, port, routes)],
+         sys.executable, *_server_command(target, port, routes, upstream)],
         cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
     rows: list[Row] = []
     try:
         deadline = time.monotonic() + 300
+        ready = "/small" if target in PROXY_ONLY else "/ping"
         while True:  # valgrind makes the start slow
             if server.poll() is not None:
                 raise BenchError(f"{label} exited with {server.returncode}: see {workdir / (label + '.log')}")
             try:
-                if http_get(f"http://127.0.0.1:{port}/ping", timeout=10)[0] == 200:
+                if http_get(f"http://127.0.0.1:{port}{ready}", timeout=10)[0] == 200:
                     break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise BenchError(f"{label} did not answer GET /ping within 300 s under valgrind")
+                raise BenchError(f"{label} did not answer GET {ready} within 300 s under valgrind")
             time.sleep(0.5)
         for path in paths:
             url = f"http://127.0.0.1:{port}{path}"
@@ -185,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rev", action="append", default=[], help="also the gateway of this git revision")
     parser.add_argument("--seconds", type=float, default=8.0, help="load window counted, per path")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--optional", action="store_true",
+                        help="without valgrind, say so and exit 0 (make bench: a machine may lack it)")
     args = parser.parse_args(argv)
     targets = [t for t in args.targets.split(",") if t]
     if unknown := sorted(set(targets) - set(TARGETS)):
@@ -192,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = [p for p in args.paths.split(",") if p]
     missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
     if missing:
-        print(f"needs {' and '.join(missing)} (Debian: apt-get install valgrind)", file=sys.stderr)
-        return 2
+        print(f"instructions: needs {' and '.join(missing)} (Debian: apt-get install valgrind)"
+              + ("; skipped" if args.optional else ""), file=sys.stderr)
+        return 0 if args.optional else 2
     try:
         upstream_bin = go_build(ROOT / "tools/bench/upstream", BUILD / "bench-upstream")
         loadgen = go_build(ROOT / "tools/bench/loadgen", BUILD / "bench-loadgen")
@@ -203,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             rows: list[Row] = []
             try:
                 for target in targets:
-                    wanted = [p for p in paths if p == "/ping"] if target in PING_ONLY else paths
+                    wanted = ([p for p in paths if p == "/ping"] if target in PING_ONLY
+                              else [p for p in paths if p != "/ping"] if target in PROXY_ONLY else paths)
                     rows += measure(target, ROOT, target, wanted, upstream.url, loadgen, args.seconds,
                                     args.connections, workdir)
                 for rev in args.rev:
@@ -216,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"instructions: {exc}", file=sys.stderr)
         return 1
     print(format_rows(rows))
+    for line in yardsticks(rows):
+        print(line)
     return 0
 
 
