@@ -31,7 +31,7 @@ from .edge import events as edge_events
 from .edge.client import client_and_peer, scope_for_python
 from .edge.cycle import edge_note
 from .edge.limits import live as live_edge_limits
-from .httpdate import add_date, http_date
+from .httpdate import add_date
 from .migration.canary import CanaryChooser
 from .migration.override import take_override
 from .migration.rollback import RollbackGuard
@@ -42,7 +42,7 @@ from .ops.metrics import Metrics
 from .ops.shared_state import open_shared_state, replica_warnings
 from .ops.tracing import tag_request
 from .redact import redact_url
-from .replies import gateway_error
+from .replies import gateway_error, stamp
 from .routing.compile import compile_table
 from .routing.config import GatewayConfig, load_config
 from .routing.reload import Reloader, TableHolder
@@ -74,9 +74,8 @@ def _send_with_date(send: Send) -> Send:
 
 class _Watched:
     """A request's ``receive`` and ``send`` as the gateway watches them: the
-    status sent and a client that left go into the context; an answer gets the
-    request id, a ``Date`` when it has none (a proxied answer keeps the
-    backend's own) and the canary's Set-Cookie, if any."""
+    status sent and a client that left go into the context; an answer gets
+    what ``replies.stamp`` adds and the canary's Set-Cookie, if any."""
 
     __slots__ = ("_ctx", "_receive", "_send", "_cookie")
 
@@ -94,18 +93,7 @@ class _Watched:
             ctx = self._ctx
             ctx.status = message["status"]
             headers = message["headers"] = list(message.get("headers", []))
-            # One pass over the headers for both checks: this is the hot path.
-            has_request_id = dated = False
-            for name, _ in headers:
-                name = name.lower()
-                if name == b"x-request-id":
-                    has_request_id = True
-                elif name == b"date":
-                    dated = True  # a proxied answer: keep the backend's own
-            if not has_request_id:
-                headers.append((b"x-request-id", ctx.request_id))
-            if not dated:
-                headers.append((b"date", http_date()))
+            stamp(headers, ctx.request_id)
             if self._cookie is not None:
                 headers.append((b"set-cookie", self._cookie))
         await self._send(message)
@@ -189,7 +177,7 @@ class Gateway:
         path, route = where.path, where.route
         if path is None or route is None:  # rejected: admin requests never get here
             start, body = gateway_error(400, f"Bad request path: {where.rejected}")
-            start["headers"] += [(b"x-request-id", request_id), (b"date", http_date())]
+            stamp(start["headers"], request_id)
             await send(start)
             await send(body)
             ctx.status = 400
@@ -198,11 +186,13 @@ class Gateway:
         service, cookie = self._choose(ctx, route, scope, path)
         try:
             if ctx.backend == "go" and cookie is None and route.state != "shadow":
-                # The common case, with nothing to add but the request id (and
-                # a Date, should the backend send none): the forwarder stamps
-                # its answers itself (stamp=True) and gets send() as it is, a
-                # wrapper fewer per message. It notices a leaving client itself
-                # (and sets ctx.client_gone): it gets receive() unwrapped too.
+                # The common case, with nothing to add but what replies.stamp
+                # adds: the forwarder stamps its answers itself (stamp=True)
+                # and gets send() as it is, a wrapper fewer per message. (So
+                # anything else an answer should get, as the canary's cookie,
+                # goes through _Watched: keep it out of this branch.) It
+                # notices a leaving client itself (and sets ctx.client_gone):
+                # it gets receive() unwrapped too.
                 await route.go.forward(ctx, scope, receive, send, stamp=True)
             else:
                 watched = _Watched(ctx, receive, send, cookie)

@@ -73,7 +73,13 @@ async def _no_body() -> Message:
 
 async def call_with_body_limit(app: ASGIApp, scope: Scope, receive: Receive, send: Send,
                                max_body: int = DEFAULT_MAX_BODY) -> None:
-    """Run ``app`` for one request with at most ``max_body`` bytes of body."""
+    """Run ``app`` for one request with at most ``max_body`` bytes of body.
+
+    An HTTP/1 scope without ``Transfer-Encoding`` is trusted to carry what its
+    ``Content-Length`` says (none without one): a server's parser holds the
+    client to that, so its body is not counted. A caller that builds such a
+    scope itself (a test client with a hand-set ``Content-Length``) must keep
+    the body to it, or the cap does not see the rest."""
     if scope["type"] != "http":
         await app(scope, receive, send)
         return

@@ -27,9 +27,9 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from gateway.context import BODY_FOLLOWS, CYCLE_KEY, RequestContext, ServingCycle
-from gateway.httpdate import http_date
 from gateway.redact import redact_url
 from gateway.replies import gateway_error
+from gateway.replies import stamp as stamp_answer
 
 from .connection import RequestBodyStalled
 from .headers import TrustedProxies, request_headers_for_upstream, response_headers_for_client
@@ -427,7 +427,7 @@ class LegacyForwarder:
         if close:
             start["headers"].append((b"connection", b"close"))
         if stamp:
-            start["headers"] += [(b"x-request-id", ctx.request_id), (b"date", http_date())]
+            stamp_answer(start["headers"], ctx.request_id)
             ctx.status = status
         await send(start)
         await send(body)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-from gateway.httpdate import http_date
+from gateway.replies import stamp as stamp_answer
 
 RawHeaders = list[tuple[bytes, bytes]]
 Fields = list[tuple[bytes, bytes, bytes]]  # (name as sent, lower-cased name, value)
@@ -180,11 +180,14 @@ def response_headers_for_client(triples: Sequence[tuple[bytes, bytes, bytes]],
                 has_date = True
             else:
                 has_id = True
-    drop = HOP_BY_HOP | extra if extra else HOP_BY_HOP
+    drop = HOP_BY_HOP
+    if extra:
+        drop = drop | extra
+        # A Date or X-Request-Id the Connection header names is dropped: the
+        # answer then has none of its own.
+        has_date = has_date and b"date" not in extra
+        has_id = has_id and b"x-request-id" not in extra
     out = [(name, value) for name, lname, value in triples if lname not in drop]
     if stamp is not None:
-        if not has_id:
-            out.append((b"x-request-id", stamp))
-        if not has_date:
-            out.append((b"date", http_date()))
+        stamp_answer(out, stamp, (has_id, has_date))
     return out

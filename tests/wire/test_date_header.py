@@ -101,28 +101,62 @@ def test_a_proxied_answer_keeps_the_backends_one_date(gateway_factory, standin):
         assert_one_fresh_date(dates_on_the_wire(gw.port, get(path)))
 
 
-def test_a_proxied_answer_without_a_date_gets_one_and_keeps_its_own_request_id(gateway_factory):
+def request_ids_on_the_wire(port: int, request: bytes) -> tuple[bytes, list[bytes]]:
+    """The status line and the X-Request-Id values of the raw answer head."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        head = read_head(s)
+    status, *lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    return status, [line.split(b":", 1)[1].strip() for line in lines if line.lower().startswith(b"x-request-id:")]
+
+
+def test_a_proxied_answer_gets_what_it_lacks_of_date_and_request_id_once(gateway_factory):
     # RFC 9110 §6.6.1: a recipient with a clock that forwards an answer
     # without Date adds one. The gateway's X-Request-Id is added only when
-    # the backend sent none: the client gets exactly one of each.
-    def no_date(conn: socket.socket, head: bytes) -> None:
-        own_id = b"X-Request-Id: from-go\r\n" if b"/own-id" in head.split(b"\r\n", 1)[0] else b""
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + own_id + b"Content-Length: 2\r\n\r\nok")
+    # the backend sent none; one that the backend's Connection header names
+    # is hop-by-hop, dropped, and so the gateway's. One of each, always.
+    def backend(conn: socket.socket, head: bytes) -> None:
+        target = head.split(b" ", 2)[1]
+        extra = {
+            b"/users": b"",
+            b"/users/own-id": b"X-Request-Id: from-go\r\n",
+            b"/users/named": b"Connection: X-Request-Id, date\r\nX-Request-Id: from-go\r\nDate: "
+                             + GO_DATE.encode() + b"\r\n",
+        }[target]
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + extra + b"Content-Length: 2\r\n\r\nok")
 
-    upstream = RawUpstream(no_date)
+    upstream = RawUpstream(backend)
     try:
         gw = gateway_factory(routes_yaml(upstream.url))
-        assert_one_fresh_date(dates_on_the_wire(gw.port, get("/users")))
-        for path, expected in (("/users", None), ("/users/own-id", b"from-go")):
-            with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
-                s.sendall(get(path))
-                head = read_head(s)
-            ids = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"x-request-id:")]
-            assert len(ids) == 1, (path, head)
-            assert ids[0] == expected if expected else re.fullmatch(rb"[0-9a-f]{32}", ids[0]), (path, ids)
+        for path, expected_id in (("/users", None), ("/users/own-id", b"from-go"), ("/users/named", None)):
+            dates = dates_on_the_wire(gw.port, get(path))
+            assert_one_fresh_date(dates)
+            assert dates != [GO_DATE.encode()], path
+            status, ids = request_ids_on_the_wire(gw.port, get(path))
+            assert status.startswith(b"HTTP/1.1 200") and len(ids) == 1, (path, ids)
+            assert ids[0] == expected_id if expected_id else re.fullmatch(rb"[0-9a-f]{32}", ids[0]), (path, ids)
     finally:
         upstream.close()
+
+
+def test_every_answer_to_a_routed_request_carries_one_request_id(gateway_factory, standin, dead_url):
+    # Whoever answers (Go, a Python feature, the gateway's own 400 or 502),
+    # the client gets the request's id once: the one it sent, when sane.
+    gw = gateway_factory(routes_yaml(standin.url, "  - prefix: /ping\n    to: python\n"))
+    dead = gateway_factory(routes_yaml(dead_url))
+    cases = {
+        "proxied": (gw, get("/users/db-has-users")),
+        "proxied 404": (gw, get("/no/such/route")),
+        "python route": (gw, get("/ping")),
+        "python route, HEAD 405": (gw, b"HEAD /ping HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"),
+        "bad path (400)": (gw, get("/users/../ping")),
+        "502": (dead, get("/users")),
+    }
+    for name, (server, request) in cases.items():
+        status, ids = request_ids_on_the_wire(server.port, request)
+        assert len(ids) == 1 and re.fullmatch(rb"[0-9a-f]{32}", ids[0]), (name, status, ids)
+        status, ids = request_ids_on_the_wire(server.port, request.replace(b"\r\n\r\n", b"\r\nX-Request-Id: mine-1\r\n\r\n"))
+        assert ids == [b"mine-1"], (name, status, ids)
 
 
 def test_the_date_text_is_built_once_a_second(monkeypatch):
