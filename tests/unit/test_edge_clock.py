@@ -12,32 +12,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from gateway.edge import protocol as edge
-
-
-class _Transport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.out = b""
-        self.closed = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
-
-    def write(self, data: bytes) -> None:  # type: ignore[override]
-        self.out += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def get_write_buffer_size(self) -> int:
-        return 0
+from tests.support.fake_transport import FakeTransport
 
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:
@@ -71,8 +46,8 @@ def test_only_a_request_with_a_body_arms_the_body_idle_clock(monkeypatch, reques
         config = Config(app=_app, http=edge.EdgeProtocol, loop="asyncio", lifespan="off", log_level="warning")
         config.load()
         protocol = edge.EdgeProtocol(config=config, server_state=ServerState(), app_state={})
-        transport = _Transport()
-        protocol.connection_made(transport)
+        transport = FakeTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
         protocol.data_received(request_bytes)
         for _ in range(20):
             await asyncio.sleep(0)

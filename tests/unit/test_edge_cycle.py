@@ -15,31 +15,7 @@ from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from gateway.context import BODY_FOLLOWS, CYCLE_KEY
 from gateway.edge.cycle import EdgeCycle
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.out = b""
-        self.closed = False
-        self.writes = 0  # each a syscall on a real socket
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-        self.writes += 1
-
-    def writelines(self, pieces: Any) -> None:  # one writev
-        self.out += b"".join(pieces)
-        self.writes += 1
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
+from tests.support.fake_transport import FakeTransport as _Transport
 
 
 def _run(cls: type, method: str, headers: list[tuple[bytes, bytes]], bodies: list[tuple[bytes, bool]],
