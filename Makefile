@@ -134,11 +134,12 @@ test-go: standin
 # and lets an idle worker take queued ones from a busy worker (a module's
 # shared gateway is then started once per worker that runs its tests: cheap,
 # since tests/support/forkserver.py forks gateways from a process that has
-# them imported). Tests that compare a latency with their own baseline run
-# alone afterwards.
+# them imported). Tests that compare a latency with their own baseline, and
+# those that time one of the gateway's deadlines, run alone afterwards: on two
+# cores shared with six workers a timer can fire over a second late.
 PYTEST_ENV = STANDIN_BIN=$(abspath $(STANDIN))
 
-# One after the other, even under make -j: the latency tests must run alone.
+# One after the other, even under make -j: the latency and deadline tests must run alone.
 test-py: install standin postgres
 	@$(MAKE) --no-print-directory test-py-parallel
 	@$(MAKE) --no-print-directory test-py-latency
@@ -153,14 +154,14 @@ test-py-warm-up: install
 
 # After the whole setup: the journey tests need Chromium, not only PostgreSQL.
 test-py-run: $(SETUP) test-py-warm-up
-	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n 6 --dist worksteal -m "not latency"
+	$(PYTEST_ENV) $(BIN)/python -m pytest -q -n 6 --dist worksteal -m "not latency and not deadline"
 
-# Only the files that mark a test `latency` are collected (the whole suite's
-# collection would take longer than some of these tests).
-LATENCY_FILES = $(shell grep -rl --include='test_*.py' 'mark.latency' tests)
+# Only the files that mark a test `latency` or `deadline` are collected (the
+# whole suite's collection would take longer than some of these tests).
+LATENCY_FILES = $(shell grep -rlE --include='test_*.py' 'mark\.(latency|deadline)' tests)
 
 test-py-latency: install standin postgres
-	$(PYTEST_ENV) $(BIN)/python -m pytest -q -m latency $(LATENCY_FILES)
+	$(PYTEST_ENV) $(BIN)/python -m pytest -q -m "latency or deadline" $(LATENCY_FILES)
 
 # The unit layer alone: seconds, no processes or sockets but a PostgreSQL server.
 test-unit: install postgres

@@ -134,6 +134,7 @@ def test_a_hundred_thousand_headers_are_cut_at_the_hundred_and_first(gw, recorde
     assert _forwarded(recorder) == before
 
 
+@pytest.mark.deadline
 def test_silent_and_half_sent_heads_get_408_after_the_head_timeout(gw, recorder, baseline):
     before = _forwarded(recorder)
     silent, half = connect(gw.port), connect(gw.port)
@@ -153,6 +154,7 @@ def test_silent_and_half_sent_heads_get_408_after_the_head_timeout(gw, recorder,
     assert _forwarded(recorder) == before
 
 
+@pytest.mark.deadline
 def test_a_trickled_head_gets_no_more_time_than_the_head_timeout(gw):
     # One byte every 0.2 s resets nothing: the head must be whole in time.
     with connect(gw.port) as s:
@@ -173,6 +175,7 @@ def test_a_trickled_head_gets_no_more_time_than_the_head_timeout(gw):
     assert time.monotonic() - started < HEAD_TIMEOUT + 1.5
 
 
+@pytest.mark.deadline
 @pytest.mark.parametrize("after_answer", [b"", b"\r\n", b"G"], ids=["idle", "stray-crlf", "first-byte"])
 def test_keep_alive_and_the_next_head_are_bounded(gw, after_answer):
     # uvicorn cancels its keep-alive timer on any byte and re-arms it only
