@@ -15,6 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# Headers as ASGI and the wire carry them: raw (name, value) byte pairs in
+# arrival order (a dict would merge repeated ones, such as Set-Cookie).
+RawHeaders = list[tuple[bytes, bytes]]
+
 # scope["extensions"][CYCLE_KEY]: what serves the request on the gateway's own
 # edge (gateway/edge/cycle.py), offered to a watcher of the client's departure
 # (gateway/upstream/forwarder.py); only the edge puts it there, as ASGI lets a

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 
-RawHeaders = list[tuple[bytes, bytes]]
+from .context import RawHeaders
 
 _cache: tuple[int, bytes] = (-1, b"")
 

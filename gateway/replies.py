@@ -10,9 +10,8 @@ import json
 
 from starlette.types import Message
 
+from .context import RawHeaders
 from .httpdate import http_date
-
-RawHeaders = list[tuple[bytes, bytes]]
 
 
 def gateway_error(status: int, message: str) -> tuple[Message, Message]:

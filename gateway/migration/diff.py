@@ -37,11 +37,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.context import RawHeaders
 from gateway.redact import mask_personal, mask_slice
 
 from .jsonpath import WILD, Pattern, Segment, any_match, parse_json_path, render_path, render_tokens
-
-RawHeaders = list[tuple[bytes, bytes]]
 
 MAX_TEXT = 200  # characters of any one string before "…(+N chars)"
 MAX_RENDER = 300  # characters of a whole rendered value (room for one cut string plus its key)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
+from gateway.context import RawHeaders
 from gateway.replies import stamp as stamp_answer
 
-RawHeaders = list[tuple[bytes, bytes]]
 Fields = list[tuple[bytes, bytes, bytes]]  # (name as sent, lower-cased name, value)
 
 # RFC 9110 §7.6.1 plus the legacy ones everybody still strips.
