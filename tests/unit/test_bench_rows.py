@@ -70,3 +70,19 @@ def test_max_rate_caps_the_connections(monkeypatch: pytest.MonkeyPatch, max_rate
     assert cmd[cmd.index("-c") + 1] == str(expected)
     if max_rate:
         assert float(cmd[cmd.index("-rate") + 1]) == max_rate
+
+
+@pytest.mark.parametrize(("gateway_p99", "hinted"), [(67.7, False), (2403.1, True)])
+def test_a_slow_row_whose_requests_queued_says_how_to_measure_it_again(gateway_p99: float, hinted: bool) -> None:
+    # 2026-12-03 18:33: the slow row read 0.43x direct with a p99 of 2.4 s
+    # (the machine stalled); two re-runs of the slow rows read 0.99x, 0.98x.
+    def slow(target: str, rps: float, p99: float) -> run.Row:
+        return run.Row(target, "slow256", "GET 50 ms slow", 256,
+                       load=run.LoadResult(requests=int(rps * 5), completed=int(rps * 5), rps=rps, p99_ms=p99))
+
+    rows = [slow(run.DIRECT, 4724.0, 65.7), slow(run.GATEWAY, 2023.0 if hinted else 4701.0, gateway_p99)]
+    [check] = [c for c in run.checks(rows) if c.name.startswith("slow GET @256")]
+    assert check.detail.startswith("2,023 ÷ 4,724 req/s" if hinted else "4,701 ÷ 4,724 req/s")
+    assert ("re-run the two slow rows: --targets direct,gateway --only slow256,paced256" in check.detail) is hinted
+    if hinted:
+        assert "p99 was 2,403 ms against direct's 66 ms" in check.detail

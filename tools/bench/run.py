@@ -791,6 +791,7 @@ def checks(rows: list[Row], big_size: int = BIG_SIZE, paired: list[PairedRounds]
     ratio_check("slow GET @256: gateway ÷ direct req/s",
                 rps(find(rows, GATEWAY, "slow256")), rps(find(rows, DIRECT, "slow256")), "≥ 0.95×",
                 lambda v: v >= 0.95, "{a} ÷ {b} req/s")
+    out[-1].detail += _queued_hint(find(rows, GATEWAY, "slow256"), find(rows, DIRECT, "slow256"))
     ratio_check("50 ms GET ÷ 200 B GET, both @256 at the same req/s: gateway CPU/req",
                 cpu_per_request(find(rows, GATEWAY, "slow256")), cpu_per_request(find(rows, GATEWAY, "paced256")),
                 "≤ 1×", lambda v: v <= 1.0, "{a} ÷ {b} µs")
@@ -828,6 +829,24 @@ def checks(rows: list[Row], big_size: int = BIG_SIZE, paired: list[PairedRounds]
     value_check(f"{big_size / MIB:g} MiB ×16: gateway peak RSS growth", growth, "≤ 32 MiB",
                 lambda v: v <= 32, "", unit="MiB")
     return out
+
+
+# A 50 ms exchange whose p99 passes this many times the direct row's waited
+# in a queue: the gateway's core was saturated, or the machine stalled.
+QUEUED_P99 = 4
+
+
+def _queued_hint(gateway: Row | None, direct: Row | None) -> str:
+    """What to do when the slow row's requests queued (the row's req/s then
+    says more about this machine's state than about the gateway): a
+    re-run of the two slow rows, which take ~20 s."""
+    if not (gateway and gateway.load and direct and direct.load and direct.load.p99_ms > 0):
+        return ""
+    if gateway.load.p99_ms <= QUEUED_P99 * direct.load.p99_ms:
+        return ""
+    return (f"; the gateway's p99 was {gateway.load.p99_ms:,.0f} ms against direct's "
+            f"{direct.load.p99_ms:,.0f} ms: its requests queued (a saturated core or a stalled "
+            "machine); re-run the two slow rows: --targets direct,gateway --only slow256,paced256")
 
 
 def _floor_detail(rows: list[Row], floor_rounds: PairedRounds | None) -> str:
