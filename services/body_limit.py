@@ -36,11 +36,6 @@ class BodyTooLarge(Exception):
     """Raised from ``receive()`` when the body passes the cap."""
 
 
-def declared_length(scope: Scope) -> int | None:
-    """The request's ``Content-Length`` (the largest, if repeated), or None."""
-    return _framing(scope)[0]
-
-
 def _framing(scope: Scope) -> tuple[int | None, bool]:
     """The request's ``Content-Length`` (the largest, if repeated) or None,
     and whether it has a ``Transfer-Encoding``: one pass over the headers."""
