@@ -356,22 +356,14 @@ def proxy_env() -> dict[str, str]:
     return env
 
 
-def start_baseline(upstream: str, pinning: Pinning, log_dir: Path, token: str) -> Server:
+def start_yardstick_proxy(name: str, module: str, upstream: str, pinning: Pinning, log_dir: Path, token: str,
+                          *extra: str) -> Server:
+    """One of the bench's own proxies (``python -m <module> --upstream ...
+    --port ...``): the naive baseline, or the floor."""
     port = free_port()
-    cmd = pinning.proxy + [sys.executable, "-m", "tools.bench.baseline_proxy",
-                           "--upstream", upstream, "--port", str(port), "--pool-size", "1024"]
-    proc, log_path = spawn(BASELINE, cmd, log_dir, env=proxy_env())
-    server = Server(BASELINE, proc, f"http://127.0.0.1:{port}", log_path)
-    wait_ready(server, token)
-    return server
-
-
-def start_floor(upstream: str, pinning: Pinning, log_dir: Path, token: str) -> Server:
-    port = free_port()
-    cmd = pinning.proxy + [sys.executable, "-m", "tools.bench.floor_proxy", "--upstream", upstream,
-                           "--port", str(port)]
-    proc, log_path = spawn(FLOOR, cmd, log_dir, env=proxy_env())
-    server = Server(FLOOR, proc, f"http://127.0.0.1:{port}", log_path)
+    cmd = pinning.proxy + [sys.executable, "-m", module, "--upstream", upstream, "--port", str(port), *extra]
+    proc, log_path = spawn(name, cmd, log_dir, env=proxy_env())
+    server = Server(name, proc, f"http://127.0.0.1:{port}", log_path)
     wait_ready(server, token)
     return server
 
@@ -1007,9 +999,10 @@ def start_target(target: str, upstream: Server, pinning: Pinning, log_dir: Path,
     if target == DIRECT:
         return None  # reuse the upstream itself
     if target == BASELINE:
-        return start_baseline(upstream.url, pinning, log_dir, token)
+        return start_yardstick_proxy(BASELINE, "tools.bench.baseline_proxy", upstream.url, pinning, log_dir, token,
+                                     "--pool-size", "1024")
     if target == FLOOR:
-        return start_floor(upstream.url, pinning, log_dir, token)
+        return start_yardstick_proxy(FLOOR, "tools.bench.floor_proxy", upstream.url, pinning, log_dir, token)
     if target in (PING_APP, PING_APP_EDGE):
         return start_ping_app(pinning, log_dir, edge=target == PING_APP_EDGE)
     return start_gateway(upstream.url, pinning, log_dir, token, access_log=target == GATEWAY)
