@@ -484,24 +484,28 @@ class _WholeTransport(httpx.AsyncBaseTransport):
         return httpx.Response(200, headers=[(b"content-length", b"5")], stream=stream)  # type: ignore[arg-type]
 
 
+def sent_by_forward(fwd: LegacyForwarder, ctx: RequestContext, scope: dict, **kwargs) -> list[dict]:
+    """The ASGI messages ``fwd.forward`` sends for ``scope``, its client never
+    leaving (receive() waits for ever)."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        await asyncio.Event().wait()
+        return {}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    run(fwd.forward(ctx, scope, receive, send, **kwargs))
+    return sent
+
+
 @pytest.mark.parametrize("streamed", [False, True])
 def test_an_answer_all_in_with_its_head_is_promised_to_the_edge_as_one_write(streamed):
     from gateway.context import BODY_FOLLOWS
 
-    sent: list[dict] = []
-
-    async def go() -> None:
-        async def receive() -> dict:
-            await asyncio.Event().wait()
-            return {}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-
-        await LegacyForwarder(BASE, _WholeTransport(streamed)).forward(
-            RequestContext(b"r", b"t"), make_scope("GET", b"/x"), receive, send)
-
-    run(go())
+    sent = sent_by_forward(LegacyForwarder(BASE, _WholeTransport(streamed)), RequestContext(b"r", b"t"),
+                           make_scope("GET", b"/x"))
     assert [m["type"] for m in sent][:2] == ["http.response.start", "http.response.body"]
     # The promise only when the whole body is in hand, and then it is the next message.
     assert sent[0].get(BODY_FOLLOWS, False) is (not streamed)
@@ -519,30 +523,20 @@ def test_a_stamping_forwarder_answers_for_the_gateway():
     router.get("/own").respond(200, text="ok", headers=[(b"X-Request-Id", b"go-1"), (b"Date", b"Tue, 01 Jan 2030")])
     router.get("/dead").mock(side_effect=httpx.ConnectError("refused"))
 
-    async def go(path: bytes, stamp: bool) -> tuple[RequestContext, list[dict]]:
-        sent: list[dict] = []
-
-        async def receive() -> dict:
-            await asyncio.Event().wait()
-            return {}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-
+    def go(path: bytes, stamp: bool) -> tuple[RequestContext, list[dict]]:
         ctx = RequestContext(b"req-9", b"t")
-        await forwarder(router).forward(ctx, make_scope("GET", path), receive, send, stamp=stamp)
-        return ctx, sent
+        return ctx, sent_by_forward(forwarder(router), ctx, make_scope("GET", path), stamp=stamp)
 
     def named(message: dict, name: bytes) -> list[bytes]:
         return [v for n, v in message["headers"] if n.lower() == name]
 
     for path, status, request_id in ((b"/plain", 200, b"req-9"), (b"/own", 200, b"go-1"), (b"/dead", 502, b"req-9")):
-        ctx, sent = run(go(path, stamp=True))
+        ctx, sent = go(path, stamp=True)
         start = sent[0]
         assert (start["status"], ctx.status) == (status, status), path
         assert named(start, b"x-request-id") == [request_id], path
         dates = named(start, b"date")
         assert len(dates) == 1 and (dates == [b"Tue, 01 Jan 2030"] if path == b"/own" else dates[0].endswith(b" GMT"))
     for path in (b"/plain", b"/dead"):  # unstamped: the answer as the backend (or the gateway's error) has it
-        ctx, sent = run(go(path, stamp=False))
+        ctx, sent = go(path, stamp=False)
         assert ctx.status == 0 and not named(sent[0], b"x-request-id") and not named(sent[0], b"date")
