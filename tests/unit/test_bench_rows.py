@@ -86,3 +86,59 @@ def test_a_slow_row_whose_requests_queued_says_how_to_measure_it_again(gateway_p
     assert ("re-run the two slow rows: --targets direct,gateway --only slow256,paced256" in check.detail) is hinted
     if hinted:
         assert "p99 was 2,403 ms against direct's 66 ms" in check.detail
+
+
+def _small(target: str, cpu_us: float) -> run.Row:
+    return run.Row(target, "small64", "GET 200 B", 64, cpu_us_per_request=cpu_us,
+                   load=run.LoadResult(requests=50_000, completed=60_000, rps=10_000.0))
+
+
+def test_the_70_us_target_is_also_read_in_the_units_of_the_issues_machine() -> None:
+    # The issue's machine: a raw ASGI hello at 21 µs, the target 70 µs, so
+    # ≤ 3.33x the hello app here, whatever this machine's speed. The rounds
+    # of 2026-12-03 21:10 (gateway 69.9/93.2/102.8 µs, hello 27.8/31.1/31.4).
+    rounds = run.PairedRounds("hello", run.GATEWAY, run.HELLO, "small64", [
+        (_small(run.GATEWAY, 69.9), _small(run.HELLO, 27.8)),
+        (_small(run.GATEWAY, 93.2), _small(run.HELLO, 31.1)),
+        (_small(run.GATEWAY, 102.8), _small(run.HELLO, 31.4)),
+    ])
+    [check] = [c for c in run.checks([_small(run.GATEWAY, 88.0)], paired=[rounds])
+               if c.name.startswith("200 B GET @64: gateway ÷ raw ASGI hello")]
+    assert check.target == "≤ 3.33× = 70 ÷ 21 µs"
+    assert check.value == pytest.approx(93.2 / 31.1)
+    assert check.verdict == "PASS"
+    assert check.detail.startswith("median of 3 interleaved rounds: 2.51, 3.00, 3.27")
+    assert "at the issue's 21 µs hello, 62.9 µs" in check.detail
+
+
+@pytest.mark.parametrize(("gateway_us", "verdict"), [(110.0, "PASS"), (130.0, "MISS")])
+def test_without_rounds_the_hello_check_reads_the_two_rows(gateway_us: float, verdict: str) -> None:
+    rows = [_small(run.GATEWAY, gateway_us), _small(run.HELLO, 35.0)]
+    [check] = [c for c in run.checks(rows) if c.name.startswith("200 B GET @64: gateway ÷ raw ASGI hello")]
+    assert check.verdict == verdict  # 3.14x passes, 3.71x misses
+    assert check.detail.startswith(f"{gateway_us:.1f} ÷ 35.0 µs")
+
+
+def test_the_hello_check_is_not_computed_without_the_hello_row() -> None:
+    [check] = [c for c in run.checks([_small(run.GATEWAY, 66.0)])
+               if c.name.startswith("200 B GET @64: gateway ÷ raw ASGI hello")]
+    assert check.verdict == "n/a"
+
+
+def _ping(target: str, rps: float) -> run.Row:
+    return run.Row(target, "ping64", "GET /ping (py)", 64, load=run.LoadResult(requests=1, completed=1, rps=rps))
+
+
+def test_ping_is_compared_with_the_app_alone_with_and_without_uvicorns_access_log() -> None:
+    # 2026-12-03 21:05, one sitting: the gateway 7,666 req/s; the app alone
+    # 10,864 without an access log and 5,530 with uvicorn's.
+    plain = run.PairedRounds("ping", run.GATEWAY, run.PING_APP, "ping64",
+                             [(_ping(run.GATEWAY, 7666.0), _ping(run.PING_APP, 10864.0))])
+    checks = {c.name: c for c in run.checks([], paired=[plain])}
+    alone = checks["GET /ping @64: gateway ÷ ping app alone req/s"]
+    assert alone.verdict == "MISS" and alone.value == pytest.approx(0.706, abs=1e-3)
+    logged = next(c for name, c in checks.items() if "with uvicorn's access log" in name)
+    assert logged.verdict == "n/a"  # no rounds and no rows for it
+    rows = [_ping(run.GATEWAY, 7666.0), _ping(run.PING_APP_LOGGED, 5530.0)]
+    logged = next(c for c in run.checks(rows, paired=[plain]) if "with uvicorn's access log" in c.name)
+    assert logged.verdict == "PASS" and logged.detail == "7,666 ÷ 5,530 req/s"

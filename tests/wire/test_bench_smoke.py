@@ -39,7 +39,8 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     proxy = ("small16", "small64", "slow256", "big16")
     expected = {(t, s) for t in ("direct", "baseline", "gateway") for s in proxy}
     expected |= {("gateway", "paced256"), ("gateway", "ping64"), ("gateway-nolog", "small64"),
-                 ("floor", "small64"), ("ping-app", "ping64"), ("ping-app-edge", "ping64")}
+                 ("floor", "small64"), ("hello", "small64"), ("ping-app", "ping64"), ("ping-app-edge", "ping64"),
+                 ("ping-app-logged", "ping64")}
     assert set(rows) == expected
     for key, row in rows.items():
         assert row["failure"] is None, (key, row["failure"])
@@ -59,11 +60,12 @@ def test_bench_quick_produces_every_row(tmp_path: Path) -> None:
     assert rows[("gateway", "small64")]["cpu_threads_s"] is not None
     # The two close comparisons ran again in interleaved rounds (one, in --quick).
     paired = {p["name"]: p for p in doc["paired"]}
-    assert set(paired) == {"access_log", "ping", "floor"}
+    assert set(paired) == {"access_log", "ping", "ping_logged", "floor", "hello"}
     assert [[a["target"], b["target"]] for a, b in paired["ping"]["rounds"]] == [["gateway", "ping-app"]]
     assert [[a["target"], b["target"]] for a, b in paired["floor"]["rounds"]] == [["gateway", "floor"]]
+    assert [[a["target"], b["target"]] for a, b in paired["hello"]["rounds"]] == [["gateway", "hello"]]
     verdicts = {c["name"]: c["verdict"] for c in doc["targets"]}
-    assert len(verdicts) == 7 and "n/a" not in verdicts.values(), verdicts
+    assert len(verdicts) == 9 and "n/a" not in verdicts.values(), verdicts
     checks = {c["name"]: c for c in doc["targets"]}
     assert any(name.startswith("access log:") and "hand-off" in c["detail"] for name, c in checks.items()), checks
     # The 70 µs target says what the floor (a bare callback relay) costs beside it.
