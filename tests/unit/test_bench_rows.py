@@ -142,3 +142,14 @@ def test_ping_is_compared_with_the_app_alone_with_and_without_uvicorns_access_lo
     rows = [_ping(run.GATEWAY, 7666.0), _ping(run.PING_APP_LOGGED, 5530.0)]
     logged = next(c for c in run.checks(rows, paired=[plain]) if "with uvicorn's access log" in c.name)
     assert logged.verdict == "PASS" and logged.detail == "7,666 ÷ 5,530 req/s"
+
+
+def test_a_servers_log_tail_leaves_out_access_lines(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text('INFO:     127.0.0.1:37526 - "GET /ping HTTP/1.1" 200 OK\n'
+                   '{"time":"t","level":"info","logger":"gateway.access","method":"GET"}\n'
+                   "INFO:     Shutting down\n"
+                   '{"time":"t","level":"warning","logger":"gateway","message":"x"}\n')
+    server = run.Server("ping-app-logged", subprocess.Popen(["true"]), "http://h", log)
+    server.proc.wait()
+    assert server.log_tail() == ["INFO:     Shutting down", '{"time":"t","level":"warning","logger":"gateway","message":"x"}']

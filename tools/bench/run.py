@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -269,6 +270,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# uvicorn's own access line (the ping app with --access-log), e.g.
+# 'INFO:     127.0.0.1:37526 - "GET /ping HTTP/1.1" 200 OK'
+_UVICORN_ACCESS = re.compile(r'INFO: +\S+ - ".*" \d{3}')
+
+
 @dataclass
 class Server:
     name: str
@@ -299,7 +305,8 @@ class Server:
         except OSError:
             return []
         tail = text.splitlines()[1 if start else 0:]  # the first line may be cut
-        return [line for line in tail if '"logger":"gateway.access"' not in line][-lines:]
+        return [line for line in tail
+                if '"logger":"gateway.access"' not in line and not _UVICORN_ACCESS.match(line)][-lines:]
 
 
 def spawn(name: str, cmd: list[str], log_dir: Path, env: dict[str, str] | None = None,
