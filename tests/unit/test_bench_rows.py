@@ -153,3 +153,22 @@ def test_a_servers_log_tail_leaves_out_access_lines(tmp_path: Path) -> None:
     server = run.Server("ping-app-logged", subprocess.Popen(["true"]), "http://h", log)
     server.proc.wait()
     assert server.log_tail() == ["INFO:     Shutting down", '{"time":"t","level":"warning","logger":"gateway","message":"x"}']
+
+
+def test_the_access_log_check_names_what_it_costs_the_event_loops_thread() -> None:
+    # Two rounds of 2026-12-03 21:20 (--targets gateway,gateway-nolog --pairs 7):
+    # whole rows 94.2 − 82.2 and 117.7 − 92.3 µs, the log writer's 3.83 and 4.29.
+    def small(target: str, cpu: float, threads: float) -> run.Row:
+        row = _small(target, cpu)
+        row.cpu_threads_us_per_request = threads
+        return row
+
+    rounds = run.PairedRounds("access_log", run.GATEWAY, run.GATEWAY_NOLOG, "small64", [
+        (small(run.GATEWAY, 94.2, 3.83), small(run.GATEWAY_NOLOG, 82.2, 0.0)),
+        (small(run.GATEWAY, 117.7, 4.29), small(run.GATEWAY_NOLOG, 92.3, 0.0)),
+    ])
+    rows = [small(run.GATEWAY, 99.6, 3.76), small(run.GATEWAY_NOLOG, 92.5, 0.0)]
+    [check] = [c for c in run.checks(rows, paired=[rounds], handoff_us=1.02) if c.name.startswith("access log:")]
+    assert check.value == pytest.approx(4.78) and check.verdict == "PASS"
+    assert check.detail.endswith("whole rows with − without, median of 2 interleaved rounds: 12.0, 25.4; "
+                                 "the event loop's thread alone, with − without: 8.2, 21.1")

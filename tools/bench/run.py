@@ -642,6 +642,18 @@ class PairedRounds:
         return [a.cpu_us_per_request - b.cpu_us_per_request for a, b in self.rounds
                 if a.cpu_us_per_request is not None and b.cpu_us_per_request is not None]
 
+    def loop_thread_differences(self) -> list[float]:
+        """A's CPU per request on its event loop's thread (the row's CPU less
+        its other threads') less B's, round by round: what the access log
+        costs the request path, indirect costs included (GIL hand-overs to
+        the writer, caches its batches leave cold)."""
+        def loop(row: Row) -> float | None:
+            if row.cpu_us_per_request is None or row.cpu_threads_us_per_request is None:
+                return None
+            return row.cpu_us_per_request - row.cpu_threads_us_per_request
+        pairs = [(loop(a), loop(b)) for a, b in self.rounds]
+        return [x - y for x, y in pairs if x is not None and y is not None]
+
     def rps_ratios(self) -> list[float]:
         return [ra / rb for ra, rb in ((rps(a), rps(b)) for a, b in self.rounds) if ra and rb]
 
@@ -833,6 +845,10 @@ def checks(rows: list[Row], big_size: int = BIG_SIZE, paired: list[PairedRounds]
     differences = log_rounds.cpu_differences() if log_rounds else []
     whole = (f"; whole rows with − without, median of {len(differences)} interleaved rounds: "
              + ", ".join(f"{d:.1f}" for d in differences)) if differences else ""
+    loop_differences = log_rounds.loop_thread_differences() if log_rounds else []
+    if loop_differences:
+        whole += ("; the event loop's thread alone, with − without: "
+                  + ", ".join(f"{d:.1f}" for d in loop_differences))
     if gw_threads is not None and handoff_us is not None:
         writer = max(0.0, gw_threads - (nolog_threads or 0.0))
         value_check(log_name, handoff_us + writer, "≤ 5 µs", lambda v: v <= 5,
