@@ -96,7 +96,7 @@ def _small(target: str, cpu_us: float) -> run.Row:
 def test_the_70_us_target_is_also_read_in_the_units_of_the_issues_machine() -> None:
     # The issue's machine: a raw ASGI hello at 21 µs, the target 70 µs, so
     # ≤ 3.33x the hello app here, whatever this machine's speed. The rounds
-    # of 2026-12-03 21:10 (gateway 69.9/93.2/102.8 µs, hello 27.8/31.1/31.4).
+    # of 2026-12-03 20:51 (gateway 69.9/93.2/102.8 µs, hello 27.8/31.1/31.4).
     rounds = run.PairedRounds("hello", run.GATEWAY, run.HELLO, "small64", [
         (_small(run.GATEWAY, 69.9), _small(run.HELLO, 27.8)),
         (_small(run.GATEWAY, 93.2), _small(run.HELLO, 31.1)),
@@ -130,8 +130,8 @@ def _ping(target: str, rps: float) -> run.Row:
 
 
 def test_ping_is_compared_with_the_app_alone_with_and_without_uvicorns_access_log() -> None:
-    # 2026-12-03 21:05, one sitting: the gateway 7,666 req/s; the app alone
-    # 10,864 without an access log and 5,530 with uvicorn's.
+    # Figures of one ad-hoc sitting on 2026-12-03: the gateway 7,666 req/s;
+    # the app alone 10,864 without an access log and 5,530 with uvicorn's.
     plain = run.PairedRounds("ping", run.GATEWAY, run.PING_APP, "ping64",
                              [(_ping(run.GATEWAY, 7666.0), _ping(run.PING_APP, 10864.0))])
     checks = {c.name: c for c in run.checks([], paired=[plain])}
@@ -156,7 +156,7 @@ def test_a_servers_log_tail_leaves_out_access_lines(tmp_path: Path) -> None:
 
 
 def test_the_access_log_check_names_what_it_costs_the_event_loops_thread() -> None:
-    # Two rounds of 2026-12-03 21:20 (--targets gateway,gateway-nolog --pairs 7):
+    # Two rounds of 2026-12-03 21:09 (--targets gateway,gateway-nolog --pairs 7):
     # whole rows 94.2 − 82.2 and 117.7 − 92.3 µs, the log writer's 3.83 and 4.29.
     def small(target: str, cpu: float, threads: float) -> run.Row:
         row = _small(target, cpu)
