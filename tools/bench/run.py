@@ -833,11 +833,14 @@ def checks(rows: list[Row], big_size: int = BIG_SIZE, paired: list[PairedRounds]
     # log, as uvicorn runs by default (the gateway's is on in both checks).
     out.append(_ping_check("GET /ping @64: gateway ÷ ping app alone with uvicorn's access log req/s "
                            "(both log each request)", rows, rounds.get("ping_logged"), PING_APP_LOGGED))
-    # The access log's cost is a few µs in ~150: the difference of two whole
-    # rows is noise here (±10 %). So it is measured in its two parts: the
+    # The access log's cost is a few µs in ~100: the difference of two whole
+    # rows is noisy here (±10 %). So it is measured in its two parts: the
     # request path's hand-off, timed alone (handoff_us), plus the CPU of the
     # gateway's threads other than the event loop (its log writer) per
-    # response, less the same threads' CPU without the access log.
+    # response, less the same threads' CPU without the access log. The parts
+    # miss what the writer costs the event loop's thread indirectly, so the
+    # detail also gives, round by round, the whole rows' difference and the
+    # loop thread's (README, "The access log's whole cost").
     log_name = "access log: request-path hand-off + writer thread, CPU per request (200 B @64)"
     gw_threads = _threads_us(find(rows, GATEWAY, "small64"))
     nolog_threads = _threads_us(find(rows, GATEWAY_NOLOG, "small64"))
@@ -916,7 +919,7 @@ def _hello_check(rows: list[Row], hello_rounds: PairedRounds | None) -> Check:
         value = _ratio(gateway, hello)
         detail = f"{_fmt(gateway)} ÷ {_fmt(hello)} µs"
     if value is not None:
-        detail += f"; at the issue's 21 µs hello, {value * ISSUE_HELLO_US:.1f} µs"
+        detail += f"; at the issue's {ISSUE_HELLO_US:g} µs hello, {value * ISSUE_HELLO_US:.1f} µs"
     return Check(name, value, target, None if value is None else value <= limit, "×", detail)
 
 
