@@ -645,8 +645,8 @@ class PairedRounds:
     def loop_thread_differences(self) -> list[float]:
         """A's CPU per request on its event loop's thread (the row's CPU less
         its other threads') less B's, round by round: what the access log
-        costs the request path, indirect costs included (GIL hand-overs to
-        the writer, caches its batches leave cold)."""
+        costs the request path, indirect costs included (what the writer thread
+        does to the loop's: GIL hand-overs, cold caches, say)."""
         def loop(row: Row) -> float | None:
             if row.cpu_us_per_request is None or row.cpu_threads_us_per_request is None:
                 return None
