@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.bench.run import (
+    ALONE_APPS,
     BUILD,
     ROOT,
     BenchError,
@@ -133,7 +134,7 @@ def _server_command(target: str, port: int, routes: Path, upstream: str) -> list
                 "--workers", "1", "--log-level", "warning"]
     if target == FLOOR:
         return ["-m", "tools.bench.floor_proxy", "--upstream", upstream, "--port", str(port)]
-    return ["-m", "tools.bench.ping_app", "--port", str(port)] + (["--edge"] if target == PING_APP_EDGE else [])
+    return [*ALONE_APPS[target], "--port", str(port)]
 
 
 def _control(pid: int, *args: str) -> None:

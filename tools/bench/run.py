@@ -417,24 +417,25 @@ def start_gateway(upstream: str, pinning: Pinning, log_dir: Path, token: str, *,
     return server
 
 
-def start_ping_app(pinning: Pinning, log_dir: Path, *, edge: bool = False, access_log: bool = False) -> Server:
+# The apps the bench serves alone, no upstream behind them (the yardsticks of
+# the /ping checks and the issue's machine), and the arguments that start each
+# (then ``--port``); tools/bench/instructions.py starts them from here too.
+ALONE_APPS: dict[str, list[str]] = {
+    PING_APP: ["-m", "tools.bench.ping_app"],
+    PING_APP_EDGE: ["-m", "tools.bench.ping_app", "--edge"],
+    PING_APP_LOGGED: ["-m", "tools.bench.ping_app", "--access-log"],
+    HELLO: ["-m", "tools.bench.hello_app"],
+}
+
+
+def start_app_alone(target: str, pinning: Pinning, log_dir: Path) -> Server:
+    """One of ALONE_APPS, ready when GET /ping answers 200."""
     port = free_port()
-    name = PING_APP_EDGE if edge else PING_APP_LOGGED if access_log else PING_APP
-    cmd = pinning.proxy + [sys.executable, "-m", "tools.bench.ping_app", "--port", str(port)] + (
-        ["--edge"] if edge else []) + (["--access-log"] if access_log else [])
+    cmd = pinning.proxy + [sys.executable, *ALONE_APPS[target], "--port", str(port)]
     env = proxy_env()
-    env.setdefault("JUNJO_SESSION_SECRET", "bench-secret")
-    proc, log_path = spawn(name, cmd, log_dir, env=env)
-    server = Server(name, proc, f"http://127.0.0.1:{port}", log_path)
-    wait_ready(server, None)
-    return server
-
-
-def start_hello_app(pinning: Pinning, log_dir: Path) -> Server:
-    port = free_port()
-    cmd = pinning.proxy + [sys.executable, "-m", "tools.bench.hello_app", "--port", str(port)]
-    proc, log_path = spawn(HELLO, cmd, log_dir, env=proxy_env())
-    server = Server(HELLO, proc, f"http://127.0.0.1:{port}", log_path)
+    env.setdefault("JUNJO_SESSION_SECRET", "bench-secret")  # services/ping's legacy middleware wants one
+    proc, log_path = spawn(target, cmd, log_dir, env=env)
+    server = Server(target, proc, f"http://127.0.0.1:{port}", log_path)
     wait_ready(server, None)
     return server
 
@@ -1084,10 +1085,8 @@ def start_target(target: str, upstream: Server, pinning: Pinning, log_dir: Path,
                                      "--pool-size", "1024")
     if target == FLOOR:
         return start_yardstick_proxy(FLOOR, "tools.bench.floor_proxy", upstream.url, pinning, log_dir, token)
-    if target in (PING_APP, PING_APP_EDGE, PING_APP_LOGGED):
-        return start_ping_app(pinning, log_dir, edge=target == PING_APP_EDGE, access_log=target == PING_APP_LOGGED)
-    if target == HELLO:
-        return start_hello_app(pinning, log_dir)
+    if target in ALONE_APPS:
+        return start_app_alone(target, pinning, log_dir)
     return start_gateway(upstream.url, pinning, log_dir, token, access_log=target == GATEWAY)
 
 
