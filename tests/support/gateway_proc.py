@@ -78,7 +78,16 @@ class GatewayProc:
         return [r for r in self.log_records() if r.get("logger") == "gateway.access"]
 
     def write_config(self, text: str) -> None:
-        self.config.write_text(text)
+        """Replace routes.yaml whole (a temporary file, then a rename), as a
+        deploy does. In place, the gateway could read the file between the
+        truncation and the write: it reads a file that held still for 0.1 s,
+        and on a machine this loaded a test process can stall longer (a
+        clean-clone run once saw "file is empty" for the file a test was
+        writing). How truncate-then-write is handled is
+        tests/unit/test_reload.py's to test."""
+        tmp = self.config.with_name(self.config.name + ".writing")
+        tmp.write_text(text)
+        os.replace(tmp, self.config)
 
     def admin_get(self, path: str, /, **params: str) -> httpx.Response:
         """GET on the gateway's own surface, with its admin token (``params``: the query, ``path=`` included)."""
